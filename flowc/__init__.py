@@ -1,0 +1,25 @@
+"""flowc: declare a model as a static graph, differentiate it, compile it, draw it.
+
+    import flowc as fc
+    x = fc.input("x", shape=(None, 3)); w = fc.param("w", np.zeros(3))
+    cost = fc.mean(fc.sigmoid(x @ w)); gw = fc.grad(cost, w)
+    f = fc.function([x], cost, updates=[(w, w - 0.1 * gw)])
+"""
+from .autodiff.reverse import grad
+from .function import Function, function
+from .gradcheck import check_grad, numerical_grad
+from .ir.errors import FlowcError, GradError, GraphError, InputError, ShapeError
+from .ir.graph import Graph, default_graph
+from .ir.tensor import Tensor
+from .ir.types import TensorType
+from .leaves import constant, input, matrix, param, scalar, vector
+from .ops.api import (abs, add, argmax, argmin, broadcast_to, cast, clip, concatenate, cos,
+                      div, dot, equal, exp, expand_dims, expm1, greater, greater_equal, less,
+                      less_equal, log, log1p, log_softmax, logsumexp, matmul, max, maximum,
+                      mean, min, minimum, mul, neg, not_equal, ones_like, pow, prod, relu,
+                      reshape, sigmoid, sign, sin, softmax, softplus, sqrt, square, squeeze,
+                      stack, sub, sum, take, tanh, transpose, where, zeros_like)
+from .ops.registry import OPS
+from .render import render, to_dot
+
+__version__ = "0.1.0"

@@ -1,0 +1,151 @@
+"""Reverse-mode autodiff: add backward nodes for d(cost)/d(wrt) to the same graph."""
+from __future__ import annotations
+
+import networkx as nx
+
+from ..ir.errors import GradError
+from ..ir.tensor import Tensor
+from ..ir.types import is_float
+from ..ops import api as F
+from ..ops.registry import VjpCtx, get_op
+
+
+def grad(cost, wrt, disconnected="zero"):
+    """Symbolic gradient of a scalar `cost` with respect to `wrt` (a tensor or a list of them).
+
+    Backward nodes are added to cost's graph with phase="backward" and `origin` set to the
+    forward node whose rule made them. A list in gives a list out, one tensor in gives one out.
+    `disconnected="zero"` returns zeros for a `wrt` the cost does not depend on;
+    `"raise"` raises GradError naming it. Grad of grad works: backward nodes are ordinary nodes.
+    """
+    single = isinstance(wrt, Tensor)
+    wrts = [wrt] if single else list(wrt)
+    _check(cost, wrts, disconnected)
+    graph = cost.graph
+    with graph.emitting("backward", origin=cost.id):
+        seed = F.constant(1.0, dtype=cost.dtype, graph=graph)
+    grads = _backprop(cost, {cost.id: seed}, wrts, disconnected)
+    return grads[0] if single else grads
+
+
+def vjp_many(outputs, cotangents, wrts, disconnected="zero"):
+    """Gradients of sum_i <outputs[i], cotangents[i]> with respect to wrts (Lop)."""
+    if not outputs:
+        raise GradError("vjp needs at least one output")
+    _check_graph(outputs + wrts)
+    seeds = {}
+    for o, ct in zip(outputs, cotangents):
+        seeds[o.id] = seeds[o.id] + ct if o.id in seeds else ct
+    return _backprop(outputs[0], seeds, wrts, disconnected)
+
+
+def _check(cost, wrts, disconnected):
+    if not isinstance(cost, Tensor):
+        raise GradError(f"grad needs a Tensor cost, got {type(cost).__name__}")
+    if cost.ndim != 0:
+        raise GradError(f"grad needs a scalar cost, but {cost.describe()} has shape "
+                        f"{cost.shape}; reduce it first (flowc.sum or flowc.mean), or use "
+                        "flowc.vjp with an explicit cotangent")
+    if not is_float(cost.dtype):
+        raise GradError(f"cost {cost.describe()} is not floating point; it has no gradient")
+    if disconnected not in ("zero", "raise"):
+        raise GradError(f"disconnected must be 'zero' or 'raise', got {disconnected!r}")
+    _check_graph([cost] + wrts)
+
+
+def _check_graph(tensors):
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise GradError(f"expected Tensors, got {type(t).__name__}")
+        if t.graph is not tensors[0].graph:
+            raise GradError(f"{t.describe()} is in another graph than {tensors[0].describe()}")
+    for t in tensors[1:]:
+        if not is_float(t.dtype):
+            raise GradError(f"cannot differentiate with respect to {t.describe()}: it is "
+                            f"{t.dtype}, and gradients exist only for floating tensors")
+
+
+def _backprop(anchor, seeds, wrts, disconnected):
+    graph = anchor.graph
+    G = graph.nx
+    first_new = graph._next_id
+    wrt_ids = {t.id for t in wrts}
+    # Nodes on a path wrt -> seeds: descendants of some wrt that are ancestors of some seed.
+    down = set(wrt_ids)
+    for w in wrt_ids:
+        down |= nx.descendants(G, w)
+    up = set(seeds)
+    for s in seeds:
+        up |= nx.ancestors(G, s)
+    on_path = down & up
+    contribs = {nid: [ct] for nid, ct in seeds.items()}
+    order = sorted(on_path, reverse=True)  # ids grow with creation, so operands come first
+    if not _ids_topological(G, on_path):
+        order = list(reversed(list(nx.topological_sort(G.subgraph(on_path)))))
+    for nid in order:
+        if nid in wrt_ids or nid not in contribs:
+            continue
+        node = G.nodes[nid]
+        opdef = get_op(node["op"])
+        if not opdef.differentiable or not is_float(node["type"].dtype) or opdef.vjp is None:
+            continue
+        inputs = [Tensor(graph, u) for u in graph.operands(nid)]
+        with graph.emitting("backward", origin=nid):
+            g = _total(contribs.pop(nid))
+            cts = opdef.vjp(VjpCtx(inputs, Tensor(graph, nid), g, node["attrs"]))
+            for x, ct in zip(inputs, cts):
+                if ct is None or x.id not in on_path or not is_float(x.dtype):
+                    continue
+                ct = F.unbroadcast(ct, x)
+                if ct.dtype != x.dtype:
+                    ct = F.cast(ct, x.dtype)
+                contribs.setdefault(x.id, []).append(ct)
+    out = []
+    for w in wrts:
+        if w.id in contribs:
+            with graph.emitting("backward", origin=w.id):
+                gw = _total(contribs[w.id])
+                if gw.shape != w.shape:
+                    gw = F.broadcast_like(gw, w)
+        elif disconnected == "raise":
+            raise GradError(f"the cost does not depend on {w.describe()} "
+                            "(pass disconnected='zero' to get zeros instead)")
+        else:
+            with graph.emitting("backward", origin=w.id):
+                gw = F.zeros_like(w)
+        if gw.id >= first_new:
+            G.nodes[gw.id]["grad_of"] = (anchor.id, w.id)
+            if G.nodes[gw.id].get("name") is None:
+                G.nodes[gw.id]["name"] = f"d{_label(anchor)}/d{_label(w)}"
+        out.append(gw)
+    _prune(graph, first_new, [g.id for g in out])
+    return out
+
+
+def _total(parts):
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
+def _ids_topological(G, nodes) -> bool:
+    return all(u < v for v in nodes for u in G.predecessors(v))
+
+
+def _label(t):
+    return t.name or f"%{t.id}"
+
+
+def _prune(graph, first_new, keep):
+    """Drop backward nodes made by this call that no returned gradient needs."""
+    G = graph.nx
+    live = set(keep)
+    stack = list(keep)
+    while stack:
+        v = stack.pop()
+        for u in G.predecessors(v):
+            if u >= first_new and u not in live:
+                live.add(u)
+                stack.append(u)
+    G.remove_nodes_from([n for n in list(G.nodes) if n >= first_new and n not in live])

@@ -1,0 +1,73 @@
+"""flowc.function: compile inputs -> outputs (+ parameter updates) into a runtime executable."""
+from __future__ import annotations
+
+import runtime
+
+from .ir.errors import FlowcError, InputError
+from .ir.tensor import Tensor
+from .lower.lower import lower
+from .lower.unit import build_unit, cast_updates
+from .passes.pipeline import optimize as run_passes
+
+
+class Function:
+    """A compiled function. Call it with arrays; `program`, `source` and `graph` show the result.
+
+    Theano's update semantics: every output and update value is computed from the values
+    before the call; then all updates are applied. A failed call changes no parameter.
+    """
+
+    def __init__(self, inputs, outputs, updates, device, optimize, allow_input_downcast,
+                 verify):
+        single = isinstance(outputs, Tensor)
+        outs = [] if outputs is None else [outputs] if single else list(outputs)
+        ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        pairs = cast_updates(list(updates.items()) if isinstance(updates, dict)
+                             else list(updates or []))
+        unit, self.user_graph = build_unit(ins, outs, pairs)
+        self.graph = run_passes(unit, optimize, verify=verify)
+        cells = {nid: c for nid, c in self.user_graph.cells.items()}
+        self.program = lower(self.graph, {n: c.value for n, c in cells.items()})
+        self.device = device
+        self.exe = runtime.link(self.program, device=device,
+                                cells=[cells[p["key"]] for p in self.program.params],
+                                single=len(outs) == 1, downcast=allow_input_downcast)
+        self.source = self.exe.source
+        self.inputs, self.outputs, self.updates = ins, outs, pairs
+
+    def __call__(self, *args):
+        try:
+            return self.exe(*args)
+        except runtime.CallError as e:
+            raise InputError(str(e)) from None
+
+    def explain(self) -> str:
+        """The passes and rules that changed the graph, one line each, with the user's line."""
+        rows = [f"{what:>16}  node {nid:<5} {name or '':<12} {trace or ''}"
+                for what, nid, name, trace in self.graph.graph.get("log", [])]
+        return "\n".join(rows) if rows else "(no rewrites)"
+
+    def save(self, path: str) -> None:
+        """Save the Program (JSON + .npz) with the parameters' current values."""
+        for i, cell in enumerate(self.exe.cells):
+            v = cell.value
+            self.program.values[f"param{i}"] = v.get() if hasattr(v, "get") else v
+        self.program.save(path)
+
+    def __repr__(self):
+        return (f"<flowc.Function {len(self.inputs)} inputs -> {len(self.outputs)} outputs, "
+                f"{len(self.updates)} updates, {len(self.program.instrs)} instructions, "
+                f"device={self.device}>")
+
+
+def function(inputs, outputs=None, updates=None, device="cpu", optimize="O1",
+             allow_input_downcast=False, verify=False) -> Function:
+    """Compile a function of `inputs` returning `outputs` and applying `updates` (param, value).
+
+    One output gives one array; several give a list. `optimize` is "O0", "O1" or "O2";
+    `device` is "cpu" (NumPy) or "gpu" (CuPy). `allow_input_downcast` accepts e.g. float64
+    arrays for float32 inputs. `verify` re-checks the graph after every pass.
+    """
+    if device not in ("cpu", "gpu"):
+        raise FlowcError(f"device must be 'cpu' or 'gpu', got {device!r}")
+    return Function(inputs, outputs, updates, device, optimize, allow_input_downcast, verify)

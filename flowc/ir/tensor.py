@@ -1,0 +1,160 @@
+"""Tensor: the user's handle on one graph node, with NumPy-like operators and methods."""
+from __future__ import annotations
+
+import numpy as np
+
+_API = None
+
+
+def _ops():
+    # The operator overloads live in flowc.ops (a higher layer); import it on first use.
+    global _API
+    if _API is None:
+        from ..ops import api
+        _API = api
+    return _API
+
+
+class Tensor:
+    """A symbolic tensor: node `id` of `graph`. Arithmetic on it adds nodes to the graph."""
+
+    __slots__ = ("graph", "id")
+    __array_priority__ = 1000  # so `ndarray * tensor` defers to Tensor.__rmul__
+
+    def __init__(self, graph, nid: int):
+        self.graph = graph
+        self.id = nid
+
+    # -- static facts ---------------------------------------------------------------------
+    @property
+    def node(self) -> dict:
+        return self.graph.nx.nodes[self.id]
+
+    @property
+    def type(self):
+        return self.node["type"]
+
+    @property
+    def shape(self):
+        return self.type.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.type.shape)
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    @property
+    def op(self) -> str:
+        return self.node["op"]
+
+    @property
+    def name(self):
+        return self.node.get("name")
+
+    def describe(self) -> str:
+        """'name: f64[?,784] (op, made at file:line)' for error messages."""
+        d = self.node
+        who = d.get("name") or f"%{self.id}"
+        return f"{who}: {d['type'].short()} ({d['op']}, made at {d.get('trace') or '?'})"
+
+    def __repr__(self):
+        return f"<Tensor {self.describe()}>"
+
+    def __hash__(self):
+        return hash((id(self.graph), self.id))
+
+    def __eq__(self, other):
+        # Identity, as in Theano: elementwise equality is flowc.equal(a, b).
+        return isinstance(other, Tensor) and other.graph is self.graph and other.id == self.id
+
+    def __bool__(self):
+        raise TypeError("a symbolic Tensor has no truth value; use flowc.where / flowc.equal")
+
+    def __len__(self):
+        raise TypeError("a symbolic Tensor has no len(); use .shape")
+
+    def __iter__(self):
+        raise TypeError("a symbolic Tensor cannot be iterated; index it with t[i]")
+
+    # -- parameter state ------------------------------------------------------------------
+    def get_value(self, borrow: bool = False):
+        """The parameter's current value (a copy unless borrow=True)."""
+        cell = self._cell()
+        v = cell.value
+        if hasattr(v, "get"):  # device array
+            return v.get()
+        return v if borrow else np.array(v, copy=True)
+
+    def set_value(self, value, borrow: bool = False):
+        """Replace the parameter's value; dtype must be castable safely and ndim must match."""
+        from .errors import InputError
+        cell = self._cell()
+        t = self.type
+        arr = np.asarray(value)
+        if arr.ndim != t.ndim or not np.can_cast(arr.dtype, t.dtype, "same_kind"):
+            raise InputError(f"set_value on param {self.name!r}: expected {t.short()}, got "
+                             f"{arr.dtype.name}{list(arr.shape)}")
+        for want, got in zip(t.shape, arr.shape):
+            if want is not None and want != got:
+                raise InputError(f"set_value on param {self.name!r}: expected shape "
+                                 f"{t.shape}, got {arr.shape}")
+        new = arr.astype(t.dtype, copy=not borrow)
+        if hasattr(cell.value, "device") and hasattr(cell.value, "get"):
+            import cupy  # the cell lives on the GPU: keep it there
+            new = cupy.asarray(new)
+        cell.value = new
+
+    def _cell(self):
+        if self.op != "param":
+            raise TypeError(f"get_value/set_value need a param, but {self.describe()} is not one")
+        return self.graph.cells[self.id]
+
+    # -- operators ------------------------------------------------------------------------
+    def __add__(self, o): return _ops().add(self, o)
+    def __radd__(self, o): return _ops().add(o, self)
+    def __sub__(self, o): return _ops().sub(self, o)
+    def __rsub__(self, o): return _ops().sub(o, self)
+    def __mul__(self, o): return _ops().mul(self, o)
+    def __rmul__(self, o): return _ops().mul(o, self)
+    def __truediv__(self, o): return _ops().div(self, o)
+    def __rtruediv__(self, o): return _ops().div(o, self)
+    def __pow__(self, o): return _ops().pow(self, o)
+    def __rpow__(self, o): return _ops().pow(o, self)
+    def __matmul__(self, o): return _ops().matmul(self, o)
+    def __rmatmul__(self, o): return _ops().matmul(o, self)
+    def __neg__(self): return _ops().neg(self)
+    def __pos__(self): return self
+    def __abs__(self): return _ops().abs(self)
+    def __lt__(self, o): return _ops().less(self, o)
+    def __le__(self, o): return _ops().less_equal(self, o)
+    def __gt__(self, o): return _ops().greater(self, o)
+    def __ge__(self, o): return _ops().greater_equal(self, o)
+    def __getitem__(self, idx): return _ops().getitem(self, idx)
+
+    # -- methods --------------------------------------------------------------------------
+    @property
+    def T(self): return _ops().transpose(self)
+    def abs(self): return _ops().abs(self)
+    def sum(self, axis=None, keepdims=False): return _ops().sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return _ops().mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return _ops().max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return _ops().min(self, axis, keepdims)
+    def prod(self, axis=None, keepdims=False): return _ops().prod(self, axis, keepdims)
+    def argmax(self, axis=None, keepdims=False): return _ops().argmax(self, axis, keepdims)
+    def argmin(self, axis=None, keepdims=False): return _ops().argmin(self, axis, keepdims)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = shape[0]
+        return _ops().reshape(self, shape)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = axes[0]
+        return _ops().transpose(self, axes or None)
+
+    def astype(self, dtype): return _ops().cast(self, dtype)
+    def dot(self, o): return _ops().dot(self, o)

@@ -1,0 +1,95 @@
+"""The compile unit: a copy of the part of a user's graph that a function needs.
+
+Its networkx graph-level attributes say what the function is:
+  G.graph["inputs"]  = [node id, ...]        in call order
+  G.graph["outputs"] = [node id, ...]        returned in order
+  G.graph["updates"] = [(param id, value id), ...]
+  G.graph["log"]     = [(pass or rule, node id, trace), ...]   filled by passes (explain)
+The user's graph is never mutated: passes work on this copy.
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from ..ir.errors import FlowcError, GraphError
+from ..ir.tensor import Tensor
+from ..ops import api as F
+
+
+def build_unit(inputs, outputs, updates) -> nx.MultiDiGraph:
+    """Check the function's declaration and copy the needed subgraph out of the user's graph."""
+    graph = _graph_of(inputs + outputs + [t for pair in updates for t in pair])
+    for i, x in enumerate(inputs):
+        if x.op != "input":
+            raise FlowcError(f"function inputs must be flowc.input tensors; input {i} is "
+                             f"{x.describe()}" + (" (params are state, not inputs)"
+                                                  if x.op == "param" else ""))
+    if len({x.id for x in inputs}) != len(inputs):
+        raise FlowcError("the same input is listed twice in the function's inputs")
+    seen = set()
+    for p, v in updates:
+        if p.op != "param":
+            raise FlowcError(f"updates must target params; {p.describe()} is not one")
+        if p.id in seen:
+            raise FlowcError(f"param {p.describe()} has two updates")
+        seen.add(p.id)
+        if p.ndim != v.ndim or any(a is not None and b is not None and a != b
+                                   for a, b in zip(p.shape, v.shape)):
+            raise FlowcError(f"update for {p.describe()} has shape {v.shape}, "
+                             f"expected {p.shape} (from {v.describe()})")
+    G = graph.nx
+    roots = [t.id for t in outputs] + [v.id for _, v in updates]
+    needed = set(roots) | {x.id for x in inputs} | {p.id for p, _ in updates}
+    for r in roots:
+        needed |= nx.ancestors(G, r)
+    given = {x.id for x in inputs}
+    missing = [n for n in needed if G.nodes[n]["op"] == "input" and n not in given]
+    if missing:
+        names = ", ".join(Tensor(graph, n).describe() for n in sorted(missing))
+        raise FlowcError(f"the outputs depend on inputs that are not in the function's "
+                         f"inputs: {names}")
+    H = G.subgraph(needed).copy()
+    H.graph.update(inputs=[x.id for x in inputs], outputs=[t.id for t in outputs],
+                   updates=[(p.id, v.id) for p, v in updates], log=[])
+    _mark_update_phase(H)
+    return H, graph
+
+
+def cast_updates(updates):
+    """Cast update values whose dtype differs from their param's (same kind only)."""
+    out = []
+    for p, v in updates:
+        if not isinstance(v, Tensor):
+            v = F.as_tensor(v, like=p)
+        if v.dtype != p.dtype:
+            import numpy as np
+            if not np.can_cast(v.dtype, p.dtype, "same_kind"):
+                raise FlowcError(f"update for {p.describe()} has dtype {v.dtype}, which does "
+                                 f"not convert to {p.dtype} (from {v.describe()})")
+            v = F.cast(v, p.dtype)
+        out.append((p, v))
+    return out
+
+
+def _mark_update_phase(H):
+    """Nodes that only feed updates (not outputs) are drawn and reported as the update phase."""
+    out_anc = set(H.graph["outputs"])
+    for o in H.graph["outputs"]:
+        out_anc |= nx.ancestors(H, o)
+    for _, v in H.graph["updates"]:
+        for n in nx.ancestors(H, v) | {v}:
+            d = H.nodes[n]
+            if n not in out_anc and d["phase"] == "forward" and d["op"] not in (
+                    "input", "param", "const"):
+                H.nodes[n]["phase"] = "update"
+
+
+def _graph_of(tensors):
+    graphs = {id(t.graph): t.graph for t in tensors if isinstance(t, Tensor)}
+    bad = [t for t in tensors if not isinstance(t, Tensor)]
+    if bad:
+        raise FlowcError(f"expected Tensors, got {type(bad[0]).__name__}: {bad[0]!r}")
+    if len(graphs) != 1:
+        raise GraphError("a function's inputs, outputs and updates must come from one graph"
+                         if graphs else "a function needs at least one input, output or update")
+    return next(iter(graphs.values()))

@@ -1,0 +1,297 @@
+"""The public op functions (flowc.exp, flowc.sum, ...): thin, checked calls of the builder."""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from ..ir.errors import ShapeError
+from ..ir.tensor import Tensor
+from ..ir.types import TensorType, normalize_axis
+from .build import apply, as_tensor, constant  # noqa: F401  (re-exported)
+
+_bmax, _bmin, _babs, _bsum = builtins.max, builtins.min, builtins.abs, builtins.sum
+
+
+def _pair(a, b):
+    if isinstance(a, Tensor):
+        return a, as_tensor(b, like=a)
+    b = as_tensor(b)
+    return as_tensor(a, like=b), b
+
+
+def _bin(op):
+    def f(a, b):
+        a, b = _pair(a, b)
+        return apply(op, [a, b])
+    f.__name__ = op
+    f.__doc__ = f"Elementwise {op} with NumPy broadcasting."
+    return f
+
+
+def _un(op, doc):
+    def f(x):
+        return apply(op, [as_tensor(x)])
+    f.__name__ = op
+    f.__doc__ = doc
+    return f
+
+
+add, sub, mul, div, pow = _bin("add"), _bin("sub"), _bin("mul"), _bin("div"), _bin("pow")
+maximum, minimum = _bin("maximum"), _bin("minimum")
+less, less_equal, greater, greater_equal = (_bin("less"), _bin("less_equal"), _bin("greater"),
+                                            _bin("greater_equal"))
+equal, not_equal = _bin("equal"), _bin("not_equal")
+subtract, multiply, divide, true_divide, power = sub, mul, div, div, pow
+
+neg = _un("neg", "Elementwise negation.")
+exp = _un("exp", "Elementwise e**x.")
+log = _un("log", "Elementwise natural logarithm.")
+log1p = _un("log1p", "Elementwise log(1 + x), exact for small x.")
+expm1 = _un("expm1", "Elementwise exp(x) - 1, exact for small x.")
+sqrt = _un("sqrt", "Elementwise square root.")
+square = _un("square", "Elementwise x * x.")
+abs = _un("abs", "Elementwise |x|.")
+sign = _un("sign", "Elementwise sign: -1, 0 or 1.")
+tanh = _un("tanh", "Elementwise hyperbolic tangent.")
+sigmoid = _un("sigmoid", "Elementwise logistic function 1 / (1 + exp(-x)), stable.")
+relu = _un("relu", "Elementwise max(x, 0).")
+softplus = _un("softplus", "Elementwise log(1 + exp(x)), stable.")
+sin = _un("sin", "Elementwise sine.")
+cos = _un("cos", "Elementwise cosine.")
+zeros_like = _un("zeros_like", "Zeros with x's shape and dtype.")
+ones_like = _un("ones_like", "Ones with x's shape and dtype.")
+negative = neg
+
+
+def cast(x, dtype):
+    """x converted to `dtype`."""
+    x = as_tensor(x)
+    dtype = np.dtype(dtype).name
+    return x if x.dtype == dtype else apply("cast", [x], dtype=dtype)
+
+
+def where(cond, a, b):
+    """Elementwise `a if cond else b`."""
+    cond = as_tensor(cond)
+    if isinstance(a, Tensor) or not isinstance(b, Tensor):
+        a = as_tensor(a, like=cond if not isinstance(a, Tensor) else None)
+        b = as_tensor(b, like=a)
+    else:
+        a = as_tensor(a, like=b)
+    return apply("where", [cond, a, b])
+
+
+switch = where
+
+
+def clip(x, lo, hi):
+    """x limited to [lo, hi] elementwise."""
+    x = as_tensor(x)
+    return apply("clip", [x, as_tensor(lo, like=x), as_tensor(hi, like=x)])
+
+
+# -- reductions ------------------------------------------------------------------------------
+def _axis_attr(axis):
+    if axis is None:
+        return None
+    return (int(axis),) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axis)
+
+
+def _red(op, doc):
+    def f(x, axis=None, keepdims=False):
+        x = as_tensor(x)
+        ax = _axis_attr(axis)
+        if ax is not None:
+            ax = normalize_axis(ax, x.ndim)
+        return apply(op, [x], axis=ax, keepdims=bool(keepdims))
+    f.__name__ = op
+    f.__doc__ = doc
+    return f
+
+
+sum = _red("sum", "Sum over `axis` (all axes if None).")
+mean = _red("mean", "Mean over `axis` (all axes if None).")
+max = _red("max", "Largest element over `axis`.")
+min = _red("min", "Smallest element over `axis`.")
+prod = _red("prod", "Product over `axis`.")
+logsumexp = _red("logsumexp", "log(sum(exp(x))) over `axis`, computed stably.")
+
+
+def argmax(x, axis=None, keepdims=False):
+    """Index of the largest element along `axis` (of the flattened tensor if None)."""
+    x = as_tensor(x)
+    return apply("argmax", [x], axis=None if axis is None else normalize_axis(axis, x.ndim)[0],
+                 keepdims=bool(keepdims))
+
+
+def argmin(x, axis=None, keepdims=False):
+    """Index of the smallest element along `axis` (of the flattened tensor if None)."""
+    x = as_tensor(x)
+    return apply("argmin", [x], axis=None if axis is None else normalize_axis(axis, x.ndim)[0],
+                 keepdims=bool(keepdims))
+
+
+def count(x, axis=None, dtype="float64"):
+    """Number of elements of x over `axis`, as a scalar (shapes are read at run time)."""
+    x = as_tensor(x)
+    ax = None if axis is None else normalize_axis(axis, x.ndim)
+    known = [x.shape[i] for i in (ax if ax is not None else range(x.ndim))]
+    if None not in known:
+        return constant(int(np.prod(known)), dtype=dtype, graph=x.graph)
+    return apply("count", [x], axis=ax, dtype=np.dtype(dtype).name)
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along `axis`, computed stably."""
+    x = as_tensor(x)
+    return apply("softmax", [x], axis=normalize_axis(axis, x.ndim)[0])
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along `axis`, computed stably."""
+    x = as_tensor(x)
+    return apply("log_softmax", [x], axis=normalize_axis(axis, x.ndim)[0])
+
+
+# -- linear algebra ----------------------------------------------------------------------------
+def matmul(a, b):
+    """Matrix product with NumPy's matmul rules."""
+    a, b = _pair(a, b)
+    return apply("matmul", [a, b])
+
+
+def dot(a, b):
+    """np.dot for tensors of up to two dimensions (scalars multiply)."""
+    a, b = _pair(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        return mul(a, b)
+    if a.ndim > 2 or b.ndim > 2:
+        raise ShapeError(f"dot of {a.ndim}-D and {b.ndim}-D tensors is not supported; "
+                         "use matmul (batched) or reshape first")
+    return matmul(a, b)
+
+
+# -- shapes --------------------------------------------------------------------------------------
+def reshape(x, shape):
+    """x with a new shape (one dimension may be -1)."""
+    x = as_tensor(x)
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
+    return apply("reshape", [x], shape=shape)
+
+
+def reshape_like(x, like):
+    """x reshaped to the (run-time) shape of `like`."""
+    return apply("reshape_like", [as_tensor(x), like])
+
+
+def transpose(x, axes=None):
+    """Permute the axes of x (reverse them when axes is None)."""
+    x = as_tensor(x)
+    if axes is not None:
+        axes = tuple(int(a) % builtins.max(x.ndim, 1) for a in axes)
+    if x.ndim < 2 and axes is None:
+        return x
+    return apply("transpose", [x], axes=axes)
+
+
+def expand_dims(x, axis):
+    """x with new axes of size 1 at `axis`."""
+    x = as_tensor(x)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    return apply("expand_dims", [x], axis=normalize_axis(axes, x.ndim + len(axes)))
+
+
+def squeeze(x, axis=None):
+    """x without the axes of size 1 (all statically known ones if axis is None)."""
+    x = as_tensor(x)
+    if axis is None:
+        axes = tuple(i for i, d in enumerate(x.shape) if d == 1)
+    else:
+        axes = normalize_axis(axis, x.ndim)
+    return apply("squeeze", [x], axis=axes) if axes else x
+
+
+def broadcast_to(x, shape):
+    """x viewed with the larger, fully known `shape` (NumPy broadcasting)."""
+    x = as_tensor(x)
+    return apply("broadcast_to", [x], shape=tuple(int(d) for d in shape))
+
+
+def broadcast_like(x, like):
+    """x broadcast to the (run-time) shape of `like`."""
+    x = as_tensor(x)
+    if x.shape == like.shape and None not in x.shape:
+        return x
+    return apply("broadcast_like", [x, like])
+
+
+def unbroadcast(g, x):
+    """Sum a cotangent g back to the shape of x (undo broadcasting)."""
+    lead = g.ndim - x.ndim
+    if lead < 0:
+        raise ShapeError(f"cannot sum {g.type.short()} back to {x.type.short()}")
+    if lead:
+        g = sum(g, tuple(range(lead)))
+    ones = tuple(i for i, (xd, gd) in enumerate(zip(x.shape, g.shape)) if xd == 1 and gd != 1)
+    if ones:
+        g = sum(g, ones, keepdims=True)
+    return g
+
+
+def concatenate(tensors, axis=0):
+    """Join tensors along an existing axis."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ShapeError("concatenate needs at least one tensor")
+    first = next((t for t in tensors if isinstance(t, Tensor)), None)
+    ts = [as_tensor(t, like=first) for t in tensors]
+    return apply("concatenate", ts, axis=normalize_axis(axis, ts[0].ndim)[0])
+
+
+def stack(tensors, axis=0):
+    """Join tensors along a new axis."""
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ShapeError("stack needs at least one tensor")
+    ax = normalize_axis(axis, tensors[0].ndim + 1)[0]
+    return concatenate([expand_dims(t, ax) for t in tensors], ax)
+
+
+def take(x, indices, axis=None):
+    """Elements of x at integer `indices` along `axis` (of the flattened x if None)."""
+    x = as_tensor(x)
+    idx = as_tensor(indices, like=None if isinstance(indices, Tensor) else x)
+    if not isinstance(indices, Tensor):
+        idx = constant(np.asarray(indices), graph=x.graph)
+    ax = None if axis is None else normalize_axis(axis, x.ndim)[0]
+    return apply("take", [x, idx], axis=ax)
+
+
+def getitem(x, index):
+    """x[index] for basic slices, integers, None and Ellipsis; integer arrays go to take."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    items = []
+    for it in index:
+        if isinstance(it, slice):
+            items.append(("slice", _int_or_none(it.start), _int_or_none(it.stop),
+                          _int_or_none(it.step)))
+        elif it is None:
+            items.append(("newaxis",))
+        elif it is Ellipsis:
+            items.append(("ellipsis",))
+        elif isinstance(it, (int, np.integer)):
+            items.append(("int", int(it)))
+        elif len(index) == 1 and isinstance(it, (Tensor, list, np.ndarray)):
+            return take(x, it, axis=0)
+        else:
+            raise ShapeError(f"unsupported index {it!r}: use slices, integers, None, ..., "
+                             "or flowc.take for integer arrays")
+    if _bsum(1 for i in items if i[0] == "ellipsis") > 1:
+        raise ShapeError("an index can only have a single ellipsis")
+    return apply("getitem", [x], index=tuple(items))
+
+
+def _int_or_none(v):
+    return None if v is None else int(v)

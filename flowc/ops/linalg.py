@@ -1,0 +1,50 @@
+"""Matrix products with NumPy's matmul semantics (1-D operands, batched broadcasting)."""
+from __future__ import annotations
+
+from ..ir.errors import ShapeError
+from ..ir.types import TensorType, broadcast_shapes, fmt_shape, result_dtype
+from . import api as F
+from .registry import OpDef, register
+
+
+def _matmul_infer(types, attrs):
+    a, b = types
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError("matmul needs operands with at least one dimension; use * for scalars")
+    sa = a.shape if a.ndim >= 2 else (1,) + a.shape
+    sb = b.shape if b.ndim >= 2 else b.shape + (1,)
+    ka, kb = sa[-1], sb[-2]
+    if ka is not None and kb is not None and ka != kb:
+        raise ShapeError(f"matmul of shapes {fmt_shape(a.shape)} and {fmt_shape(b.shape)}: "
+                         f"inner dimensions differ ({ka} != {kb})")
+    batch = broadcast_shapes(sa[:-2], sb[:-2], what="matmul batch dimensions")
+    shape = batch + (sa[-2],) * (a.ndim >= 2) + (sb[-1],) * (b.ndim >= 2)
+    return TensorType(result_dtype(a.dtype, b.dtype), shape)
+
+
+def _swap(t):
+    perm = list(range(t.ndim))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return F.transpose(t, perm)
+
+
+def _matmul_vjp(c):
+    a, b = c.inputs
+    g = c.g
+    # Treat 1-D operands as a row (a) / column (b) matrix, then drop that axis again.
+    a2 = a if a.ndim >= 2 else F.expand_dims(a, 0)
+    b2 = b if b.ndim >= 2 else F.expand_dims(b, -1)
+    if a.ndim == 1:
+        g = F.expand_dims(g, -2)
+    if b.ndim == 1:
+        g = F.expand_dims(g, -1)
+    ga = F.unbroadcast(F.matmul(g, _swap(b2)), a2)
+    gb = F.unbroadcast(F.matmul(_swap(a2), g), b2)
+    if a.ndim == 1:
+        ga = F.squeeze(ga, 0)
+    if b.ndim == 1:
+        gb = F.squeeze(gb, -1)
+    return [ga, gb]
+
+
+register(OpDef("matmul", 2, _matmul_infer, vjp=_matmul_vjp, doc="matrix product (a @ b)"))

@@ -1,0 +1,77 @@
+"""Reductions over axes (sum, mean, max, min, prod, argmax, argmin, logsumexp) and count."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.errors import ShapeError
+from ..ir.types import TensorType, normalize_axis
+from . import api as F
+from .infer import probe_dtype, reduced_shape, reduction
+from .registry import OpDef, register
+
+AXIS = {"axis": None, "keepdims": False}
+
+
+def _axes(c):
+    return normalize_axis(c.attrs["axis"], c.inputs[0].ndim)
+
+
+def _spread(c, t):
+    """Broadcast a reduced tensor `t` (keepdims or not) back to the operand's shape."""
+    x = c.inputs[0]
+    if not c.attrs["keepdims"]:
+        t = F.expand_dims(t, _axes(c)) if _axes(c) else t
+    return F.broadcast_like(t, x)
+
+
+def _max_min_vjp(c):
+    # Ties share the gradient equally, as JAX and PyTorch's amax do.
+    x = c.inputs[0]
+    mask = F.cast(F.equal(x, _spread(c, c.out)), x.dtype)
+    share = mask / _spread(c, F.sum(mask, _axes(c), keepdims=c.attrs["keepdims"]))
+    return [_spread(c, c.g) * share]
+
+
+register(OpDef("sum", 1, reduction(np.sum), attrs=AXIS, linear=True,
+               vjp=lambda c: [_spread(c, c.g)], doc="sum over axes"))
+register(OpDef("mean", 1, reduction(np.mean), attrs=AXIS, linear=True,
+               vjp=lambda c: [_spread(c, c.g) / F.count(c.inputs[0], _axes(c), c.out.dtype)],
+               doc="arithmetic mean over axes"))
+register(OpDef("max", 1, reduction(np.max), attrs=AXIS, vjp=_max_min_vjp,
+               doc="largest element over axes (ties share the gradient)"))
+register(OpDef("min", 1, reduction(np.min), attrs=AXIS, vjp=_max_min_vjp,
+               doc="smallest element over axes (ties share the gradient)"))
+register(OpDef("prod", 1, reduction(np.prod), attrs=AXIS,
+               vjp=lambda c: [_spread(c, c.g * c.out) / c.inputs[0]],
+               doc="product over axes (gradient assumes no zero operand)"))
+register(OpDef("logsumexp", 1, reduction(np.exp), attrs=AXIS,
+               vjp=lambda c: [_spread(c, c.g) * F.exp(c.inputs[0] - _spread(c, c.out))],
+               doc="log(sum(exp(x))) over axes, stable"))
+
+
+def _arg_infer(types, attrs):
+    (t,) = types
+    axis = attrs["axis"]
+    if axis is not None and not isinstance(axis, int):
+        raise ShapeError(f"argmax/argmin take one axis or None, got {axis!r}")
+    if axis is None:
+        shape = (1,) * t.ndim if attrs["keepdims"] else ()
+    else:
+        shape = reduced_shape(t.shape, normalize_axis(axis, t.ndim), attrs["keepdims"])
+    return TensorType("int64", shape)
+
+
+register(OpDef("argmax", 1, _arg_infer, attrs=AXIS, differentiable=False,
+               doc="index of the largest element (int64)"))
+register(OpDef("argmin", 1, _arg_infer, attrs=AXIS, differentiable=False,
+               doc="index of the smallest element (int64)"))
+
+
+def _count_infer(types, attrs):
+    normalize_axis(attrs["axis"], types[0].ndim)
+    return TensorType(attrs["dtype"], ())
+
+
+register(OpDef("count", 1, _count_infer, attrs={"axis": None, "dtype": "float64"},
+               differentiable=False,
+               doc="number of elements of x over axes (a scalar; shapes known at run time)"))

@@ -1,0 +1,96 @@
+"""Algebraic simplification: a table of local rules applied by one fixed-point driver."""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from ..ir.errors import FlowcError
+from ..ir.tensor import Tensor
+from ..ops import api as F
+from .cleanup import dce
+from .rewrite import builder, log, operands, replace, topo
+
+MAX_ROUNDS = 20
+
+
+def _const(G, n):
+    d = G.nodes[n]
+    return d["value"] if d["op"] == "const" else None
+
+
+def _is(G, n, value):
+    v = _const(G, n)
+    return v is not None and v.size > 0 and bool(np.all(v == value))
+
+
+def _op(G, n):
+    return G.nodes[n]["op"]
+
+
+# Each rule: (name, op, fn(G, node, operands) -> replacement node id, or None).
+# A replacement must have exactly the node's type; the driver checks that.
+RULES = [
+    # x * 1 -> x   and   1 * x -> x
+    ("mul_one", "mul", lambda G, n, a: a[0] if _is(G, a[1], 1) else a[1] if _is(G, a[0], 1) else None),
+    # x + 0 -> x   and   0 + x -> x
+    ("add_zero", "add", lambda G, n, a: a[0] if _is(G, a[1], 0) else a[1] if _is(G, a[0], 0) else None),
+    # x - 0 -> x
+    ("sub_zero", "sub", lambda G, n, a: a[0] if _is(G, a[1], 0) else None),
+    # x / 1 -> x
+    ("div_one", "div", lambda G, n, a: a[0] if _is(G, a[1], 1) else None),
+    # x ** 1 -> x
+    ("pow_one", "pow", lambda G, n, a: a[0] if _is(G, a[1], 1) else None),
+    # --x -> x
+    ("neg_neg", "neg", lambda G, n, a: operands(G, a[0])[0] if _op(G, a[0]) == "neg" else None),
+    # exp(log x) -> x   (equal where log is defined, x > 0)
+    ("exp_log", "exp", lambda G, n, a: operands(G, a[0])[0] if _op(G, a[0]) == "log" else None),
+    # log(exp x) -> x
+    ("log_exp", "log", lambda G, n, a: operands(G, a[0])[0] if _op(G, a[0]) == "exp" else None),
+    # x ** 2 -> square(x)
+    ("pow_two", "pow", lambda G, n, a: _build(G, n, lambda t: F.square(t[0]), a[:1])
+     if _is(G, a[1], 2) else None),
+    # cast(x, dtype of x) -> x
+    ("cast_noop", "cast", lambda G, n, a: a[0] if G.nodes[a[0]]["type"].dtype
+     == G.nodes[n]["type"].dtype else None),
+    # transpose(transpose x) -> x   (for the default, reversing, transpose)
+    ("transpose_twice", "transpose", lambda G, n, a: operands(G, a[0])[0]
+     if _op(G, a[0]) == "transpose" and G.nodes[n]["attrs"]["axes"] is None
+     and G.nodes[a[0]]["attrs"]["axes"] is None else None),
+]
+
+
+def _build(G, n, make, args):
+    """Build replacement nodes with the op API; they inherit n's phase, origin and trace."""
+    g = builder(G)
+    d = G.nodes[n]
+    with g.emitting(d["phase"], d.get("origin"), d.get("trace")):
+        return make([Tensor(g, a) for a in args]).id
+
+
+def simplify(G: nx.MultiDiGraph, rules=RULES) -> nx.MultiDiGraph:
+    """Apply the rule table until nothing fires. Guarantee: same outputs, same types."""
+    H = G.copy()
+    by_op = {}
+    for rule in rules:
+        by_op.setdefault(rule[1], []).append(rule)
+    last = None
+    for _ in range(MAX_ROUNDS):
+        changed = False
+        for n in topo(H):
+            if n not in H:
+                continue
+            for name, _, fn in by_op.get(H.nodes[n]["op"], ()):
+                new = fn(H, n, operands(H, n))
+                if new is None or new == n:
+                    continue
+                if H.nodes[new]["type"] != H.nodes[n]["type"]:
+                    continue  # e.g. x * ones((3, 4)) broadcasts x: not a plain x
+                replace(H, n, new)
+                log(H, name, n)
+                changed, last = True, name
+                break
+        if not changed:
+            return dce(H)
+        H = dce(H)
+    raise FlowcError(f"algebraic simplification did not settle after {MAX_ROUNDS} rounds; "
+                     f"rule {last!r} was still firing")

@@ -1,0 +1,23 @@
+"""The pass pipelines: an explicit ordered tuple of Graph -> Graph functions per level."""
+from __future__ import annotations
+
+from .algebra import simplify
+from .cleanup import cse, dce, fold_constants
+
+PIPELINES = {
+    "O0": (dce,),
+    "O1": (dce, fold_constants, cse, simplify, fold_constants, cse),
+}
+PIPELINES["O2"] = PIPELINES["O1"]  # later levels add stabilization, fusion, in-place
+
+
+def optimize(G, level="O1", verify=False):
+    """Run the pipeline for `level` ("O0", "O1", "O2"); with verify=True check after each pass."""
+    if level not in PIPELINES:
+        raise ValueError(f"optimize must be one of {sorted(PIPELINES)}, got {level!r}")
+    for p in PIPELINES[level]:
+        G = p(G)
+        if verify:
+            from ..ir.verify import verify_unit
+            verify_unit(G, after=p.__name__)
+    return G

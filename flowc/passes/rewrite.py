@@ -1,0 +1,37 @@
+"""Small helpers every pass uses to edit a compile unit (always a copy, never the user's graph)."""
+from __future__ import annotations
+
+import networkx as nx
+
+from ..ir.graph import Graph, operands  # noqa: F401
+
+
+def replace(G: nx.MultiDiGraph, old: int, new: int) -> None:
+    """Make every consumer (and unit root) of `old` read `new` instead, keeping ports."""
+    if old == new:
+        return
+    for _, v, k in list(G.out_edges(old, keys=True)):
+        G.remove_edge(old, v, key=k)
+        G.add_edge(new, v, key=k)
+    G.graph["outputs"] = [new if n == old else n for n in G.graph["outputs"]]
+    G.graph["updates"] = [(p, new if v == old else v) for p, v in G.graph["updates"]]
+
+
+def roots(G) -> list:
+    return list(G.graph["outputs"]) + [v for _, v in G.graph["updates"]]
+
+
+def log(G, what: str, nid: int) -> None:
+    """Record that a pass or rule changed node `nid` (shown by Function.explain())."""
+    d = G.nodes[nid] if nid in G else {}
+    G.graph.setdefault("log", []).append((what, nid, d.get("name"), d.get("trace")))
+
+
+def topo(G):
+    """Node ids in a deterministic topological order."""
+    return list(nx.lexicographical_topological_sort(G))
+
+
+def builder(G) -> Graph:
+    """A Graph wrapper over G so rewrite rules can build nodes with the public op API."""
+    return Graph(G)

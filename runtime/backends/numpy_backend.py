@@ -1,0 +1,49 @@
+"""The NumPy (CPU) backend."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict
+
+import numpy as np
+
+from ..kernels_numpy import KERNELS
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What the linker needs from a device: kernels and array conversions."""
+
+    name: str
+    kernels: Dict
+    to_device: Callable
+    copy: Callable
+    input_checker: Callable
+
+
+def make_input_checker(spec, downcast, error, asarray=np.asarray, ndarray=np.ndarray):
+    """A function that checks one call argument against the Program's input spec."""
+    name, want = spec["name"], np.dtype(spec["dtype"])
+    shape = tuple(spec["shape"])
+    ndim = len(shape)
+    known = [(i, d) for i, d in enumerate(shape) if d is not None]
+    decl = "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if ndim == 1 else "") + ")"
+
+    def check(x):
+        if type(x) is not ndarray or x.dtype != want:
+            x = asarray(x)
+            if x.dtype != want:
+                rule = "same_kind" if downcast else "safe"
+                if not np.can_cast(x.dtype, want, rule):
+                    raise error(f"input {name!r}: expected dtype {want.name}, got {x.dtype.name} "
+                                f"(convert with .astype({want.name!r})"
+                                + ("" if downcast else " or compile with allow_input_downcast=True")
+                                + ")")
+                x = x.astype(want)
+        if x.ndim != ndim or any(x.shape[i] != d for i, d in known):
+            raise error(f"input {name!r}: expected shape {decl}, got {tuple(x.shape)}")
+        return x
+    return check
+
+
+BACKEND = Backend("numpy", KERNELS, to_device=np.asarray, copy=lambda a: np.array(a, copy=True),
+                  input_checker=make_input_checker)

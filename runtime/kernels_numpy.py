@@ -1,0 +1,193 @@
+"""NumPy kernels, keyed by op name. Kind "out" kernels take an `out=` buffer; "view" kernels
+return views or small fresh arrays and never take one."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A runtime implementation of one op: fn(*operands, **attrs[, out=buffer])."""
+
+    fn: Callable
+    kind: str  # "out" or "view"
+
+
+def _sigmoid(x, out=None):
+    # exp(-|x|) never overflows: 1/(1+e) for x >= 0 and e/(1+e) for x < 0.
+    e = np.exp(-np.abs(x))
+    return np.divide(np.where(x >= 0, 1.0, e), 1.0 + e, out=out)
+
+
+def _softplus(x, out=None):
+    # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))
+    return np.add(np.maximum(x, 0), np.log1p(np.exp(-np.abs(x))), out=out)
+
+
+def _relu(x, out=None):
+    return np.maximum(x, 0, out=out)
+
+
+def _red(fn):
+    def k(x, axis=None, keepdims=False, out=None):
+        return fn(x, axis=axis, keepdims=keepdims, out=out)
+    return k
+
+
+def _mean(x, axis=None, keepdims=False, out=None):
+    return np.mean(x, axis=axis, keepdims=keepdims, out=out)
+
+
+def _logsumexp(x, axis=None, keepdims=False, out=None):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    if not keepdims:
+        s = np.squeeze(s, axis=axis) if axis is not None else s.reshape(())
+    if out is None:
+        return np.asarray(s, dtype=np.result_type(x.dtype, np.float16))
+    np.copyto(out, s)
+    return out
+
+
+def _softmax(x, axis=-1, out=None):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return np.divide(e, np.sum(e, axis=axis, keepdims=True), out=out)
+
+
+def _log_softmax(x, axis=-1, out=None):
+    z = x - np.max(x, axis=axis, keepdims=True)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=out)
+
+
+def _arg(fn):
+    def k(x, axis=None, keepdims=False):
+        r = fn(x, axis=axis, keepdims=keepdims)
+        return np.asarray(r, dtype=np.int64)
+    return k
+
+
+def _count(x, axis=None, dtype="float64"):
+    axes = range(x.ndim) if axis is None else axis
+    return np.asarray(np.prod([x.shape[a] for a in axes]), dtype=dtype)
+
+
+def _cast(x, dtype, out=None):
+    if out is None:
+        return x.astype(dtype)
+    np.copyto(out, x, casting="unsafe")
+    return out
+
+
+def _zeros_like(x, out=None):
+    if out is None:
+        return np.zeros_like(x)
+    out.fill(0)
+    return out
+
+
+def _ones_like(x, out=None):
+    if out is None:
+        return np.ones_like(x)
+    out.fill(1)
+    return out
+
+
+def _index(index):
+    parts = []
+    for it in index:
+        kind = it[0]
+        if kind == "slice":
+            parts.append(slice(it[1], it[2], it[3]))
+        elif kind == "int":
+            parts.append(it[1])
+        elif kind == "newaxis":
+            parts.append(None)
+        else:
+            parts.append(Ellipsis)
+    return tuple(parts)
+
+
+def _getitem(x, index):
+    return x[_index(index)]
+
+
+def _getitem_grad(x, g, index, out=None):
+    out = np.zeros_like(x) if out is None else out
+    out.fill(0)
+    out[_index(index)] = g
+    return out
+
+
+def _concat_grad(g, *xs, axis=0, index=0):
+    start = sum(x.shape[axis] for x in xs[:index])
+    sl = [slice(None)] * g.ndim
+    sl[axis] = slice(start, start + xs[index].shape[axis])
+    return g[tuple(sl)]
+
+
+def _take(x, idx, axis=None, out=None):
+    return np.take(x, idx, axis=axis, out=out)
+
+
+def _take_grad(x, idx, g, axis=None, out=None):
+    out = np.zeros_like(x) if out is None else out
+    out.fill(0)
+    if axis is None:
+        np.add.at(out.reshape(-1), idx.reshape(-1), g.reshape(-1))
+    else:
+        sl = (slice(None),) * axis
+        np.add.at(out, sl + (idx,), g)
+    return out
+
+
+def _broadcast_like(a, b):
+    return np.broadcast_to(a, b.shape)
+
+
+def _concatenate(*xs, axis=0, out=None):
+    return np.concatenate(xs, axis=axis, out=out)
+
+
+def _where(c, a, b, out=None):
+    r = np.where(c, a, b)
+    if out is None:
+        return r
+    np.copyto(out, r)
+    return out
+
+
+def _matmul(a, b, out=None):
+    return np.matmul(a, b, out=out)
+
+
+KERNELS = {name: Kernel(fn, "out") for name, fn in {
+    "neg": np.negative, "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
+    "sqrt": np.sqrt, "square": np.square, "abs": np.absolute, "sign": np.sign, "tanh": np.tanh,
+    "sin": np.sin, "cos": np.cos, "sigmoid": _sigmoid, "relu": _relu, "softplus": _softplus,
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
+    "pow": np.power, "maximum": np.maximum, "minimum": np.minimum,
+    "less": np.less, "less_equal": np.less_equal, "greater": np.greater,
+    "greater_equal": np.greater_equal, "equal": np.equal, "not_equal": np.not_equal,
+    "where": _where, "clip": np.clip, "cast": _cast, "zeros_like": _zeros_like,
+    "ones_like": _ones_like,
+    "sum": _red(np.sum), "mean": _mean, "max": _red(np.max), "min": _red(np.min),
+    "prod": _red(np.prod), "logsumexp": _logsumexp,
+    "softmax": _softmax, "log_softmax": _log_softmax, "matmul": _matmul,
+    "getitem_grad": _getitem_grad, "take": _take, "take_grad": _take_grad,
+    "concatenate": _concatenate,
+}.items()}
+
+KERNELS.update({name: Kernel(fn, "view") for name, fn in {
+    "argmax": _arg(np.argmax), "argmin": _arg(np.argmin), "count": _count,
+    "reshape": lambda x, shape: np.reshape(x, shape),
+    "reshape_like": lambda a, b: np.reshape(a, b.shape),
+    "transpose": lambda x, axes=None: np.transpose(x, axes),
+    "expand_dims": lambda x, axis: np.expand_dims(x, axis),
+    "squeeze": lambda x, axis: np.squeeze(x, axis),
+    "broadcast_to": lambda x, shape: np.broadcast_to(x, shape),
+    "broadcast_like": _broadcast_like, "getitem": _getitem, "concat_grad": _concat_grad,
+}.items()})

@@ -1,0 +1,119 @@
+"""The Program: what the compiler hands the runtime. Plain data, versioned, JSON + .npz.
+
+A Program is a straight-line list of instructions over numbered slots. Slots hold the
+inputs (in call order), the parameters, the constants, then one slot per instruction output.
+
+  inputs:  [{name, slot, dtype, shape}]        shape dims may be None (known at call time)
+  params:  [{name, slot, dtype, shape, key}]   key: the graph node id the parameter came from
+  consts:  [{slot}]                            values in `values["const<slot>"]`
+  instrs:  [Instr]                             executed in order; each records the static
+                                               dtype and shape (None dims) of its output
+  outputs: [slot]                              returned in order
+  updates: [{param, slot}]                     params[param] := slot after the call
+  free:    [[slot]] per instruction            slots whose last use is that instruction
+  values:  name -> ndarray                     constants and initial parameter values
+
+Saved as NAME.json (everything but arrays) and NAME.npz (arrays; loaded with
+allow_pickle=False). `validate()` checks slot use before definition and kernel names.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Instr:
+    """One step: out = kernel(*args, **attrs); `where` names the node and the user's line."""
+
+    kernel: str
+    args: List[int]
+    out: int
+    attrs: Dict[str, Any]
+    node: int
+    where: str = ""
+    dtype: str = "float64"
+    shape: List[Any] = field(default_factory=list)
+
+
+@dataclass
+class Program:
+    """A compiled graph in the runtime's format (see the module docstring)."""
+
+    n_slots: int
+    inputs: List[dict]
+    params: List[dict]
+    consts: List[dict]
+    instrs: List[Instr]
+    outputs: List[int]
+    updates: List[dict]
+    free: List[List[int]]
+    values: Dict[str, np.ndarray] = field(default_factory=dict)
+    version: int = FORMAT_VERSION
+
+    def validate(self, kernels=None) -> "Program":
+        """Raise ValueError if a slot is read before it is written or a kernel is unknown."""
+        if self.version != FORMAT_VERSION:
+            raise ValueError(f"Program format {self.version} is not supported "
+                             f"(this runtime reads format {FORMAT_VERSION})")
+        ready = {d["slot"] for d in self.inputs + self.params + self.consts}
+        for c in self.consts:
+            if f"const{c['slot']}" not in self.values:
+                raise ValueError(f"constant slot {c['slot']} has no value")
+        for i, ins in enumerate(self.instrs):
+            missing = [a for a in ins.args if a not in ready]
+            if missing:
+                raise ValueError(f"instruction {i} ({ins.kernel}) reads unset slots {missing}")
+            if kernels is not None and ins.kernel not in kernels:
+                raise ValueError(f"instruction {i}: no kernel {ins.kernel!r} in this backend")
+            ready.add(ins.out)
+        for s in self.outputs + [u["slot"] for u in self.updates]:
+            if s not in ready:
+                raise ValueError(f"output/update slot {s} is never written")
+        return self
+
+    # -- persistence ----------------------------------------------------------------------
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("values")
+        return d
+
+    def save(self, path: str) -> None:
+        """Write PATH.json and PATH.npz (a trailing .json is dropped); atomic per file."""
+        base = path[:-5] if path.endswith(".json") else path
+        _atomic_write(base + ".npz", lambda f: np.savez(f, **self.values), binary=True)
+        _atomic_write(base + ".json", lambda f: json.dump(self.to_json(), f, indent=1))
+
+    @staticmethod
+    def load(path: str) -> "Program":
+        """Read a Program written by save() (no pickle anywhere)."""
+        base = path[:-5] if path.endswith(".json") else path
+        with open(base + ".json") as f:
+            d = json.load(f)
+        with np.load(base + ".npz", allow_pickle=False) as z:
+            values = {k: z[k] for k in z.files}
+        instrs = [Instr(**{**i, "attrs": _tuplify(i["attrs"])}) for i in d.pop("instrs")]
+        for p in d["inputs"] + d["params"]:
+            p["shape"] = tuple(p["shape"])
+        return Program(instrs=instrs, values=values, **d).validate()
+
+
+def _tuplify(v):
+    if isinstance(v, list):
+        return tuple(_tuplify(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _tuplify(x) for k, x in v.items()}
+    return v
+
+
+def _atomic_write(path, write, binary=False):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb" if binary else "w") as f:
+        write(f)
+    os.replace(tmp, path)
