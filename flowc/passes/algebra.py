@@ -73,9 +73,9 @@ def simplify(G: nx.MultiDiGraph, rules=RULES) -> nx.MultiDiGraph:
     by_op = {}
     for rule in rules:
         by_op.setdefault(rule[1], []).append(rule)
-    last = None
+    fired = []
     for _ in range(MAX_ROUNDS):
-        changed = False
+        changed, fired = False, []
         for n in topo(H):
             if n not in H:
                 continue
@@ -87,10 +87,11 @@ def simplify(G: nx.MultiDiGraph, rules=RULES) -> nx.MultiDiGraph:
                     continue  # e.g. x * ones((3, 4)) broadcasts x: not a plain x
                 replace(H, n, new)
                 log(H, name, n)
-                changed, last = True, name
+                changed = True
+                fired.append(name)
                 break
         if not changed:
             return dce(H)
         H = dce(H)
     raise FlowcError(f"algebraic simplification did not settle after {MAX_ROUNDS} rounds; "
-                     f"rule {last!r} was still firing")
+                     f"rules still firing in the last round: {', '.join(sorted(set(fired)))}")

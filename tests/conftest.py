@@ -1,0 +1,16 @@
+"""Shared fixtures: every test builds into its own fresh default graph."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import flowc as fc  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_graph():
+    """Each test gets a new default graph, so tests never see each other's nodes."""
+    with fc.Graph() as g:
+        yield g
