@@ -21,5 +21,6 @@ from .ops.api import (abs, add, argmax, argmin, broadcast_to, cast, clip, concat
                       stack, sub, sum, take, tanh, transpose, where, zeros_like)
 from .ops.registry import OPS
 from .render import render, to_dot
+from .nn import optim
 
 __version__ = "0.1.0"
