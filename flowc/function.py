@@ -18,20 +18,20 @@ class Function:
     """
 
     def __init__(self, inputs, outputs, updates, device, optimize, allow_input_downcast,
-                 verify):
-        single = isinstance(outputs, Tensor)
-        outs = [] if outputs is None else [outputs] if single else list(outputs)
+                 verify, givens=None, single_output=None):
+        outs = [] if outputs is None else [outputs] if isinstance(outputs, Tensor) else list(outputs)
         ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
         pairs = cast_updates(list(updates.items()) if isinstance(updates, dict)
                              else list(updates or []))
-        unit, self.user_graph = build_unit(ins, outs, pairs)
+        unit, self.user_graph = build_unit(ins, outs, pairs, givens)
         self.graph = run_passes(unit, optimize, verify=verify)
         cells = {nid: c for nid, c in self.user_graph.cells.items()}
         self.program = lower(self.graph, {n: c.value for n, c in cells.items()})
         self.device = device
         self.exe = runtime.link(self.program, device=device,
                                 cells=[cells[p["key"]] for p in self.program.params],
-                                single=len(outs) == 1, downcast=allow_input_downcast)
+                                single=len(outs) == 1 if single_output is None else single_output,
+                                downcast=allow_input_downcast)
         self.source = self.exe.source
         self.inputs, self.outputs, self.updates = ins, outs, pairs
 
@@ -61,13 +61,17 @@ class Function:
 
 
 def function(inputs, outputs=None, updates=None, device="cpu", optimize="O1",
-             allow_input_downcast=False, verify=False) -> Function:
+             allow_input_downcast=False, verify=False, givens=None,
+             single_output=None) -> Function:
     """Compile a function of `inputs` returning `outputs` and applying `updates` (param, value).
 
     One output gives one array; several give a list. `optimize` is "O0", "O1" or "O2";
     `device` is "cpu" (NumPy) or "gpu" (CuPy). `allow_input_downcast` accepts e.g. float64
-    arrays for float32 inputs. `verify` re-checks the graph after every pass.
+    arrays for float32 inputs. `verify` re-checks the graph after every pass. `givens`
+    ({old: new} or pairs) computes with `new` in place of `old`. `single_output=False` returns
+    a list even for one output (Theano's rule for a list of outputs).
     """
     if device not in ("cpu", "gpu"):
         raise FlowcError(f"device must be 'cpu' or 'gpu', got {device!r}")
-    return Function(inputs, outputs, updates, device, optimize, allow_input_downcast, verify)
+    return Function(inputs, outputs, updates, device, optimize, allow_input_downcast, verify,
+                    givens, single_output)

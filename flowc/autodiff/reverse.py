@@ -8,15 +8,17 @@ from ..ir.tensor import Tensor
 from ..ir.types import is_float
 from ..ops import api as F
 from ..ops.registry import VjpCtx, get_op
+from .stable_chain import stable_vjp
 
 
-def grad(cost, wrt, disconnected="zero"):
+def grad(cost, wrt, disconnected="zero", consider_constant=None):
     """Symbolic gradient of a scalar `cost` with respect to `wrt` (a tensor or a list of them).
 
     Backward nodes are added to cost's graph with phase="backward" and `origin` set to the
     forward node whose rule made them. A list in gives a list out, one tensor in gives one out.
     `disconnected="zero"` returns zeros for a `wrt` the cost does not depend on;
     `"raise"` raises GradError naming it. Grad of grad works: backward nodes are ordinary nodes.
+    `consider_constant` lists tensors treated as constants: no gradient flows through them.
     """
     single = isinstance(wrt, Tensor)
     wrts = [wrt] if single else list(wrt)
@@ -24,7 +26,8 @@ def grad(cost, wrt, disconnected="zero"):
     graph = cost.graph
     with graph.emitting("backward", origin=cost.id):
         seed = F.constant(1.0, dtype=cost.dtype, graph=graph)
-    grads = _backprop(cost, {cost.id: seed}, wrts, disconnected)
+    grads = _backprop(cost, {cost.id: seed}, wrts, disconnected,
+                      blocked={t.id for t in consider_constant or ()})
     return grads[0] if single else grads
 
 
@@ -65,7 +68,7 @@ def _check_graph(tensors):
                             f"{t.dtype}, and gradients exist only for floating tensors")
 
 
-def _backprop(anchor, seeds, wrts, disconnected):
+def _backprop(anchor, seeds, wrts, disconnected, blocked=frozenset()):
     graph = anchor.graph
     G = graph.nx
     first_new = graph._next_id
@@ -73,7 +76,7 @@ def _backprop(anchor, seeds, wrts, disconnected):
     # Nodes on a path wrt -> seeds: descendants of some wrt that are ancestors of some seed.
     down = set(wrt_ids)
     for w in wrt_ids:
-        down |= nx.descendants(G, w)
+        down |= _descendants(G, w, blocked)
     up = set(seeds)
     for s in seeds:
         up |= nx.ancestors(G, s)
@@ -92,8 +95,13 @@ def _backprop(anchor, seeds, wrts, disconnected):
         inputs = [Tensor(graph, u) for u in graph.operands(nid)]
         with graph.emitting("backward", origin=nid):
             g = _total(contribs.pop(nid))
-            cts = opdef.vjp(VjpCtx(inputs, Tensor(graph, nid), g, node["attrs"]))
-            for x, ct in zip(inputs, cts):
+            fused = stable_vjp(graph, nid, g, on_path)
+            if fused is not None:
+                pairs = [(Tensor(graph, z), ct) for z, ct in fused]
+            else:
+                pairs = zip(inputs, opdef.vjp(VjpCtx(inputs, Tensor(graph, nid), g,
+                                                     node["attrs"])))
+            for x, ct in pairs:
                 if ct is None or x.id not in on_path or not is_float(x.dtype):
                     continue
                 ct = F.unbroadcast(ct, x)
@@ -120,6 +128,19 @@ def _backprop(anchor, seeds, wrts, disconnected):
         out.append(gw)
     _prune(graph, first_new, [g.id for g in out])
     return out
+
+
+def _descendants(G, w, blocked):
+    """Nodes reachable from w without passing through a blocked (constant) node."""
+    if not blocked:
+        return nx.descendants(G, w)
+    seen, stack = set(), [w]
+    while stack:
+        for v in G.successors(stack.pop()):
+            if v not in seen and v not in blocked:
+                seen.add(v)
+                stack.append(v)
+    return seen
 
 
 def _total(parts):

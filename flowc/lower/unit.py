@@ -14,11 +14,20 @@ import networkx as nx
 from ..ir.errors import FlowcError, GraphError
 from ..ir.tensor import Tensor
 from ..ops import api as F
+from ..passes.rewrite import replace
 
 
-def build_unit(inputs, outputs, updates) -> nx.MultiDiGraph:
-    """Check the function's declaration and copy the needed subgraph out of the user's graph."""
-    graph = _graph_of(inputs + outputs + [t for pair in updates for t in pair])
+def build_unit(inputs, outputs, updates, givens=()) -> nx.MultiDiGraph:
+    """Check the function's declaration and copy the needed subgraph out of the user's graph.
+
+    `givens` (old, new) pairs make the function compute with `new` wherever `old` was used.
+    """
+    givens = list(givens.items()) if isinstance(givens, dict) else list(givens or ())
+    graph = _graph_of(inputs + outputs + [t for pair in updates + givens for t in pair])
+    for old, new in givens:
+        if old.dtype != new.dtype or old.ndim != new.ndim:
+            raise FlowcError(f"givens: {old.describe()} cannot be replaced by {new.describe()} "
+                             "(dtype and number of dimensions must match)")
     for i, x in enumerate(inputs):
         if x.op != "input":
             raise FlowcError(f"function inputs must be flowc.input tensors; input {i} is "
@@ -38,6 +47,15 @@ def build_unit(inputs, outputs, updates) -> nx.MultiDiGraph:
             raise FlowcError(f"update for {p.describe()} has shape {v.shape}, "
                              f"expected {p.shape} (from {v.describe()})")
     G = graph.nx
+    if givens:
+        G = G.copy()
+        G.graph.update(outputs=[t.id for t in outputs], updates=[(p.id, v.id) for p, v in updates])
+        for old, new in givens:
+            if old.id in nx.ancestors(G, new.id):
+                raise FlowcError(f"givens: the replacement for {old.describe()} depends on it")
+            replace(G, old.id, new.id)
+        outputs = [Tensor(graph, n) for n in G.graph["outputs"]]
+        updates = [(p, Tensor(graph, v)) for (p, _), (_, v) in zip(updates, G.graph["updates"])]
     roots = [t.id for t in outputs] + [v.id for _, v in updates]
     needed = set(roots) | {x.id for x in inputs} | {p.id for p, _ in updates}
     for r in roots:

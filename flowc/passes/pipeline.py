@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from .algebra import simplify
 from .cleanup import cse, dce, fold_constants
+from .stabilize import stabilize
 
+# cleanup -> canonicalize -> stabilize -> cleanup again, in PyTensor's order.
 PIPELINES = {
     "O0": (dce,),
-    "O1": (dce, fold_constants, cse, simplify, fold_constants, cse),
+    "O1": (dce, fold_constants, cse, simplify, stabilize, simplify, fold_constants, cse),
 }
 PIPELINES["O2"] = PIPELINES["O1"]  # later levels add stabilization, fusion, in-place
 
