@@ -148,6 +148,15 @@ def _broadcast_like(a, b):
     return np.broadcast_to(a, b.shape)
 
 
+def _sum_like(g, x):
+    if g.shape == x.shape:
+        return g
+    lead = g.ndim - x.ndim
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(x.shape)
+                                      if d == 1 and g.shape[lead + i] != 1)
+    return np.sum(g, axis=axes, keepdims=True).reshape(x.shape)
+
+
 def _concatenate(*xs, axis=0, out=None):
     return np.concatenate(xs, axis=axis, out=out)
 
@@ -189,5 +198,6 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "expand_dims": lambda x, axis: np.expand_dims(x, axis),
     "squeeze": lambda x, axis: np.squeeze(x, axis),
     "broadcast_to": lambda x, shape: np.broadcast_to(x, shape),
-    "broadcast_like": _broadcast_like, "getitem": _getitem, "concat_grad": _concat_grad,
+    "broadcast_like": _broadcast_like, "sum_like": _sum_like, "getitem": _getitem,
+    "concat_grad": _concat_grad,
 }.items()})

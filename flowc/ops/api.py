@@ -236,7 +236,16 @@ def unbroadcast(g, x):
     ones = tuple(i for i, (xd, gd) in enumerate(zip(x.shape, g.shape)) if xd == 1 and gd != 1)
     if ones:
         g = sum(g, ones, keepdims=True)
+    # An unknown dim of x may be 1 at run time where g's is not (x was broadcast): only the
+    # run time can tell, so sum_like decides then (and costs a shape compare when it did not).
+    if any(xd is None and gd != 1 for xd, gd in zip(x.shape, g.shape)):
+        g = sum_like(g, x)
     return g
+
+
+def sum_like(g, like):
+    """g summed down to the (run-time) shape of `like`, undoing NumPy broadcasting."""
+    return apply("sum_like", [as_tensor(g), like])
 
 
 def concatenate(tensors, axis=0):
@@ -261,9 +270,8 @@ def stack(tensors, axis=0):
 def take(x, indices, axis=None):
     """Elements of x at integer `indices` along `axis` (of the flattened x if None)."""
     x = as_tensor(x)
-    idx = as_tensor(indices, like=None if isinstance(indices, Tensor) else x)
-    if not isinstance(indices, Tensor):
-        idx = constant(np.asarray(indices), graph=x.graph)
+    # Indices keep their own (integer) dtype: a weak scalar would take x's float dtype.
+    idx = indices if isinstance(indices, Tensor) else constant(np.asarray(indices), graph=x.graph)
     ax = None if axis is None else normalize_axis(axis, x.ndim)[0]
     return apply("take", [x, idx], axis=ax)
 

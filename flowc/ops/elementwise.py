@@ -19,6 +19,14 @@ def _binary(name, np_fn, vjp, doc, commutative=False, differentiable=True, linea
                    commutative=commutative, differentiable=differentiable, linear=linear, doc=doc))
 
 
+def _relu_np(x):
+    return np.maximum(x, 0)  # the kernel's math, so infer gets its dtype (bool -> int64)
+
+
+def _same_type(types, attrs):
+    return types[0]
+
+
 # Unary ops. In each rule x is the operand, y the output, g the output's cotangent.
 _unary("neg", np.negative, lambda c: [-c.g], "-x", linear=True)
 _unary("exp", np.exp, lambda c: [c.g * c.out], "e**x")
@@ -32,15 +40,16 @@ _unary("sign", np.sign, lambda c: [None], "-1, 0 or 1 (gradient zero)")
 _unary("tanh", np.tanh, lambda c: [c.g * (1 - F.square(c.out))], "hyperbolic tangent")
 _unary("sigmoid", None, lambda c: [c.g * c.out * (1 - c.out)], "1 / (1 + exp(-x)), stable",
        infer=float_unary)
-_unary("relu", np.positive, lambda c: [c.g * (c.inputs[0] > 0)], "max(x, 0)")
+_unary("relu", _relu_np, lambda c: [c.g * (c.inputs[0] > 0)], "max(x, 0)")
 _unary("softplus", None, lambda c: [c.g * F.sigmoid(c.inputs[0])], "log(1 + exp(x)), stable",
        infer=float_unary)
 _unary("sin", np.sin, lambda c: [c.g * F.cos(c.inputs[0])], "sine")
 _unary("cos", np.cos, lambda c: [-c.g * F.sin(c.inputs[0])], "cosine")
-_unary("zeros_like", np.positive, lambda c: [None], "zeros of x's shape and dtype",
-       differentiable=False)
-_unary("ones_like", np.positive, lambda c: [None], "ones of x's shape and dtype",
-       differentiable=False)
+# Same type as x for every dtype, bool included (np.positive has no bool loop).
+_unary("zeros_like", None, lambda c: [None], "zeros of x's shape and dtype",
+       infer=_same_type, differentiable=False)
+_unary("ones_like", None, lambda c: [None], "ones of x's shape and dtype",
+       infer=_same_type, differentiable=False)
 
 
 def _cast_infer(types, attrs):

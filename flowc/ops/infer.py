@@ -13,7 +13,10 @@ from ..ir.types import TensorType, broadcast_shapes, is_float, normalize_axis
 def probe_dtype(fn, *dtypes) -> str:
     """The dtype NumPy's `fn` returns for operands of these dtypes (run on empty arrays)."""
     with np.errstate(all="ignore"):
-        return np.asarray(fn(*[np.ones(1, dtype=d) for d in dtypes])).dtype.name
+        try:
+            return np.asarray(fn(*[np.ones(1, dtype=d) for d in dtypes])).dtype.name
+        except TypeError:  # NumPy has no loop for these dtypes (e.g. sign of bool)
+            raise ShapeError(f"not defined for dtype {' and '.join(dtypes)}") from None
 
 
 def elementwise(np_fn):

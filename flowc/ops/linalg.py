@@ -34,10 +34,11 @@ def _matmul_vjp(c):
     # Treat 1-D operands as a row (a) / column (b) matrix, then drop that axis again.
     a2 = a if a.ndim >= 2 else F.expand_dims(a, 0)
     b2 = b if b.ndim >= 2 else F.expand_dims(b, -1)
-    if a.ndim == 1:
-        g = F.expand_dims(g, -2)
+    # b's dropped axis is the last one, so restore it first (1-D @ 1-D: g goes () -> (1, 1)).
     if b.ndim == 1:
         g = F.expand_dims(g, -1)
+    if a.ndim == 1:
+        g = F.expand_dims(g, -2)
     ga = F.unbroadcast(F.matmul(g, _swap(b2)), a2)
     gb = F.unbroadcast(F.matmul(_swap(a2), g), b2)
     if a.ndim == 1:

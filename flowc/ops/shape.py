@@ -130,6 +130,20 @@ register(OpDef("broadcast_like", 2, _broadcast_like_infer, linear=True,
                doc="broadcast a to b's shape (known at run time)"))
 
 
+def _sum_like_infer(types, attrs):
+    g, x = types
+    if g.ndim < x.ndim:
+        raise ShapeError(f"cannot sum {fmt_shape(g.shape)} down to {fmt_shape(x.shape)}")
+    broadcast_shapes(g.shape, x.shape)  # raises if x could not have been broadcast to g
+    gs = g.shape[g.ndim - x.ndim:]
+    return TensorType(g.dtype, tuple(1 if gd == 1 else xd for xd, gd in zip(x.shape, gs)))
+
+
+register(OpDef("sum_like", 2, _sum_like_infer, linear=True,
+               vjp=lambda c: [F.broadcast_like(c.g, c.inputs[0]), None],
+               doc="sum a down to b's shape (known at run time): undo broadcasting"))
+
+
 # -- slicing -----------------------------------------------------------------------------------
 def _index_infer(types, attrs):
     t = types[0]

@@ -1,5 +1,270 @@
-"""Placeholder replaced by the renderer work."""
+"""DOT text for a graph: clusters per phase, one box per backward rule, typed edges, a legend.
+
+The text is deterministic (nodes sorted by id, edges by consumer and port, no addresses) and
+ASCII, so tests compare it byte for byte.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..ops.registry import OPS
+from . import style as S
+from .select import pick
+
+TITLES = {"forward": "forward graph",
+          "backward": "backward graph (how the gradients are computed)",
+          "optimized": "optimized graph (what the compiler runs)",
+          "all": "forward + backward graph"}
 
 
-def to_dot(*a, **k):
-    raise NotImplementedError
+def to_dot(what, stage="all", origins=None, legend=True, title=None) -> str:
+    """DOT text for `what` (Tensor, list of Tensors, Graph or Function) at `stage`.
+
+    stage: "forward", "backward" (gradient nodes over the faded forward values they read),
+    "optimized" (the compiled graph) or "all". origins: draw a dashed grey arrow from each
+    backward group to the forward node it differentiates (default: on for "backward").
+    """
+    origins = stage == "backward" if origins is None else bool(origins)
+    v = pick(what, stage, origins)
+    if title is None:
+        title = TITLES[stage] + (" and parameter updates" if v.updates and stage == "all" else "")
+    return _Writer(v, origins).text(legend, title)
+
+
+class _Writer:
+    """Collects the lines of one picture."""
+
+    def __init__(self, v, origins):
+        self.v, self.G, self.origins = v, v.G, origins
+        G = self.G
+        grads = [tuple(G.nodes[n]["grad_of"]) for n in sorted(G.nodes)
+                 if G.nodes[n].get("grad_of")]
+        self.names = S.display_names(G, grads)
+        self.wrts = {w for _, w in grads}
+        costs = {c for c, _ in grads}
+        first = {}
+        for n in sorted(G.nodes):
+            o = G.nodes[n].get("origin")
+            if G.nodes[n].get("phase") == "backward" and o is not None:
+                first.setdefault(o, n)
+        self.seeds = {n for o, n in first.items() if o in costs and G.nodes[n]["op"] == "const"}
+        # Scalar constants are drawn small next to each use instead of as one far-away node.
+        self.inline = {n for n in v.nodes if G.nodes[n]["op"] == "const"
+                       and G.nodes[n]["type"].ndim == 0 and n not in self.seeds
+                       and n not in v.outputs and any(w in v.nodes for w in G.successors(n))}
+        self.kinds_used = set()
+        self.out = []
+
+    def text(self, legend, title) -> str:
+        v, w = self.v, self.out
+        w.append("digraph flowc {")
+        # newrank: rank across clusters, so a backward box can sit level with its origin.
+        w.append(f'  graph [compound=true, newrank=true, rankdir=TB, fontname="Helvetica", '
+                 f'fontsize=14, labelloc=t, label=<{S.b(title)}>, nodesep=0.3, ranksep=0.35];')
+        w.append('  node [fontname="Helvetica", fontsize=11];')
+        w.append('  edge [fontname="Helvetica", fontsize=8, arrowsize=0.6];')
+        by_phase = defaultdict(list)
+        for n in sorted(v.nodes):
+            if n not in self.inline:
+                by_phase[self._phase(n)].append(n)
+        self._forward(by_phase["forward"])
+        self._backward(by_phase["backward"])
+        self._update(by_phase["update"])
+        # Numbered as the user listed them, even where the stage leaves some out.
+        shown = [(i, n) for i, n in enumerate(v.outputs) if n in v.nodes and n not in v.context]
+        for i, n in shown:
+            self.kinds_used.add("output")
+            w.append(f"  out{i} [{_attrs(S.KINDS['output'][0])}, label=<{S.b(f'output {i}')}>];")
+        for i, n in shown:
+            w.append(f"  n{n} -> out{i} [{self._edge_style(n, n)}];")
+        self._edges()
+        self._origin_links(by_phase["backward"])
+        if legend:
+            self._legend()
+        w.append("}")
+        return "\n".join(w) + "\n"
+
+    # -- clusters ---------------------------------------------------------------------------
+    def _forward(self, nodes):
+        if not nodes:
+            return
+        ctx = self.v.stage == "backward"
+        p = S.CONTEXT if ctx else S.PHASE["forward"]
+        label = "forward values the backward pass reads" if ctx else "forward"
+        self._open("forward", label, p, "dashed,rounded,filled" if ctx else "rounded,filled")
+        for n in nodes:
+            self._node(n, "    ")
+        self.out.append("  }")
+
+    def _backward(self, nodes):
+        if not nodes:
+            return
+        self._open("backward", "backward (gradients)", S.PHASE["backward"], "rounded,filled")
+        groups = defaultdict(list)
+        for n in nodes:
+            groups[self.G.nodes[n].get("origin")].append(n)
+        for o in sorted(groups, key=lambda o: (o is None, o if o is not None else 0)):
+            if o is None:
+                for n in groups[o]:
+                    self._node(n, "    ")
+                continue
+            caption = S.small(self._group(o), "#7f4a1a")
+            self.out.append(f'    subgraph cluster_b{o} {{ label=<{caption}>; '
+                            f'style="dashed,rounded"; color="#d9a77a"; margin=6;')
+            for n in groups[o]:
+                self._node(n, "      ")
+            self.out.append("    }")
+        self.out.append("  }")
+
+    def _update(self, nodes):
+        targets = [(p, val) for p, val in self.v.updates]
+        if not nodes and not targets:
+            return
+        self._open("update", "parameter updates (applied after the call)", S.PHASE["update"],
+                   "rounded,filled")
+        for n in nodes:
+            self._node(n, "    ")
+        for p, val in targets:
+            self.kinds_used.add("target")
+            d = self.G.nodes[p]
+            label = f"{S.b('new ' + (d.get('name') or f'%{p}'))}<BR/>" \
+                    f"{S.small('param ' + d['type'].short())}"
+            self.out.append(f"    upd{p} [{_attrs(S.KINDS['target'][0])}, label=<{label}>];")
+        self.out.append("  }")
+
+    def _open(self, key, label, p, style):
+        self.out.append(f'  subgraph cluster_{key} {{ label=<{S.b(label)}>; fontsize=12; '
+                        f'style="{style}"; fillcolor="{p["cluster"]}"; color="{p["border"]}";')
+
+    def _group(self, o) -> str:
+        """Caption of the box holding the backward nodes that one forward node's rule made."""
+        G = self.G
+        if o not in G:
+            return f"through %{o}" + (" (rewritten away)" if self.v.stage == "optimized" else "")
+        d = G.nodes[o]
+        who = self.names.get(o) or d.get("name")
+        if o in self.wrts or d["op"] in ("input", "param"):
+            return f"total gradient for {who or f'%{o}'}"
+        return f"through {d['op']} %{o}" + (f" ({who})" if who else "")
+
+    # -- nodes and edges ----------------------------------------------------------------------
+    def _node(self, n, ind):
+        G = self.G
+        k = S.kind(G, n, self.seeds)
+        attrs = dict(S.KINDS[k][0])
+        if n in self.v.context:
+            self.kinds_used.add("context")
+            attrs.update(fillcolor=S.CONTEXT["node"], color=S.CONTEXT["border"],
+                         fontcolor=S.CONTEXT["font"], style=attrs["style"] + ",dashed")
+        else:
+            self.kinds_used.add(k)
+        trace = G.nodes[n].get("trace")
+        if trace:
+            attrs["tooltip"] = trace
+        self.out.append(f"{ind}n{n} [{_attrs(attrs)}, label={S.node_label(G, n, k, self.names)}];")
+        # Inline scalar constants sit beside their consumer, in the consumer's cluster.
+        for u, port in self._operands(n):
+            if u in self.inline:
+                self.kinds_used.add("const")
+                self.out.append(f'{ind}n{u}_{n}_{port} [{_attrs(S.SCALAR)}, '
+                                f'label="{S.scalar_text(G.nodes[u].get("value"))}"];')
+
+    def _operands(self, n):
+        return sorted(((u, k) for u, _, k in self.G.in_edges(n, keys=True)), key=lambda e: e[1])
+
+    def _edges(self):
+        G, v = self.G, self.v
+        for n in sorted(v.nodes):
+            if n in self.inline:
+                continue
+            ops = self._operands(n)
+            op = OPS.get(G.nodes[n]["op"])
+            ordered = len(ops) > 1 and not (op is not None and op.commutative)
+            for u, port in ops:
+                if u not in v.nodes:
+                    continue
+                if u in self.inline:
+                    tail, label = f"n{u}_{n}_{port}", ""
+                else:
+                    tail, label = f"n{u}", G.nodes[u]["type"].short()
+                if ordered:
+                    label = f"{chr(97 + port) if port < 26 else port}: {label}".rstrip(": ")
+                attrs = self._edge_style(u, n) + (f', label="{label}"' if label else "")
+                if self._back(n) and (self._back(u) or u in self.inline):
+                    # The backward column is laid out bottom-up, mirroring the forward graph,
+                    # so each backward box sits beside the forward node it differentiates.
+                    self.out.append(f"  n{n} -> {tail} [dir=back, {attrs}];")
+                elif self._back(n):
+                    self.out.append(f"  {tail} -> n{n} [constraint=false, {attrs}];")
+                else:
+                    self.out.append(f"  {tail} -> n{n} [{attrs}];")
+        for p, val in v.updates:
+            self.out.append(f'  n{val} -> upd{p} [{self._edge_style(val, val)}, '
+                            f'label="{G.nodes[val]["type"].short()}"];')
+
+    def _phase(self, n) -> str:
+        p = self.G.nodes[n].get("phase")
+        return p if p in S.PHASE else "forward"
+
+    def _back(self, n) -> bool:
+        return self.G.nodes[n].get("phase") == "backward" and n not in self.v.context
+
+    def _edge_style(self, u, n) -> str:
+        """Edges take the colour of the phase that produced the value they carry."""
+        if u in self.v.context:
+            c = S.CONTEXT["edge"]
+        else:
+            c = S.PHASE[self._phase(u)]["edge"]
+        return f'color="{c}", fontcolor="{c}"'
+
+    def _origin_links(self, backward):
+        """Tie each backward box to the node it came from: same height, and a dashed arrow."""
+        G, done = self.G, set()
+        for n in backward:
+            o = G.nodes[n].get("origin")
+            if o is None or o in done or o not in self.v.nodes or o in self.inline:
+                continue
+            done.add(o)
+            look = (f'style=dashed, color="{S.ORIGIN_LINK}", arrowhead=empty, penwidth=0.8'
+                    if self.origins else "style=invis")
+            self.out.append(f"  n{o} -> n{n} [dir=back, lhead=cluster_b{o}, minlen=0, "
+                            f"weight=4, {look}];")
+        if done and self.origins:
+            self.kinds_used.add("origin")
+
+    def _legend(self):
+        used = [k for k in S.KINDS if k in self.kinds_used]
+        if not used:
+            return
+        w = self.out
+        w.append('  subgraph cluster_legend { label=<<B>legend</B>>; fontsize=10; style="rounded"; '
+                 'color="#cccccc"; margin=6;')
+        w.append('    node [fontsize=9, width=0, height=0, margin="0.06,0.03"];')
+        for k in used:
+            w.append(f"    leg_{k} [{_attrs(S.KINDS[k][0])}, label=\"{S.KINDS[k][1]}\"];")
+        notes = ["edge label: dtype[shape] of the value, ? = size known at call time",
+                 "a:, b: = operand order; small text: %node id and attrs"]
+        if self.v.stage in ("backward", "all") and "seed" in self.kinds_used:
+            notes.append("backward column reads bottom-up: the seed beside the cost, then one "
+                         "dashed box per forward op, up to the gradients")
+        if "origin" in self.kinds_used:
+            notes.append("dashed grey arrow: a backward box -> the forward node it differentiates")
+        text = "".join(_q(t) + "\\l" for t in notes)  # \l: left-justified lines
+        w.append(f'    leg_notes [shape=plaintext, fontsize=9, label="{text}"];')
+        # Rows of four keep the legend short, so it does not stretch the picture's height.
+        rows = [used[i:i + 4] for i in range(0, len(used), 4)]
+        for row in rows:
+            w.append("    { rank=same; " + " ".join(f"leg_{k};" for k in row) + " }")
+        firsts = [f"leg_{row[0]}" for row in rows] + ["leg_notes"]
+        w.append(f"    {' -> '.join(firsts)} [style=invis];")
+        w.append("  }")
+
+
+def _attrs(d) -> str:
+    return ", ".join(f'{k}="{_q(v)}"' for k, v in d.items())
+
+
+def _q(s) -> str:
+    """Text for a double-quoted DOT string: quotes and backslashes escaped, ASCII only."""
+    s = str(s).replace("\\", "\\\\").replace('"', '\\"')
+    return s.encode("ascii", "xmlcharrefreplace").decode()

@@ -1,5 +1,88 @@
-"""Placeholder replaced by the renderer work."""
+"""Write pictures: the .dot text always, then SVG/PNG with whichever Graphviz is installed."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+import warnings
+
+from ..ir.errors import FlowcError
+from .dot import to_dot
+
+FORMATS = ("svg", "png", "dot")
+HOW_TO_GET = "pip install 'flowc[render]' (the graphviz-pure renderer) or install Graphviz (dot)"
 
 
-def render(*a, **k):
-    raise NotImplementedError
+class RenderWarning(UserWarning):
+    """No Graphviz renderer was found, so only the .dot file was written."""
+
+
+def render(what, path, stage="all", origins=None, legend=True, title=None) -> str:
+    """Draw `what` to `path` (.svg/.png/.dot) with the .dot beside it; return the path written."""
+    path = os.fspath(path)
+    base, ext = os.path.splitext(path)
+    fmt = ext[1:].lower()
+    if fmt not in FORMATS:
+        raise FlowcError(f"render: the path must end in .svg, .png or .dot; got {path!r}")
+    text = to_dot(what, stage=stage, origins=origins, legend=legend, title=title)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    dot_path = base + ".dot"
+    _write_atomic(dot_path, text.encode("ascii"))
+    if fmt == "dot":
+        return dot_path
+    exe = find_renderer()
+    if exe is None:
+        warnings.warn(f"flowc.render: no Graphviz renderer found, so only {dot_path} was "
+                      f"written; for {fmt.upper()}: {HOW_TO_GET}", RenderWarning, stacklevel=2)
+        return dot_path
+    _run(exe, fmt, dot_path, path)
+    return path
+
+
+def find_renderer():
+    """Path of `dot`, else of `graphviz-pure` (on PATH or beside this Python), else None."""
+    for name in ("dot", "graphviz-pure"):
+        found = shutil.which(name)
+        if found:
+            return found
+    # A venv's bin/ is not on PATH unless it is activated, but its Python knows where it is.
+    here = os.path.join(os.path.dirname(sys.executable), "graphviz-pure")
+    for cand in (here, here + ".exe"):
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def _run(exe, fmt, dot_path, path):
+    """Render into a temp file beside `path` and rename it, so a failure leaves no half file."""
+    tmp = _temp_name(path)
+    try:
+        res = subprocess.run([exe, f"-T{fmt}", dot_path, "-o", tmp], capture_output=True,
+                             text=True, timeout=300)
+        if res.returncode != 0 or not os.path.isfile(tmp) or os.path.getsize(tmp) == 0:
+            raise FlowcError(f"render: {os.path.basename(exe)} failed on {dot_path} (exit "
+                             f"{res.returncode}): {res.stderr.strip()[:500]}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _write_atomic(path, data: bytes):
+    tmp = _temp_name(path)
+    try:
+        with open(tmp, "xb") as f:  # a fresh file gets the user's usual permissions (umask)
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _temp_name(path) -> str:
+    """An unused hidden name beside `path`, keeping its suffix for the renderer."""
+    folder, base = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{base}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+                                f"{os.path.splitext(base)[1]}")

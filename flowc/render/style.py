@@ -1,0 +1,179 @@
+"""How each kind of node looks: shapes, colours and label text (ASCII, HTML-like labels)."""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+
+from ..ops.registry import OPS, REQUIRED
+
+# Fill colours per phase; a cluster uses the pale one, its op nodes the medium one, and the
+# edges leaving its nodes the dark one, so a reader can tell the parts apart at a glance.
+PHASE = {
+    "forward": dict(cluster="#f2f7fc", border="#6b9bc3", node="#d6e6f5", edge="#3a6b96"),
+    "backward": dict(cluster="#fff5ec", border="#e0883a", node="#fdd9b5", edge="#b35806"),
+    "update": dict(cluster="#f7f0fa", border="#9e7bb5", node="#e3d3ee", edge="#6a3d9a"),
+}
+CONTEXT = dict(cluster="#fafafa", border="#b0b0b0", node="#f0f0f0", edge="#b0b0b0",
+               font="#8c8c8c")
+ORIGIN_LINK = "#8c8c8c"
+
+# Node kind -> (DOT attributes, legend text). Kinds differ in shape or fill, never in text only.
+KINDS = {
+    "input": (dict(shape="invhouse", style="filled", fillcolor="#c7e9c0"), "input"),
+    "param": (dict(shape="cylinder", style="filled", fillcolor="#ffe08a"), "param (state)"),
+    "const": (dict(shape="note", style="filled", fillcolor="#e6e6e6"), "constant"),
+    "forward": (dict(shape="box", style="rounded,filled", fillcolor=PHASE["forward"]["node"]),
+                "forward op"),
+    "backward": (dict(shape="box", style="rounded,filled", fillcolor=PHASE["backward"]["node"]),
+                 "backward op"),
+    "update": (dict(shape="box", style="rounded,filled", fillcolor=PHASE["update"]["node"]),
+               "update op"),
+    "seed": (dict(shape="note", style="filled", fillcolor="#f4a582"), "seed dcost/dcost = 1"),
+    "gradient": (dict(shape="hexagon", style="filled", fillcolor="#f4a582", penwidth="1.5"),
+                 "gradient"),
+    "output": (dict(shape="doubleoctagon", style="filled", fillcolor="#9ecae1"), "output"),
+    "target": (dict(shape="cylinder", style="filled,bold", fillcolor="#c2a5cf"),
+               "update target"),
+    # Legend only: how forward nodes look when they are background for the backward pass.
+    "context": (dict(shape="box", style="rounded,filled,dashed", fillcolor="#f0f0f0",
+                     color="#b0b0b0", fontcolor="#8c8c8c"), "forward value (background)"),
+}
+SCALAR = dict(shape="plaintext", fontsize="9", fontcolor="#555555", margin="0", width="0",
+              height="0")
+SMALL = "#666666"
+
+
+def kind(G, n, seeds) -> str:
+    """The kind of node n: a key of KINDS."""
+    d = G.nodes[n]
+    if d.get("grad_of") is not None:
+        return "gradient"
+    if d["op"] in ("input", "param"):
+        return d["op"]
+    if d["op"] == "const":
+        return "seed" if n in seeds else "const"
+    return d.get("phase", "forward")
+
+
+def node_label(G, n, k, names) -> str:
+    """HTML-like label: what the node computes, the user's name, then id and attrs in small."""
+    d = G.nodes[n]
+    t = d["type"].short()
+    name = d.get("name")
+    if k in ("input", "param"):
+        return _lines([b(name or f"%{n}")], f"{d['op']} {t}")
+    if k == "seed":
+        cost = names.get(d.get("origin"), "?")
+        return _lines([b(scalar_text(d.get("value"))), esc(f"seed {_d(cost, cost)}")], f"%{n}")
+    if k == "const":
+        return _lines([esc(name or "const")], f"%{n} {t} {_preview(d.get('value'))}".rstrip())
+    small = " ".join([f"%{n}"] + attr_texts(d["op"], d.get("attrs") or {}))
+    if k == "gradient":
+        lines = [b(names[n]), esc(d["op"])]
+        if name and name != _autodiff_name(G, *d["grad_of"]):
+            lines.append(i(name))
+        return _lines(lines, small)
+    lines = [esc(d["op"])]
+    if name or n in names:
+        lines.append(i(name or names[n]))
+    return _lines(lines, small)
+
+
+def display_names(G, grads) -> dict:
+    """Names for costs, wrts and gradients: 'cost' for one unnamed cost, 'd(dcost/dx)/dx'."""
+    costs = sorted({c for c, _ in grads})
+    unnamed = [c for c in costs if c in G and not G.nodes[c].get("name")
+               and G.nodes[c].get("grad_of") is None]
+    memo = {}
+
+    def name(n):
+        if n not in memo:
+            d = G.nodes[n] if n in G else {}
+            go = d.get("grad_of")
+            if go is not None and d.get("name") in (None, _autodiff_name(G, *go)):
+                memo[n] = _d(name(go[0]), name(go[1]))
+            elif d.get("name"):
+                memo[n] = d["name"]
+            elif n in costs:
+                memo[n] = "cost" if len(unnamed) == 1 else f"cost%{n}"
+            else:
+                memo[n] = f"%{n}"
+        return memo[n]
+
+    grad_nodes = [n for n in sorted(G.nodes) if G.nodes[n].get("grad_of") is not None]
+    return {n: name(n) for n in costs + [w for _, w in grads] + grad_nodes}
+
+
+def _d(cost, wrt) -> str:
+    """'dcost/dw', with parentheses around a cost that is itself a derivative."""
+    def wrap(s):
+        return f"({s})" if "/" in s else s
+    return f"d{wrap(cost)}/d{wrap(wrt)}"
+
+
+def attr_texts(op, attrs) -> list:
+    """'key=value' for each attr that differs from the op's default, compactly written."""
+    defaults = OPS[op].attrs if op in OPS else {}
+    out = []
+    for key in sorted(attrs):
+        v = attrs[key]
+        if key in defaults and defaults[key] is not REQUIRED and defaults[key] == v:
+            continue
+        if isinstance(v, (tuple, list)):
+            v = v[0] if len(v) == 1 else "(" + ",".join(str(x) for x in v) + ")"
+        out.append(f"{key}={v}")
+    return out
+
+
+def scalar_text(value) -> str:
+    """A scalar constant as short text: '0.01', '1.0', '2', 'True'."""
+    a = np.asarray(value)
+    if a.dtype.kind == "b":
+        return str(bool(a))
+    if a.dtype.kind in "iu":
+        return str(int(a))
+    f = float(a.real) if a.dtype.kind == "c" else float(a)
+    s = repr(f)
+    return s if len(s) <= 8 else f"{f:.4g}"
+
+
+def _preview(value) -> str:
+    """The values of a tiny constant array; larger ones show only their type."""
+    if value is None:
+        return ""
+    a = np.asarray(value)
+    if a.size > 4:
+        return ""
+    return "[" + ",".join(scalar_text(x) for x in a.reshape(-1)) + "]"
+
+
+def _autodiff_name(G, cost, wrt) -> str:
+    """The name fc.grad gives a gradient itself, so only a name the user chose is shown again."""
+    def lab(n):
+        return (G.nodes[n].get("name") if n in G else None) or f"%{n}"
+    return f"d{lab(cost)}/d{lab(wrt)}"
+
+
+def esc(s) -> str:
+    """Escape text for an HTML-like label and keep it ASCII (other characters as &#N;)."""
+    return html.escape(str(s), quote=False).encode("ascii", "xmlcharrefreplace").decode()
+
+
+def b(s) -> str:
+    """Bold label text."""
+    return f"<B>{esc(s)}</B>"
+
+
+def i(s) -> str:
+    """Italic label text (user-given names)."""
+    return f"<I>{esc(s)}</I>"
+
+
+def small(s, color=SMALL) -> str:
+    """Small grey label text (ids, attrs, types)."""
+    return f'<FONT POINT-SIZE="8" COLOR="{color}">{esc(s)}</FONT>'
+
+
+def _lines(lines, note) -> str:
+    return "<" + "<BR/>".join(list(lines) + ([small(note)] if note else [])) + ">"

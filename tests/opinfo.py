@@ -1,0 +1,555 @@
+"""The op table: every op sample in one list; tests/test_ops.py generates the op tests from it.
+
+A row says how to build the op from flowc Tensors, the operands (call shape, declared shape
+with None dims, dtype, input domain), a plain-NumPy reference, tolerances, and whether the op
+is differentiable there (its vjp is then checked against central differences in float64).
+Adding an op means adding its OpDef, its kernel, and rows here.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+
+import flowc as fc
+from flowc.ops import api as F
+
+
+# -- input domains: fn(rng, shape) -> array (cast to the operand's dtype afterwards) ----------
+def real(rng, shape):
+    return rng.uniform(-2.0, 2.0, shape)
+
+
+def pos(rng, shape):
+    return rng.uniform(0.5, 2.0, shape)
+
+
+def above_m1(rng, shape):
+    # log1p is defined above -1; keep a margin so finite differences stay inside.
+    return rng.uniform(-0.5, 2.0, shape)
+
+
+def tiny(rng, shape):
+    # log1p / expm1 must stay exact where 1 + x rounds to 1.
+    return rng.uniform(-1e-10, 1e-10, shape)
+
+
+def away(rng, shape):
+    # |x| >= 0.25: far from the kink at 0 of abs, relu and sign.
+    return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.25, 2.0, shape)
+
+
+def distinct(rng, shape):
+    # All values at least 4/(n-1) apart: max/min/argmax have no ties to split.
+    n = int(np.prod(shape, dtype=int))
+    return rng.permutation(np.linspace(-2.0, 2.0, n)).reshape(shape)
+
+
+def grid_a(rng, shape):
+    # grid_a and grid_b never come within 0.25 of each other: no ties in maximum/minimum.
+    return rng.integers(-4, 4, shape) * 0.5 + 0.125
+
+
+def grid_b(rng, shape):
+    return rng.integers(-4, 4, shape) * 0.5 + 0.375
+
+
+def off_quarter(rng, shape):
+    # Multiples of 0.25 shifted by 0.125: never within 0.125 of the clip bounds +-0.5, +-1.
+    return rng.integers(-8, 8, shape) * 0.25 + 0.125
+
+
+def coarse(rng, shape):
+    # Few distinct values, so comparisons meet ties.
+    return rng.integers(-2, 3, shape).astype(float)
+
+
+def wide(rng, shape):
+    # Where a naive sigmoid / softplus would lose precision or overflow in float32.
+    return rng.uniform(-30.0, 30.0, shape)
+
+
+def huge(rng, shape):
+    # exp overflows here: logsumexp / softmax must subtract the max first.
+    return 800.0 + rng.uniform(-2.0, 2.0, shape)
+
+
+def boolean(rng, shape):
+    return rng.random(shape) < 0.5
+
+
+def ints(rng, shape):
+    return rng.integers(-3, 4, shape)
+
+
+def index(n, low=0):
+    """Integer indices in [low, n) (negative low: NumPy's negative indices)."""
+    def draw(rng, shape):
+        return rng.integers(low, n, shape)
+    draw.__name__ = f"index({n},{low})"
+    return draw
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One operand: shape at call time, its domain, dtype and declared shape (None dims)."""
+
+    shape: Tuple[int, ...]
+    domain: Callable = real
+    dtype: str = "float64"
+    decl: Optional[Tuple] = None
+
+    @property
+    def declared(self):
+        return self.shape if self.decl is None else self.decl
+
+    @property
+    def is_float(self):
+        return np.dtype(self.dtype).kind == "f"
+
+
+def A(*shape, dom=real, dt="float64", decl=None):
+    """An operand of this call shape (A() is a scalar)."""
+    return Arg(tuple(shape), dom, dt, None if decl is None else tuple(decl))
+
+
+@dataclass(frozen=True)
+class OpSample:
+    """One op sample. `grad`: differentiable here (vjp checked against finite differences)."""
+
+    name: str
+    build: Callable
+    args: Tuple[Arg, ...]
+    ref: Callable
+    grad: bool = True
+    rtol: Optional[float] = None
+    atol: Optional[float] = None
+    fd_eps: float = 1e-6  # central-difference step, relative to max(1, |x|)
+    gtol: float = 1e-6    # rtol (and atol per unit of gradient) for vjp vs differences
+
+    def tols(self, dtype):
+        """(rtol, atol) for comparing a result of `dtype` with the reference."""
+        if self.rtol is not None:
+            return self.rtol, self.atol or 0.0
+        return (1e-5, 1e-6) if dtype in ("float32", "float16") else (1e-9, 1e-12)
+
+    def draw(self, k=0):
+        """Operand arrays (draw k; fixed per row so every run sees the same numbers)."""
+        rng = np.random.default_rng(zlib.crc32(self.name.encode()) + 7919 * k)
+        return [np.asarray(a.domain(rng, a.shape)).astype(a.dtype) for a in self.args]
+
+
+SAMPLES = []
+
+
+def S(name, build, args, ref, **kw):
+    """Add one row to the table."""
+    SAMPLES.append(OpSample(name, build, tuple(args), ref, **kw))
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _lse(x, axis=None, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    r = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return r if keepdims else np.squeeze(r, axis=axis)
+
+
+def _softmax(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _getitem_grad(index):
+    """getitem_grad(x, g) built with the index attrs flowc itself makes for x[index]."""
+    def build(x, g):
+        return F.apply("getitem_grad", [x, g], index=x[index].node["attrs"]["index"])
+
+    def ref(x, g):
+        out = np.zeros_like(x)
+        out[index] = g
+        return out
+    return build, ref
+
+
+def _take_grad_ref(axis):
+    def ref(x, idx, g):
+        out = np.zeros_like(x)
+        if axis is None:
+            np.add.at(out.reshape(-1), idx.reshape(-1), g.reshape(-1))
+        else:
+            np.add.at(out, (slice(None),) * axis + (idx,), g)
+        return out
+    return ref
+
+
+X23, X34 = A(2, 3), A(3, 4)
+
+# -- unary elementwise -----------------------------------------------------------------------
+S("neg", lambda x: -x, [X23], np.negative)
+S("neg_fn", fc.neg, [A(3, decl=(None,))], np.negative)
+S("exp", fc.exp, [X23], np.exp)
+S("exp_int", fc.exp, [A(4, dom=ints, dt="int64")], np.exp, grad=False)
+S("log", fc.log, [A(2, 3, dom=pos)], np.log)
+S("log1p", fc.log1p, [A(2, 3, dom=above_m1)], np.log1p)
+S("log1p_tiny", fc.log1p, [A(3, dom=tiny)], np.log1p, rtol=1e-12, atol=0.0)
+S("expm1_tiny", fc.expm1, [A(3, dom=tiny)], np.expm1, rtol=1e-12, atol=0.0)
+S("expm1", fc.expm1, [X23], np.expm1)
+S("sqrt", fc.sqrt, [A(2, 3, dom=pos)], np.sqrt)
+S("sqrt_int32", fc.sqrt, [A(3, dom=index(9), dt="int32")], np.sqrt, grad=False)
+S("square", fc.square, [X23], np.square)
+S("abs", fc.abs, [A(2, 3, dom=away)], np.abs)
+S("abs_builtin", lambda x: abs(x), [A(4, dom=away)], np.abs)
+S("abs_method", lambda x: x.abs(), [A(2, 2, dom=away, decl=(None, 2))], np.abs)
+S("sign", fc.sign, [A(2, 3, dom=away)], np.sign)
+S("tanh", fc.tanh, [X23], np.tanh)
+S("sigmoid", fc.sigmoid, [X23], _sigmoid)
+S("sigmoid_wide", fc.sigmoid, [A(6, dom=wide)], _sigmoid)
+S("relu", fc.relu, [A(2, 3, dom=away)], lambda x: np.maximum(x, 0))
+S("softplus", fc.softplus, [X23], lambda x: np.logaddexp(0, x))
+S("softplus_wide", fc.softplus, [A(6, dom=wide)], lambda x: np.logaddexp(0, x))
+S("sin", fc.sin, [X23], np.sin)
+S("cos", fc.cos, [X23], np.cos)
+S("zeros_like", fc.zeros_like, [X23], np.zeros_like)
+S("ones_like", fc.ones_like, [A(2, 3, decl=(None, 3))], np.ones_like)
+S("zeros_like_bool", lambda x: fc.zeros_like(x > 0), [X23], lambda x: np.zeros_like(x > 0),
+  grad=False)
+S("ones_like_int", fc.ones_like, [A(3, dom=ints, dt="int64")], np.ones_like, grad=False)
+# float32 keeps float32, also next to weak Python scalars.
+S("exp_f32", fc.exp, [A(2, 3, dt="float32")], np.exp)
+S("log_f32", fc.log, [A(3, dom=pos, dt="float32")], np.log)
+S("tanh_f32", fc.tanh, [A(3, dt="float32")], np.tanh)
+S("sigmoid_f32", fc.sigmoid, [A(2, 3, dom=wide, dt="float32")], _sigmoid)
+S("softplus_f32", fc.softplus, [A(6, dom=wide, dt="float32")], lambda x: np.logaddexp(0, x))
+S("relu_f32", fc.relu, [A(4, dom=away, dt="float32")], lambda x: np.maximum(x, 0))
+
+# -- binary arithmetic (NumPy broadcasting, NumPy 2 promotion) --------------------------------
+S("add", lambda a, b: a + b, [X23, X23], np.add)
+S("add_bcast", fc.add, [A(3, 1), A(4)], np.add)
+S("add_scalar_tensor", lambda a, b: a + b, [X23, A()], np.add)
+S("add_decl_none", lambda a, b: a + b, [A(2, 3, decl=(None, 3)), A(3)], np.add)
+S("radd_weak", lambda a: 2.0 + a, [X23], lambda a: 2.0 + a)
+S("sub_bcast", lambda a, b: a - b, [A(2, 1, 3), A(4, 1)], np.subtract)
+S("sub_fn", fc.sub, [A(3, decl=(None,)), A(3, decl=(None,))], np.subtract)
+S("rsub_weak", lambda a: 1 - a, [A(3, dt="float32")], lambda a: 1 - a)
+S("mul_bcast", lambda a, b: a * b, [A(3, 1), A(1, 4)], np.multiply)
+S("mul_fn", fc.mul, [X23, A(3)], np.multiply)
+S("rmul_weak_f32", lambda a: 0.01 * a, [A(2, 3, dt="float32")], lambda a: 0.01 * a)
+S("mul_weak_int_f32", lambda a: a * 2, [A(3, dt="float32")], lambda a: a * 2)
+S("div", lambda a, b: a / b, [X23, A(3, dom=away)], np.divide)
+S("div_fn", fc.div, [A(2, 1), A(1, 3, dom=pos)], np.divide)
+S("rdiv_weak", lambda a: 1 / a, [A(4, dom=away)], lambda a: 1 / a)
+S("pow_int_exp", lambda a: a ** 3, [X23], lambda a: a ** 3)
+S("pow_two", lambda a: a ** 2, [A(2, 3, decl=(None, 3))], lambda a: a ** 2)
+S("pow_half", lambda a: a ** 0.5, [A(4, dom=pos)], lambda a: a ** 0.5)
+S("pow_tensors", lambda a, b: a ** b, [A(2, 3, dom=pos), A(3)], np.power)
+S("pow_fn", fc.pow, [A(3, dom=pos), A()], np.power)
+S("pow_int_tensor_exp", lambda a, i: a ** i, [A(2, 3, dom=pos), A(3, dom=index(4), dt="int64")],
+  np.power)
+S("rpow_weak", lambda a: 2.0 ** a, [A(4)], lambda a: 2.0 ** a)
+S("pow_f32", lambda a: a ** 2, [A(3, dt="float32")], lambda a: a ** 2)
+S("maximum", fc.maximum, [A(3, 1, dom=grid_a), A(4, dom=grid_b)], np.maximum)
+S("maximum_scalar", lambda a: fc.maximum(a, 0.0), [A(2, 3, dom=grid_a)],
+  lambda a: np.maximum(a, 0.0))
+S("minimum", fc.minimum, [A(2, 3, dom=grid_b), A(3, dom=grid_a)], np.minimum)
+S("minimum_decl_none", fc.minimum, [A(2, 2, dom=grid_a, decl=(None, None)), A(2, dom=grid_b)],
+  np.minimum)
+# Promotion of mixed array dtypes, as NumPy 2 does it.
+S("add_f32_f64", lambda a, b: a + b, [A(3, dt="float32"), A(3)], np.add)
+S("mul_i32_f32", lambda a, b: a * b, [A(3, dom=ints, dt="int32"), A(3, dt="float32")],
+  np.multiply)
+S("add_i64_f32", lambda a, b: a + b, [A(3, dom=ints, dt="int64"), A(3, dt="float32")], np.add)
+S("add_int_weak", lambda a: a + 1, [A(3, dom=ints, dt="int64")], lambda a: a + 1, grad=False)
+S("mul_int_weak_float", lambda a: a * 0.5, [A(3, dom=ints, dt="int32")], lambda a: a * 0.5,
+  grad=False)
+S("add_bool_weak_int", lambda a: (a > 0) + 1, [X23], lambda a: (a > 0) + 1, grad=False)
+S("mul_f32_np_f64", lambda a: a * np.float64(3.0), [A(3, dt="float32")],
+  lambda a: a * np.float64(3.0))
+
+# -- comparisons (boolean results, not differentiable) ------------------------------------------
+S("less", lambda a, b: a < b, [A(2, 3, dom=coarse), A(3, dom=coarse)], np.less, grad=False)
+S("less_equal", lambda a, b: a <= b, [A(3, 1, dom=coarse), A(4, dom=coarse)], np.less_equal,
+  grad=False)
+S("greater", lambda a, b: a > b, [A(2, 3, dom=coarse), A(2, 3, dom=coarse)], np.greater,
+  grad=False)
+S("greater_equal", lambda a, b: a >= b, [A(4, dom=coarse), A(dom=coarse)], np.greater_equal,
+  grad=False)
+S("greater_weak_f32", lambda a: a > 0.5, [A(2, 3, dt="float32")], lambda a: a > 0.5,
+  grad=False)
+S("less_fn", fc.less, [A(3, dom=coarse), A(3, dom=coarse)], np.less, grad=False)
+S("less_equal_fn", fc.less_equal, [A(3, dom=coarse), A(3, dom=coarse)], np.less_equal,
+  grad=False)
+S("greater_fn", fc.greater, [A(3, dom=coarse), A(3, dom=coarse)], np.greater, grad=False)
+S("greater_equal_fn", fc.greater_equal, [A(3, dom=coarse), A(3, dom=coarse)],
+  np.greater_equal, grad=False)
+S("equal", fc.equal, [A(2, 3, dom=coarse), A(3, dom=coarse)], np.equal, grad=False)
+S("equal_int", fc.equal, [A(4, dom=ints, dt="int64"), A(4, dom=ints, dt="int64")], np.equal,
+  grad=False)
+S("not_equal", fc.not_equal, [A(3, 1, dom=coarse, decl=(None, 1)), A(2, dom=coarse)],
+  np.not_equal, grad=False)
+
+# -- where, clip, cast --------------------------------------------------------------------------
+S("where", fc.where, [A(2, 3, dom=boolean, dt="bool"), X23, A(3)], np.where)
+S("where_bcast_cond", fc.where, [A(3, 1, dom=boolean, dt="bool"), A(4), A()], np.where)
+S("where_scalar_branch", lambda x: fc.where(x > 0, x, 0.0), [A(2, 3, dom=away)],
+  lambda x: np.where(x > 0, x, 0.0))
+S("where_scalar_branch_f32", lambda x: fc.where(x > 0, 1.0, x), [A(3, dom=away, dt="float32")],
+  lambda x: np.where(x > 0, 1.0, x))
+S("clip", lambda x: fc.clip(x, -0.5, 0.5), [A(2, 4, dom=off_quarter)],
+  lambda x: np.clip(x, -0.5, 0.5))
+S("clip_tensors", fc.clip, [A(2, 4, dom=off_quarter),
+                            A(4, dom=lambda r, s: r.uniform(-1.9, -1.1, s)),
+                            A(dom=lambda r, s: r.uniform(1.1, 1.9, s))], np.clip)
+S("clip_f32", lambda x: fc.clip(x, 0, 1), [A(5, dom=off_quarter, dt="float32")],
+  lambda x: np.clip(x, np.float32(0), np.float32(1)))
+# The float32 result rounds to ~6e-8: a tiny step would only measure that rounding.
+S("cast_f64_f32", lambda x: fc.cast(x, "float32"), [X23], lambda x: x.astype("float32"),
+  fd_eps=1e-3, gtol=1e-3)
+S("astype_f32_f64", lambda x: x.astype("float64"), [A(3, dt="float32")],
+  lambda x: x.astype("float64"))
+S("cast_int_float", lambda x: fc.cast(x, "float64"), [A(3, dom=ints, dt="int64")],
+  lambda x: x.astype("float64"), grad=False)
+S("cast_float_int", lambda x: x.astype("int64"), [A(2, 3, dom=away)],
+  lambda x: x.astype("int64"), grad=False)
+S("cast_bool_float", lambda x: fc.cast(x > 0, "float32"), [A(4)],
+  lambda x: (x > 0).astype("float32"))
+
+# -- reductions ---------------------------------------------------------------------------------
+X234 = A(2, 3, 4)
+S("sum_all", fc.sum, [X234], np.sum)
+S("sum_axis", lambda x: fc.sum(x, axis=1), [X234], lambda x: np.sum(x, axis=1))
+S("sum_axes_keepdims", lambda x: x.sum(axis=(0, 2), keepdims=True), [X234],
+  lambda x: x.sum(axis=(0, 2), keepdims=True))
+S("sum_neg_axis_decl_none", lambda x: x.sum(-1), [A(3, 4, decl=(None, 4))],
+  lambda x: x.sum(-1))
+S("sum_keepdims_all", lambda x: x.sum(keepdims=True), [X23], lambda x: x.sum(keepdims=True))
+S("sum_bool", lambda x: fc.sum(x > 0, axis=0), [X23], lambda x: np.sum(x > 0, axis=0),
+  grad=False)
+S("sum_f32", lambda x: x.sum(axis=0), [A(3, 2, dt="float32")], lambda x: x.sum(axis=0))
+S("mean_all", fc.mean, [X234], np.mean)
+S("mean_axis", lambda x: x.mean(axis=0), [X34], lambda x: x.mean(axis=0))
+S("mean_keepdims", lambda x: fc.mean(x, axis=(1, 2), keepdims=True), [X234],
+  lambda x: np.mean(x, axis=(1, 2), keepdims=True))
+S("mean_decl_none", lambda x: fc.mean(x, axis=0), [A(3, 4, decl=(None, 4))],
+  lambda x: np.mean(x, axis=0))
+S("mean_all_decl_none", fc.mean, [A(3, 2, decl=(None, None))], np.mean)
+S("mean_method_keepdims", lambda x: x.mean(axis=1, keepdims=True), [X23],
+  lambda x: x.mean(axis=1, keepdims=True))
+S("mean_f32", lambda x: x.mean(), [A(3, 2, dt="float32")], lambda x: x.mean())
+S("mean_int", fc.mean, [A(5, dom=ints, dt="int64")], np.mean, grad=False)
+S("max_all", fc.max, [A(3, 4, dom=distinct)], np.max)
+S("max_axis", lambda x: x.max(axis=1), [A(2, 3, 4, dom=distinct)], lambda x: x.max(axis=1))
+S("max_keepdims_decl_none", lambda x: fc.max(x, axis=0, keepdims=True),
+  [A(3, 4, dom=distinct, decl=(None, 4))], lambda x: np.max(x, axis=0, keepdims=True))
+S("max_method_keepdims", lambda x: x.max(axis=0, keepdims=True), [A(3, 2, dom=distinct)],
+  lambda x: x.max(axis=0, keepdims=True))
+S("min_all", lambda x: x.min(), [A(2, 3, dom=distinct)], lambda x: x.min())
+S("min_axis", fc.min, [A(2, 3, dom=distinct)], np.min)
+S("min_axes_keepdims", lambda x: x.min(axis=(0, 2), keepdims=True), [A(2, 3, 2, dom=distinct)],
+  lambda x: x.min(axis=(0, 2), keepdims=True))
+S("max_int", lambda x: x.max(axis=0), [A(3, 2, dom=ints, dt="int64")],
+  lambda x: x.max(axis=0), grad=False)
+S("prod_all", fc.prod, [A(2, 3, dom=away)], np.prod)
+S("prod_axis", lambda x: fc.prod(x, axis=1), [A(2, 3, dom=away)], lambda x: np.prod(x, axis=1))
+S("prod_keepdims", lambda x: x.prod(axis=0, keepdims=True), [A(3, 2, dom=away)],
+  lambda x: x.prod(axis=0, keepdims=True))
+S("argmax_all", fc.argmax, [A(3, 4, dom=distinct)], np.argmax, grad=False)
+S("argmax_axis", lambda x: fc.argmax(x, axis=1), [A(2, 3, 4, dom=distinct)],
+  lambda x: np.argmax(x, axis=1), grad=False)
+S("argmax_keepdims", lambda x: x.argmax(axis=-1, keepdims=True),
+  [A(3, 4, dom=distinct, decl=(None, 4))], lambda x: np.argmax(x, axis=-1, keepdims=True),
+  grad=False)
+S("argmin_all", lambda x: x.argmin(), [A(3, 4, dom=distinct)], np.argmin, grad=False)
+S("argmin_axis", lambda x: fc.argmin(x, axis=0), [A(3, 4, dom=distinct)],
+  lambda x: np.argmin(x, axis=0), grad=False)
+S("argmin_keepdims_all", lambda x: fc.argmin(x, keepdims=True), [A(2, 3, dom=distinct)],
+  lambda x: np.argmin(x, keepdims=True), grad=False)
+S("logsumexp_all", fc.logsumexp, [X23], _lse)
+S("logsumexp_axis", lambda x: fc.logsumexp(x, axis=1), [X234], lambda x: _lse(x, axis=1))
+S("logsumexp_keepdims", lambda x: fc.logsumexp(x, axis=-1, keepdims=True),
+  [A(3, 4, decl=(None, 4))], lambda x: _lse(x, axis=-1, keepdims=True))
+S("logsumexp_huge", lambda x: fc.logsumexp(x, axis=0), [A(4, 2, dom=huge)],
+  lambda x: _lse(x, axis=0))
+S("logsumexp_f32", lambda x: fc.logsumexp(x, axis=1), [A(2, 3, dt="float32")],
+  lambda x: _lse(x, axis=1))
+S("count_axis_decl_none", lambda x: F.count(x, 0), [A(3, 2, decl=(None, 2))],
+  lambda x: np.float64(x.shape[0]))
+S("count_all_decl_none", lambda x: F.count(x, dtype="float32"), [A(3, 2, decl=(None, None))],
+  lambda x: np.float32(x.size))
+
+# -- softmax family -----------------------------------------------------------------------------
+S("softmax", fc.softmax, [X34], _softmax)
+S("softmax_axis0", lambda x: fc.softmax(x, axis=0), [X34], lambda x: _softmax(x, axis=0))
+S("softmax_huge_decl_none", fc.softmax, [A(2, 3, dom=huge, decl=(None, 3))], _softmax)
+S("softmax_f32", fc.softmax, [A(2, 3, dt="float32")], _softmax)
+S("log_softmax", fc.log_softmax, [X34], lambda x: np.log(_softmax(x)))
+S("log_softmax_axis0", lambda x: fc.log_softmax(x, axis=0), [A(3, 2)],
+  lambda x: x - _lse(x, axis=0, keepdims=True))
+S("log_softmax_huge", fc.log_softmax, [A(2, 3, dom=huge)],
+  lambda x: x - _lse(x, axis=-1, keepdims=True))
+
+# -- matrix products ----------------------------------------------------------------------------
+S("matmul_2d", lambda a, b: a @ b, [A(2, 3), A(3, 4)], np.matmul)
+S("matmul_1d_1d", fc.matmul, [A(3), A(3)], np.matmul)
+S("matmul_2d_1d", lambda a, b: a @ b, [A(2, 3), A(3)], np.matmul)
+S("matmul_1d_2d", lambda a, b: a @ b, [A(3), A(3, 4)], np.matmul)
+S("matmul_batched", fc.matmul, [A(2, 2, 3), A(2, 3, 4)], np.matmul)
+S("matmul_batch_bcast", lambda a, b: a @ b, [A(2, 1, 2, 3), A(3, 3, 2)], np.matmul)
+S("matmul_1d_batched", fc.matmul, [A(3), A(2, 3, 4)], np.matmul)
+S("matmul_batched_1d", fc.matmul, [A(2, 4, 3), A(3)], np.matmul)
+S("matmul_decl_none", lambda a, b: a @ b, [A(4, 3, decl=(None, 3)), A(3, 2)], np.matmul)
+S("rmatmul_array", lambda b: np.arange(6.0).reshape(2, 3) @ b, [A(3, 2)],
+  lambda b: np.arange(6.0).reshape(2, 3) @ b)
+S("matmul_f32", lambda a, b: a @ b, [A(2, 3, dt="float32"), A(3, dt="float32")], np.matmul)
+S("dot_2d", fc.dot, [A(2, 3), A(3, 2)], np.dot)
+S("dot_1d", lambda a, b: a.dot(b), [A(4), A(4)], np.dot)
+S("dot_scalar", fc.dot, [A(), A(3)], np.dot)
+
+# -- shapes ---------------------------------------------------------------------------------------
+S("reshape", lambda x: x.reshape(3, 4), [A(2, 6)], lambda x: x.reshape(3, 4))
+S("reshape_fn_flat", lambda x: fc.reshape(x, -1), [X23], lambda x: np.reshape(x, -1))
+S("reshape_tuple_decl_none", lambda x: x.reshape((-1, 3)), [A(2, 6, decl=(None, 6))],
+  lambda x: x.reshape((-1, 3)))
+S("reshape_to_scalar", lambda x: fc.reshape(x, ()), [A(1, 1)], lambda x: x.reshape(()))
+S("T", lambda x: x.T, [X23], lambda x: x.T)
+S("T_3d_decl_none", lambda x: x.T, [A(2, 3, 4, decl=(None, 3, 4))], lambda x: x.T)
+S("transpose_axes", lambda x: fc.transpose(x, (1, 0, 2)), [X234],
+  lambda x: np.transpose(x, (1, 0, 2)))
+S("transpose_method", lambda x: x.transpose(2, 0, 1), [X234], lambda x: x.transpose(2, 0, 1))
+S("transpose_neg_axes", lambda x: fc.transpose(x, (-1, 0, 1)), [X234],
+  lambda x: np.transpose(x, (-1, 0, 1)))
+S("transpose_default", fc.transpose, [X34], np.transpose)
+S("expand_dims", lambda x: fc.expand_dims(x, 0), [X23], lambda x: np.expand_dims(x, 0))
+S("expand_dims_neg", lambda x: fc.expand_dims(x, -1), [A(3, decl=(None,))],
+  lambda x: np.expand_dims(x, -1))
+S("expand_dims_many", lambda x: fc.expand_dims(x, (0, 2)), [X23],
+  lambda x: np.expand_dims(x, (0, 2)))
+S("squeeze_all", fc.squeeze, [A(1, 3, 1)], np.squeeze)
+S("squeeze_axis", lambda x: fc.squeeze(x, 0), [A(1, 3)], lambda x: np.squeeze(x, 0))
+S("squeeze_decl_none", lambda x: fc.squeeze(x, 1), [A(3, 1, decl=(None, None))],
+  lambda x: np.squeeze(x, 1))
+S("broadcast_to", lambda x: fc.broadcast_to(x, (2, 3)), [A(3)],
+  lambda x: np.broadcast_to(x, (2, 3)))
+S("broadcast_to_3d", lambda x: fc.broadcast_to(x, (2, 3, 4)), [A(3, 1)],
+  lambda x: np.broadcast_to(x, (2, 3, 4)))
+S("broadcast_like", F.broadcast_like, [A(3, 1), A(3, 4, decl=(None, 4))],
+  lambda x, y: np.broadcast_to(x, y.shape))
+S("broadcast_like_lead", F.broadcast_like, [A(4), A(2, 4)],
+  lambda x, y: np.broadcast_to(x, y.shape))
+S("sum_like", F.sum_like, [A(4, 3), A(1, 3, decl=(None, 3))],
+  lambda g, x: g.sum(axis=0, keepdims=True))
+S("sum_like_lead", F.sum_like, [A(2, 4, 3), A(1, 3, decl=(None, None))],
+  lambda g, x: g.sum(axis=(0, 1)).reshape(1, 3))
+S("sum_like_noop", F.sum_like, [A(2, 3, decl=(None, 3)), A(2, 3, decl=(None, 3))],
+  lambda g, x: g)
+S("reshape_like", F.reshape_like, [X23, A(3, 2, decl=(None, 2))],
+  lambda x, y: x.reshape(y.shape))
+
+# -- indexing -------------------------------------------------------------------------------------
+S("getitem_int", lambda x: x[0], [X23], lambda x: x[0])
+S("getitem_slice", lambda x: x[1:], [A(3, 2)], lambda x: x[1:])
+S("getitem_step", lambda x: x[:, ::2], [A(2, 5)], lambda x: x[:, ::2])
+S("getitem_reverse", lambda x: x[::-1], [A(4)], lambda x: x[::-1])
+S("getitem_ellipsis", lambda x: x[..., 1], [X234], lambda x: x[..., 1])
+S("getitem_newaxis", lambda x: x[None, 0], [X23], lambda x: x[None, 0])
+S("getitem_mixed", lambda x: x[-1, 1:3], [X34], lambda x: x[-1, 1:3])
+S("getitem_scalar", lambda x: x[1, 2], [X23], lambda x: x[1, 2])
+S("getitem_mid_newaxis", lambda x: x[:, None, :], [X23], lambda x: x[:, None, :])
+S("getitem_decl_none", lambda x: x[:, 1:3], [A(3, 4, decl=(None, 4))], lambda x: x[:, 1:3])
+S("getitem_int_decl_none", lambda x: x[0], [A(3, 2, decl=(None, 2))], lambda x: x[0])
+S("getitem_list", lambda x: x[[0, 2, 2]], [X34], lambda x: x[[0, 2, 2]])
+S("getitem_tensor_index", lambda x, i: x[i], [X34, A(5, dom=index(3), dt="int64")],
+  lambda x, i: x[i])
+_gg1, _gg1_ref = _getitem_grad((slice(1, None), slice(None, None, 2)))
+S("getitem_grad", _gg1, [A(3, 4), A(2, 2)], _gg1_ref)
+_gg2, _gg2_ref = _getitem_grad((1,))
+S("getitem_grad_int", _gg2, [A(3, 2), A(2)], _gg2_ref)
+S("take_axis0", lambda x, i: fc.take(x, i, axis=0), [X34, A(5, dom=index(3), dt="int64")],
+  lambda x, i: np.take(x, i, axis=0))
+S("take_axis1_2d_idx", lambda x, i: fc.take(x, i, axis=1), [X34, A(2, 2, dom=index(4), dt="int64")],
+  lambda x, i: np.take(x, i, axis=1))
+S("take_flat", fc.take, [X23, A(4, dom=index(6), dt="int64")], np.take)
+S("take_negative_const", lambda x: fc.take(x, [-1, 0, -1], axis=1), [X23],
+  lambda x: np.take(x, [-1, 0, -1], axis=1))
+S("take_decl_none", lambda x, i: fc.take(x, i, axis=0),
+  [A(3, 2, decl=(None, 2)), A(4, dom=index(3), dt="int64", decl=(None,))],
+  lambda x, i: np.take(x, i, axis=0))
+S("take_grad_axis0", lambda x, i, g: F.apply("take_grad", [x, i, g], axis=0),
+  [A(3, 2), A(4, dom=index(3), dt="int64"), A(4, 2)], _take_grad_ref(0))
+S("take_grad_axis1", lambda x, i, g: F.apply("take_grad", [x, i, g], axis=1),
+  [A(2, 3), A(2, 2, dom=index(3), dt="int64"), A(2, 2, 2)], _take_grad_ref(1))
+S("take_grad_flat", lambda x, i, g: F.apply("take_grad", [x, i, g]),
+  [A(2, 3), A(5, dom=index(6), dt="int64"), A(5)], _take_grad_ref(None))
+
+# -- joining ---------------------------------------------------------------------------------------
+S("concatenate", lambda a, b: fc.concatenate([a, b]), [X23, A(1, 3)],
+  lambda a, b: np.concatenate([a, b]))
+S("concatenate_axis1", lambda a, b, c: fc.concatenate([a, b, c], axis=1),
+  [X23, A(2, 2), A(2, 1)], lambda a, b, c: np.concatenate([a, b, c], axis=1))
+S("concatenate_neg_axis_decl_none", lambda a, b: fc.concatenate([a, b], axis=-1),
+  [A(2, 3, decl=(None, 3)), A(2, 1, decl=(None, 1))], lambda a, b: np.concatenate([a, b], -1))
+S("concatenate_mixed_dtype", lambda a, b: fc.concatenate([a, b]),
+  [A(2, dt="float32"), A(3)], lambda a, b: np.concatenate([a, b]))
+S("concatenate_const", lambda a: fc.concatenate([a, np.ones((1, 2))]), [A(2, 2)],
+  lambda a: np.concatenate([a, np.ones((1, 2))]))
+S("concat_grad", lambda g, a, b: F.apply("concat_grad", [g, a, b], axis=1, index=1),
+  [A(2, 5), A(2, 3), A(2, 2)], lambda g, a, b: g[:, 3:5])
+S("stack", lambda a, b: fc.stack([a, b]), [A(3), A(3)], lambda a, b: np.stack([a, b]))
+S("stack_axis1", lambda a, b, c: fc.stack([a, b, c], axis=1), [X23, X23, X23],
+  lambda a, b, c: np.stack([a, b, c], axis=1))
+S("stack_neg_axis", lambda a, b: fc.stack([a, b], axis=-1), [A(2, decl=(None,)), A(2)],
+  lambda a, b: np.stack([a, b], axis=-1))
+
+# -- edge cases: 0-d operands, unknown dims that turn out to be 1 at run time, more dtypes -------
+S("sum_scalar", fc.sum, [A()], np.sum)
+S("mean_scalar", lambda x: x.mean(), [A()], lambda x: x.mean())
+S("softmax_1d", fc.softmax, [A(4)], _softmax)
+S("stack_scalars", lambda a, b: fc.stack([a, b]), [A(), A()], lambda a, b: np.stack([a, b]))
+S("concatenate_one", lambda a: fc.concatenate([a], axis=1), [X23],
+  lambda a: np.concatenate([a], axis=1))
+S("take_scalar_index", lambda x: fc.take(x, 1, axis=0), [X23], lambda x: np.take(x, 1, axis=0))
+S("getitem_slice_decl_none", lambda x: x[1:], [A(3, 2, decl=(None, 2))], lambda x: x[1:])
+S("broadcast_to_decl_none", lambda x: fc.broadcast_to(x, (2, 3)), [A(3, decl=(None,))],
+  lambda x: np.broadcast_to(x, (2, 3)))
+S("prod_decl_none", lambda x: fc.prod(x, axis=0), [A(3, 2, dom=away, decl=(None, 2))],
+  lambda x: np.prod(x, axis=0))
+S("logsumexp_keepdims_all", lambda x: fc.logsumexp(x, keepdims=True), [X23],
+  lambda x: _lse(x, keepdims=True))
+S("logsumexp_axes", lambda x: fc.logsumexp(x, axis=(0, 2)), [X234], lambda x: _lse(x, (0, 2)))
+S("count_axes", lambda x: F.count(x, (0, 2)), [A(2, 3, 4, decl=(None, 3, None))],
+  lambda x: np.float64(8))
+S("add_runtime_bcast_known", lambda a, b: a + b, [A(1, 3, decl=(None, 3)), A(4, 3)], np.add)
+S("add_runtime_bcast_unknown", lambda a, b: a * b,
+  [A(1, 3, decl=(None, 3)), A(4, 3, decl=(None, 3))], np.multiply)
+S("where_runtime_bcast", fc.where, [A(2, 1, dom=boolean, dt="bool"), A(1, 3, decl=(None, None)),
+                                    A(2, 3, decl=(None, 3))], np.where)
+S("sum_int32", lambda x: x.sum(axis=0), [A(3, 2, dom=ints, dt="int32")],
+  lambda x: x.sum(axis=0), grad=False)
+S("cast_bool", lambda x: fc.cast(x, "bool"), [A(5, dom=coarse)], lambda x: x.astype(bool),
+  grad=False)
+S("matmul_int", lambda a, b: a @ b, [A(2, 3, dom=ints, dt="int64"), A(3, dom=ints, dt="int64")],
+  np.matmul, grad=False)
+S("matmul_f32_f64", fc.matmul, [A(2, 3, dt="float32"), A(3, 2)], np.matmul)
+S("maximum_int_float", fc.maximum, [A(3, dom=ints, dt="int64"), A(3, dom=grid_a)], np.maximum)
+S("clip_int_weak_float", lambda x: fc.clip(x, 0.5, 1.5), [A(5, dom=ints, dt="int64")],
+  lambda x: np.clip(x, 0.5, 1.5), grad=False)
+S("where_int_f32", fc.where, [A(3, dom=boolean, dt="bool"), A(3, dom=ints, dt="int64"),
+                              A(3, dt="float32")], np.where)
+S("rsub_array", lambda x: np.ones(3) - x, [A(2, 3)], lambda x: np.ones(3) - x)
+S("less_int_float", lambda i, x: i < x, [A(4, dom=ints, dt="int64"), A(4, dom=coarse)],
+  np.less, grad=False)
+
+# -- compositions users write (cross-op dtype and broadcasting paths) ------------------------------
+S("logreg_cost", lambda x, w, y: fc.mean(-y * fc.log(fc.sigmoid(x @ w))
+                                         - (1 - y) * fc.log(1 - fc.sigmoid(x @ w))),
+  [A(4, 3, decl=(None, 3)), A(3), A(4, dom=lambda r, s: r.integers(0, 2, s), decl=(None,))],
+  lambda x, w, y: np.mean(-y * np.log(_sigmoid(x @ w)) - (1 - y) * np.log(1 - _sigmoid(x @ w))))
+S("softmax_xent", lambda z, t: -fc.mean(fc.sum(t * fc.log_softmax(z), axis=1)),
+  [A(3, 4), A(3, 4, dom=pos)], lambda z, t: -np.mean(np.sum(t * np.log(_softmax(z)), axis=1)))
+
+BY_NAME = {s.name: s for s in SAMPLES}
+assert len(BY_NAME) == len(SAMPLES), "two op samples share a name"
