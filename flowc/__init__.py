@@ -5,6 +5,9 @@
     cost = fc.mean(fc.sigmoid(x @ w)); gw = fc.grad(cost, w)
     f = fc.function([x], cost, updates=[(w, w - 0.1 * gw)])
 """
+from .autodiff.batching import batch
+from .autodiff.forward import Lop, Rop, jvp, vjp
+from .autodiff.jacobian import hessian, hvp, jacobian
 from .autodiff.reverse import grad
 from .function import Function, function
 from .gradcheck import check_grad, numerical_grad
@@ -19,6 +22,9 @@ from .ops.api import (abs, add, argmax, argmin, broadcast_to, cast, clip, concat
                       mean, min, minimum, mul, neg, not_equal, ones_like, pow, prod, relu,
                       reshape, sigmoid, sign, sin, softmax, softplus, sqrt, square, squeeze,
                       stack, sub, sum, take, tanh, transpose, where, zeros_like)
+from .ops.api_grad import custom_vjp, stop_gradient
+from .ops.api_linalg import (diag, eye, inv, norm, outer, slogdet, solve, take_along_axis, topk,
+                             trace)
 from .ops.registry import OPS
 from .render import render, to_dot
 from .nn import optim

@@ -201,3 +201,9 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "broadcast_like": _broadcast_like, "sum_like": _sum_like, "getitem": _getitem,
     "concat_grad": _concat_grad,
 }.items()})
+
+# Linear algebra, selection and differentiation-steering ops live in their own file.
+from .kernels_extra import OUT as _EXTRA_OUT, VIEW as _EXTRA_VIEW  # noqa: E402
+
+KERNELS.update({name: Kernel(fn, "out") for name, fn in _EXTRA_OUT.items()})
+KERNELS.update({name: Kernel(fn, "view") for name, fn in _EXTRA_VIEW.items()})

@@ -128,6 +128,7 @@ class OpSample:
     atol: Optional[float] = None
     fd_eps: float = 1e-6  # central-difference step, relative to max(1, |x|)
     gtol: float = 1e-6    # rtol (and atol per unit of gradient) for vjp vs differences
+    zero_grad: bool = False  # grad=False rows whose gradient is zero by design (stop_gradient)
 
     def tols(self, dtype):
         """(rtol, atol) for comparing a result of `dtype` with the reference."""
@@ -542,6 +543,70 @@ S("where_int_f32", fc.where, [A(3, dom=boolean, dt="bool"), A(3, dom=ints, dt="i
 S("rsub_array", lambda x: np.ones(3) - x, [A(2, 3)], lambda x: np.ones(3) - x)
 S("less_int_float", lambda i, x: i < x, [A(4, dom=ints, dt="int64"), A(4, dom=coarse)],
   np.less, grad=False)
+
+# -- linear algebra, selection and differentiation steering ---------------------------------------
+def wellcond(rng, shape):
+    # A random matrix plus n on the diagonal: far from singular, so solves are accurate.
+    n = shape[-1]
+    return rng.uniform(-1.0, 1.0, shape) + n * np.eye(n)
+
+
+def _put_along_ref(x, i, g):
+    out = np.zeros_like(x)
+    rows = np.arange(x.shape[0])[:, None]
+    np.add.at(out, (np.broadcast_to(rows, i.shape), i), g)
+    return out
+
+
+X33 = A(3, 3, dom=wellcond)
+S("solve_vec", fc.solve, [X33, A(3)], np.linalg.solve)
+S("solve_mat", fc.solve, [X33, A(3, 2)], np.linalg.solve)
+S("solve_batched", fc.solve, [A(2, 3, 3, dom=wellcond), A(2, 3, 2)], np.linalg.solve)
+S("solve_batched_shared_b", fc.solve, [A(2, 3, 3, dom=wellcond), A(3, 1)], np.linalg.solve)
+S("inv", fc.inv, [X33], np.linalg.inv)
+S("inv_batched", fc.inv, [A(2, 3, 3, dom=wellcond)], np.linalg.inv)
+S("slogdet_logabsdet", lambda a: fc.slogdet(a)[1], [X33], lambda a: np.linalg.slogdet(a)[1])
+S("slogdet_batched", lambda a: fc.slogdet(a)[1], [A(2, 3, 3, dom=wellcond)],
+  lambda a: np.linalg.slogdet(a)[1])
+S("slogdet_sign", lambda a: fc.slogdet(a)[0], [A(3, 3)], lambda a: np.linalg.slogdet(a)[0],
+  grad=False, zero_grad=True)
+S("eye_plus", lambda x: x + fc.eye(3), [A(3, 3)], lambda x: x + np.eye(3))
+S("diag_embed", fc.diag, [A(3)], np.diag)
+S("diag_embed_k", lambda v: fc.diag(v, 1), [A(3)], lambda v: np.diag(v, 1))
+S("diag_part", fc.diag, [A(3, 4)], np.diag)
+S("diag_part_k", lambda x: fc.diag(x, -1), [A(3, 4)], lambda x: np.diag(x, -1))
+S("diag_part_grad", lambda x, g: F.apply("diag_part_grad", [x, g], k=1), [A(3, 4), A(3)],
+  lambda x, g: np.pad(np.diag(g, 1), ((0, 0), (0, 0)))[:3, :4])
+S("outer", fc.outer, [A(3), A(2)], np.outer)
+S("trace", fc.trace, [A(3, 3)], np.trace)
+S("norm_vec", fc.norm, [A(4, dom=away)], np.linalg.norm)
+S("norm_fro", lambda x: fc.norm(x, "fro"), [A(3, 4, dom=away)], lambda x: np.linalg.norm(x, "fro"))
+S("norm_axis_keepdims", lambda x: fc.norm(x, axis=1, keepdims=True), [A(3, 4, dom=away)],
+  lambda x: np.linalg.norm(x, axis=1, keepdims=True))
+# NumPy's norm overflows to inf here; flowc scales by the largest entry first.
+S("norm_huge", fc.norm, [A(3, dom=lambda r, s: r.uniform(1e200, 2e200, s))],
+  lambda x: np.abs(x).max() * np.linalg.norm(x / np.abs(x).max()))
+S("norm_ord1", lambda x: fc.norm(x, 1), [A(4, dom=away)], lambda x: np.linalg.norm(x, 1))
+# Shifted so no two |x| tie (distinct() alone is symmetric around 0).
+S("norm_inf", lambda x: fc.norm(x, np.inf), [A(4, dom=lambda r, s: distinct(r, s) + 0.1)],
+  lambda x: np.linalg.norm(x, np.inf))
+S("topk_values", lambda x: fc.topk(x, 2)[0], [A(3, 5, dom=distinct)],
+  lambda x: -np.sort(-x, axis=-1)[:, :2])
+S("topk_smallest_axis0", lambda x: fc.topk(x, 2, axis=0, largest=False)[0],
+  [A(4, 3, dom=distinct)], lambda x: np.sort(x, axis=0)[:2])
+S("topk_indices", lambda x: fc.topk(x, 2)[1], [A(3, 5, dom=coarse)],
+  lambda x: np.argsort(-x, axis=-1, kind="stable")[:, :2], grad=False)
+S("take_along_axis", lambda x, i: fc.take_along_axis(x, i, 1),
+  [A(2, 4), A(2, 3, dom=index(4), dt="int64")], lambda x, i: np.take_along_axis(x, i, 1))
+S("put_along_axis_grad", lambda x, i, g: F.apply("put_along_axis_grad", [x, i, g], axis=1),
+  [A(2, 4), A(2, 3, dom=index(4), dt="int64"), A(2, 3)], _put_along_ref)
+S("stop_gradient_value", lambda x: fc.stop_gradient(x) * 2.0, [X23], lambda x: x * 2.0,
+  grad=False, zero_grad=True)
+S("custom_vjp_value", lambda x: fc.custom_vjp(fc.tanh, lambda xs, y, g: [g * (1 - y * y)])(x),
+  [X23], np.tanh)
+S("basis", lambda x: F.apply("basis", [x]), [A(2, 2)], lambda x: np.eye(4).reshape(4, 2, 2),
+  grad=False, zero_grad=True)
+
 
 # -- compositions users write (cross-op dtype and broadcasting paths) ------------------------------
 S("logreg_cost", lambda x, w, y: fc.mean(-y * fc.log(fc.sigmoid(x @ w))

@@ -22,6 +22,8 @@ class Graph:
     def __init__(self, nxgraph: Optional[nx.MultiDiGraph] = None):
         self.nx = nxgraph if nxgraph is not None else nx.MultiDiGraph()
         self.cells: Dict[int, Cell] = {}
+        # User gradient rules of custom_vjp nodes, by the key in the node's attrs.
+        self.custom_rules: Dict[int, tuple] = {}
         self._next_id = max(self.nx.nodes, default=-1) + 1
         # Where new nodes come from: set by autodiff (phase, origin) and by passes (trace).
         self._phase = "forward"

@@ -1,4 +1,5 @@
 """The op registry and every op definition (importing this package registers them all)."""
-from . import api  # noqa: F401
-from . import elementwise, linalg, nnet, reductions, shape  # noqa: F401
+from . import api, api_grad, api_linalg  # noqa: F401
+from . import (elementwise, linalg, linalg_ops, nnet, reductions, select_ops, shape,  # noqa: F401
+               special)
 from .registry import OPS, OpDef, get_op, register  # noqa: F401

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..ir.errors import ShapeError
 from ..ir.types import TensorType, broadcast_shapes, fmt_shape, result_dtype
 from . import api as F
+from .batchutil import align
 from .registry import OpDef, register
 
 
@@ -48,4 +49,31 @@ def _matmul_vjp(c):
     return [ga, gb]
 
 
-register(OpDef("matmul", 2, _matmul_infer, vjp=_matmul_vjp, doc="matrix product (a @ b)"))
+def _matmul_jvp(c):
+    (a, b), (ta, tb) = c.inputs, c.tangents
+    terms = ([F.matmul(ta, b)] if ta is not None else []) + ([F.matmul(a, tb)] if tb is not None else [])
+    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
+def _matmul_batch(c):
+    (a, b), (ba, bb) = c.inputs, c.batched
+    a_nd, b_nd = a.ndim - ba, b.ndim - bb  # ranks before batching
+    # Make 1-D operands matrices (a row, b a column), put the batch axis in front of the
+    # batched operand's matrix axes, let NumPy broadcast the rest, then drop the added axes.
+    if a_nd == 1:
+        a = F.expand_dims(a, a.ndim - 1)
+    if b_nd == 1:
+        b = F.expand_dims(b, b.ndim)
+    rank = max(a_nd, b_nd, 2) + 1
+    a = align(a, rank) if ba else a
+    b = align(b, rank) if bb else b
+    r = F.matmul(a, b)
+    if b_nd == 1:
+        r = F.squeeze(r, r.ndim - 1)
+    if a_nd == 1:
+        r = F.squeeze(r, r.ndim - (1 if b_nd == 1 else 2))
+    return r
+
+
+register(OpDef("matmul", 2, _matmul_infer, vjp=_matmul_vjp, jvp=_matmul_jvp,
+               batch=_matmul_batch, doc="matrix product (a @ b)"))

@@ -7,6 +7,8 @@ from ..ir.errors import ShapeError
 from ..ir.types import TensorType, normalize_axis
 from . import api as F
 from .infer import probe_dtype, reduced_shape, reduction
+from .batchutil import shift_axes, static_size
+from .build import apply
 from .registry import OpDef, register
 
 AXIS = {"axis": None, "keepdims": False}
@@ -24,29 +26,66 @@ def _spread(c, t):
     return F.broadcast_like(t, x)
 
 
-def _max_min_vjp(c):
+def _share(c):
     # Ties share the gradient equally, as JAX and PyTorch's amax do.
     x = c.inputs[0]
     mask = F.cast(F.equal(x, _spread(c, c.out)), x.dtype)
-    share = mask / _spread(c, F.sum(mask, _axes(c), keepdims=c.attrs["keepdims"]))
-    return [_spread(c, c.g) * share]
+    return mask / _spread(c, F.sum(mask, _axes(c), keepdims=c.attrs["keepdims"]))
 
 
-register(OpDef("sum", 1, reduction(np.sum), attrs=AXIS, linear=True,
-               vjp=lambda c: [_spread(c, c.g)], doc="sum over axes"))
-register(OpDef("mean", 1, reduction(np.mean), attrs=AXIS, linear=True,
+# Each differentiable reduction has weights w (shaped like x) with d out = sum(w * dx):
+# vjp spreads g back and multiplies by w; jvp sums t * w over the reduced axes.
+WEIGHTS = {
+    "max": _share,
+    "min": _share,
+    "prod": lambda c: _spread(c, c.out) / c.inputs[0],
+    "logsumexp": lambda c: F.exp(c.inputs[0] - _spread(c, c.out)),
+}
+
+
+def _weighted_vjp(c):
+    return [_spread(c, c.g) * WEIGHTS[c.out.op](c)]
+
+
+def _weighted_jvp(c):
+    return F.sum(c.tangents[0] * WEIGHTS[c.out.op](c), _axes(c), keepdims=c.attrs["keepdims"])
+
+
+def _linear_jvp(c):
+    return apply(c.out.op, [c.tangents[0]], **c.attrs)
+
+
+def _batch(c):
+    x = c.inputs[0]
+    return apply(c.op, [x], axis=shift_axes(c.attrs["axis"], x.ndim - 1),
+                 keepdims=c.attrs["keepdims"])
+
+
+register(OpDef("sum", 1, reduction(np.sum), attrs=AXIS, linear=True, jvp=_linear_jvp,
+               batch=_batch, vjp=lambda c: [_spread(c, c.g)], doc="sum over axes"))
+register(OpDef("mean", 1, reduction(np.mean), attrs=AXIS, linear=True, jvp=_linear_jvp,
+               batch=_batch,
                vjp=lambda c: [_spread(c, c.g) / F.count(c.inputs[0], _axes(c), c.out.dtype)],
                doc="arithmetic mean over axes"))
-register(OpDef("max", 1, reduction(np.max), attrs=AXIS, vjp=_max_min_vjp,
-               doc="largest element over axes (ties share the gradient)"))
-register(OpDef("min", 1, reduction(np.min), attrs=AXIS, vjp=_max_min_vjp,
-               doc="smallest element over axes (ties share the gradient)"))
-register(OpDef("prod", 1, reduction(np.prod), attrs=AXIS,
-               vjp=lambda c: [_spread(c, c.g * c.out) / c.inputs[0]],
+register(OpDef("max", 1, reduction(np.max), attrs=AXIS, vjp=_weighted_vjp, jvp=_weighted_jvp,
+               batch=_batch, doc="largest element over axes (ties share the gradient)"))
+register(OpDef("min", 1, reduction(np.min), attrs=AXIS, vjp=_weighted_vjp, jvp=_weighted_jvp,
+               batch=_batch, doc="smallest element over axes (ties share the gradient)"))
+register(OpDef("prod", 1, reduction(np.prod), attrs=AXIS, vjp=_weighted_vjp,
+               jvp=_weighted_jvp, batch=_batch,
                doc="product over axes (gradient assumes no zero operand)"))
-register(OpDef("logsumexp", 1, reduction(np.exp), attrs=AXIS,
-               vjp=lambda c: [_spread(c, c.g) * F.exp(c.inputs[0] - _spread(c, c.out))],
-               doc="log(sum(exp(x))) over axes, stable"))
+register(OpDef("logsumexp", 1, reduction(np.exp), attrs=AXIS, vjp=_weighted_vjp,
+               jvp=_weighted_jvp, batch=_batch, doc="log(sum(exp(x))) over axes, stable"))
+
+
+def _arg_batch(c):
+    x = c.inputs[0]
+    axis, keep = c.attrs["axis"], c.attrs["keepdims"]
+    if axis is not None:
+        return apply(c.op, [x], axis=axis + 1, keepdims=keep)
+    flat = F.reshape(x, (static_size(c, c.op), -1))
+    r = apply(c.op, [flat], axis=1, keepdims=False)
+    return F.reshape(r, (static_size(c, c.op),) + (1,) * (x.ndim - 1)) if keep else r
 
 
 def _arg_infer(types, attrs):
@@ -61,9 +100,9 @@ def _arg_infer(types, attrs):
     return TensorType("int64", shape)
 
 
-register(OpDef("argmax", 1, _arg_infer, attrs=AXIS, differentiable=False,
+register(OpDef("argmax", 1, _arg_infer, attrs=AXIS, differentiable=False, batch=_arg_batch,
                doc="index of the largest element (int64)"))
-register(OpDef("argmin", 1, _arg_infer, attrs=AXIS, differentiable=False,
+register(OpDef("argmin", 1, _arg_infer, attrs=AXIS, differentiable=False, batch=_arg_batch,
                doc="index of the smallest element (int64)"))
 
 
@@ -73,5 +112,6 @@ def _count_infer(types, attrs):
 
 
 register(OpDef("count", 1, _count_infer, attrs={"axis": None, "dtype": "float64"},
-               differentiable=False,
+               differentiable=False, batch=lambda c: (apply("count", c.inputs, dtype=c.attrs[
+                   "dtype"], axis=shift_axes(c.attrs["axis"], c.inputs[0].ndim - 1)), False),
                doc="number of elements of x over axes (a scalar; shapes known at run time)"))

@@ -20,6 +20,9 @@ class OpDef:
     vjp(ctx: VjpCtx) -> list of cotangents (a Tensor or None per operand), built with the
         public builder API; the autodiff engine unbroadcasts and accumulates them.
     jvp(ctx: JvpCtx) -> tangent of the output (Tensor or None).
+    batch(ctx: BatchCtx) -> the op applied over a new leading axis (see autodiff/batching.py),
+        or (tensor, False) for a result that is the same for every batch entry;
+        None for elementwise ops, which share one rule.
     flags: elementwise, commutative, linear, differentiable (False: integer/boolean results or
         piecewise-constant ops; asking for their gradient gives zero or a clear error).
     """
@@ -29,6 +32,7 @@ class OpDef:
     infer: Callable
     vjp: Optional[Callable] = None
     jvp: Optional[Callable] = None
+    batch: Optional[Callable] = None
     attrs: Dict[str, Any] = field(default_factory=dict)
     elementwise: bool = False
     commutative: bool = False
@@ -55,6 +59,19 @@ class JvpCtx:
     tangents: List[Any]
     out: Any
     attrs: Dict[str, Any]
+
+
+@dataclass
+class BatchCtx:
+    """What a batching rule sees: operands (batched ones carry a new leading axis of size
+    `size`, None if unknown), which are batched, the original output, the op and its attrs."""
+
+    inputs: List[Any]
+    batched: List[bool]
+    out: Any
+    attrs: Dict[str, Any]
+    op: str
+    size: Optional[int]
 
 
 OPS: Dict[str, OpDef] = {}

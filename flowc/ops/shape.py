@@ -6,6 +6,7 @@ import math
 from ..ir.errors import ShapeError
 from ..ir.types import TensorType, broadcast_shapes, fmt_shape, normalize_axis
 from . import api as F
+from . import shape_rules as R
 from .registry import REQUIRED, OpDef, register
 
 
@@ -39,9 +40,10 @@ def _reshape_vjp(c):
 
 
 register(OpDef("reshape", 1, _reshape_infer, attrs={"shape": REQUIRED}, vjp=_reshape_vjp,
-               linear=True, doc="same elements, new shape (one -1 allowed)"))
+               linear=True, jvp=R.linear_jvp(0), batch=R.reshape, doc="same elements, new shape (one -1 allowed)"))
 register(OpDef("reshape_like", 2, lambda ts, a: TensorType(ts[0].dtype, ts[1].shape),
                vjp=lambda c: [F.reshape_like(c.g, c.inputs[0]), None], linear=True,
+               jvp=R.linear_jvp(0), batch=R.reshape_like,
                doc="reshape a to b's shape (known at run time)"))
 
 
@@ -68,7 +70,7 @@ def _transpose_vjp(c):
 
 
 register(OpDef("transpose", 1, _transpose_infer, attrs={"axes": None}, vjp=_transpose_vjp,
-               linear=True, doc="permute axes (default: reverse them)"))
+               linear=True, jvp=R.linear_jvp(0), batch=R.transpose, doc="permute axes (default: reverse them)"))
 
 
 # -- adding and removing unit axes ------------------------------------------------------------
@@ -91,11 +93,13 @@ def _squeeze_infer(types, attrs):
 
 
 register(OpDef("expand_dims", 1, _expand_infer, attrs={"axis": REQUIRED}, linear=True,
+               jvp=R.linear_jvp(0), batch=R.expand_dims,
                vjp=lambda c: [F.squeeze(c.g, c.attrs["axis"])
                               if all(a >= 0 for a in c.attrs["axis"])
                               else F.reshape_like(c.g, c.inputs[0])],
                doc="insert axes of size 1"))
 register(OpDef("squeeze", 1, _squeeze_infer, attrs={"axis": REQUIRED}, linear=True,
+               jvp=R.linear_jvp(0), batch=R.squeeze,
                vjp=lambda c: [F.reshape_like(c.g, c.inputs[0])],
                doc="remove axes of size 1"))
 
@@ -113,6 +117,7 @@ def _broadcast_to_infer(types, attrs):
 
 
 register(OpDef("broadcast_to", 1, _broadcast_to_infer, attrs={"shape": REQUIRED}, linear=True,
+               jvp=R.linear_jvp(0), batch=R.broadcast_to,
                vjp=lambda c: [F.unbroadcast(c.g, c.inputs[0])],
                doc="view x with a larger shape (NumPy broadcasting)"))
 
@@ -126,6 +131,7 @@ def _broadcast_like_infer(types, attrs):
 
 
 register(OpDef("broadcast_like", 2, _broadcast_like_infer, linear=True,
+               jvp=R.linear_jvp(0), batch=R.broadcast_like,
                vjp=lambda c: [F.unbroadcast(c.g, c.inputs[0]), None],
                doc="broadcast a to b's shape (known at run time)"))
 
@@ -140,6 +146,7 @@ def _sum_like_infer(types, attrs):
 
 
 register(OpDef("sum_like", 2, _sum_like_infer, linear=True,
+               jvp=R.linear_jvp(0), batch=R.sum_like,
                vjp=lambda c: [F.broadcast_like(c.g, c.inputs[0]), None],
                doc="sum a down to b's shape (known at run time): undo broadcasting"))
 
@@ -177,9 +184,11 @@ def _index_infer(types, attrs):
 
 
 register(OpDef("getitem", 1, _index_infer, attrs={"index": REQUIRED}, linear=True,
+               jvp=R.linear_jvp(0), batch=R.getitem,
                vjp=lambda c: [F.apply("getitem_grad", [c.inputs[0], c.g], index=c.attrs["index"])],
                doc="x[index]: basic slicing and integer indexing"))
 register(OpDef("getitem_grad", 2, _same_type_as(0), attrs={"index": REQUIRED}, linear=True,
+               jvp=R.linear_jvp(1), batch=R.getitem_grad,
                vjp=lambda c: [None, F.apply("getitem", [c.g], index=c.attrs["index"])],
                doc="zeros shaped like x with g written at x[index] (gradient of getitem)"))
 
@@ -210,6 +219,11 @@ def _concat_vjp(c):
             for i in range(n)]
 
 
+def _concat_jvp(c):
+    return F.concatenate([t if t is not None else F.zeros_like(x)
+                          for x, t in zip(c.inputs, c.tangents)], c.attrs["axis"])
+
+
 def _concat_grad_vjp(c):
     parts = [F.zeros_like(x) for x in c.inputs[1:]]
     parts[c.attrs["index"]] = c.g
@@ -217,10 +231,11 @@ def _concat_grad_vjp(c):
 
 
 register(OpDef("concatenate", None, _concat_infer, attrs={"axis": 0}, vjp=_concat_vjp,
-               linear=True, doc="join tensors along an existing axis"))
+               linear=True, jvp=_concat_jvp, batch=R.concatenate, doc="join tensors along an existing axis"))
 register(OpDef("concat_grad", None,
                lambda ts, a: TensorType(ts[0].dtype, ts[1 + a["index"]].shape),
                attrs={"axis": 0, "index": REQUIRED}, vjp=_concat_grad_vjp, linear=True,
+               jvp=R.linear_jvp(0), batch=R.concat_grad,
                doc="the part of g that belongs to operand `index` of a concatenate"))
 
 
@@ -235,9 +250,11 @@ def _take_infer(types, attrs):
 
 
 register(OpDef("take", 2, _take_infer, attrs={"axis": None}, linear=True,
+               jvp=R.linear_jvp(0), batch=R.take,
                vjp=lambda c: [F.apply("take_grad", [c.inputs[0], c.inputs[1], c.g],
                                       axis=c.attrs["axis"]), None],
                doc="elements of x at integer indices along axis (flattened if axis=None)"))
 register(OpDef("take_grad", 3, _same_type_as(0), attrs={"axis": None}, linear=True,
+               jvp=R.linear_jvp(2), batch=R.take_grad,
                vjp=lambda c: [None, None, F.take(c.g, c.inputs[1], c.attrs["axis"])],
                doc="zeros shaped like x with g added at the taken indices (gradient of take)"))

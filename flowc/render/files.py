@@ -58,16 +58,27 @@ def find_renderer():
 def _run(exe, fmt, dot_path, path):
     """Render into a temp file beside `path` and rename it, so a failure leaves no half file."""
     tmp = _temp_name(path)
+    retry = None
     try:
         res = subprocess.run([exe, f"-T{fmt}", dot_path, "-o", tmp], capture_output=True,
                              text=True, timeout=300)
+        if res.returncode != 0 and "init_rank" in res.stderr:
+            # Graphviz's newrank sometimes cannot rank clusters ("trouble in init_rank"); the
+            # classic ranking always can, at the price of less aligned columns.
+            retry = _temp_name(dot_path)
+            with open(dot_path) as f:
+                text = f.read().replace("newrank=true", "newrank=false", 1)
+            _write_atomic(retry, text.encode())
+            res = subprocess.run([exe, f"-T{fmt}", retry, "-o", tmp], capture_output=True,
+                                 text=True, timeout=300)
         if res.returncode != 0 or not os.path.isfile(tmp) or os.path.getsize(tmp) == 0:
             raise FlowcError(f"render: {os.path.basename(exe)} failed on {dot_path} (exit "
                              f"{res.returncode}): {res.stderr.strip()[:500]}")
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for leftover in (tmp, retry):
+            if leftover and os.path.exists(leftover):
+                os.remove(leftover)
 
 
 def _write_atomic(path, data: bytes):

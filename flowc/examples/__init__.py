@@ -1,0 +1,6 @@
+"""Runnable examples: `python -m flowc.examples.NAME`; each module's `main(...)` returns its figures.
+
+- logreg: the classic Theano logistic-regression example (random data), with pictures.
+- breast_cancer: logistic regression on scikit-learn's bundled breast-cancer set.
+- digits_mlp: a one-hidden-layer softmax MLP on scikit-learn's bundled digits set.
+"""

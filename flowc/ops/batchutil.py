@@ -1,0 +1,51 @@
+"""Helpers for batching rules: operands with and without the new leading batch axis."""
+from __future__ import annotations
+
+from ..ir.errors import ShapeError
+from . import api as F
+from .build import apply
+
+
+def materialize(x, ref):
+    """Unbatched x repeated along the batch axis of the batched tensor `ref`: (B,) + x.shape."""
+    rest = tuple(range(1, ref.ndim))
+    zb = F.sum(F.zeros_like(ref), rest) if rest else F.zeros_like(ref)  # zeros of shape (B,)
+    zb = F.cast(zb, x.dtype)
+    if x.ndim:
+        zb = F.expand_dims(zb, tuple(range(1, x.ndim + 1)))
+    return zb + F.expand_dims(x, 0)
+
+
+def align(x, rank):
+    """Batched x with size-1 axes inserted after the batch axis until it has `rank` axes."""
+    k = rank - x.ndim
+    return F.expand_dims(x, tuple(range(1, 1 + k))) if k > 0 else x
+
+
+def batched_operands(c):
+    """All operands batched: unbatched ones are materialized against a batched one."""
+    ref = next(x for x, b in zip(c.inputs, c.batched) if b)
+    return [x if b else materialize(x, ref) for x, b in zip(c.inputs, c.batched)]
+
+
+def shift_axes(axis, ndim):
+    """Axes of the unbatched op, moved past the batch axis (None: every original axis)."""
+    if axis is None:
+        return tuple(range(1, ndim + 1))
+    if isinstance(axis, int):
+        return axis + 1
+    return tuple(a + 1 for a in axis)
+
+
+def batch_elementwise(c):
+    """Shared batching rule of elementwise ops: batched operands get the output's rank."""
+    rank = c.out.ndim + 1
+    args = [align(x, rank) if b else x for x, b in zip(c.inputs, c.batched)]
+    return apply(c.op, args, **c.attrs)
+
+
+def static_size(c, what):
+    """The batch size, which some rules (broadcast_to, reshape with -1) must know."""
+    if c.size is None:
+        raise ShapeError(f"batching {what} needs a batch size known when the graph is built")
+    return c.size

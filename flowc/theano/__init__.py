@@ -1,0 +1,52 @@
+"""Run old Theano code on flowc: `import flowc.theano as theano`, `from flowc.theano import
+tensor as T`. What is covered is listed in flowc/theano/README.md; anything else raises
+NotImplementedError naming the Theano feature, never a silent substitute."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import function as _fc_function_mod  # noqa: F401
+from ..function import function as _function
+from ..ir.tensor import Tensor
+from ..leaves import param as _param
+from ..render.text import pp  # noqa: F401
+from . import printing, tensor  # noqa: F401
+from .config import config  # noqa: F401
+from .unsupported import unsupported
+
+__all__ = ["config", "function", "grad", "pp", "printing", "shared", "tensor"]
+
+
+def shared(value, name=None, borrow=False, strict=False, allow_downcast=None):
+    """A shared variable: a flowc param with get_value/set_value."""
+    arr = np.array(value, copy=not borrow)
+    if isinstance(value, float) and not strict:
+        arr = arr.astype(config.floatX)
+    return _param(name, arr)
+
+
+def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
+             allow_input_downcast=None, on_unused_input=None, profile=None, no_default_updates=False):
+    """theano.function: list outputs give a list, a single output gives one array."""
+    if mode not in (None, "FAST_RUN", "FAST_COMPILE"):
+        unsupported(f"theano.function(mode={mode!r})")
+    if profile:
+        unsupported("theano.function(profile=True)")
+    if updates is not None and not isinstance(updates, dict):
+        updates = list(updates)
+    f = _function(list(inputs), outputs if outputs is not None else [], updates=updates,
+                  givens=givens, allow_input_downcast=bool(allow_input_downcast),
+                  optimize="O0" if mode == "FAST_COMPILE" else "O1",
+                  single_output=isinstance(outputs, Tensor))
+    return f
+
+
+def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
+    """theano.grad / T.grad (disconnected inputs raise by default, as in Theano)."""
+    return tensor.grad(cost, wrt, consider_constant=consider_constant,
+                       disconnected_inputs=disconnected_inputs)
+
+
+def __getattr__(name):
+    # Only to name what is missing: nothing is forwarded anywhere.
+    unsupported(f"theano.{name}")

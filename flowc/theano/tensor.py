@@ -1,0 +1,81 @@
+"""theano.tensor (T): typed inputs, the math, gradients and nnet, mapped onto flowc."""
+from __future__ import annotations
+
+from .. import leaves as _leaves
+from ..autodiff.reverse import grad as _grad
+from ..ops import api as F
+from . import nnet  # noqa: F401
+from .config import config
+from .unsupported import unsupported
+
+# -- typed inputs: T.scalar/vector/matrix/tensor3 and the d/f/i/l/b prefixed forms -----------
+_RANKS = {"scalar": (), "vector": (None,), "matrix": (None, None), "row": (1, None),
+          "col": (None, 1), "tensor3": (None, None, None), "tensor4": (None,) * 4}
+_PREFIX = {"d": "float64", "f": "float32", "i": "int32", "l": "int64", "b": "int8"}
+
+
+def _maker(shape, dtype):
+    def make(name=None, dtype=dtype):
+        return _leaves.input(name, shape, dtype or config.floatX)
+    return make
+
+
+for _kind, _shape in _RANKS.items():
+    globals()[_kind] = _maker(_shape, None)
+    for _p, _dt in _PREFIX.items():
+        globals()[_p + _kind] = _maker(_shape, _dt)
+
+# -- math ---------------------------------------------------------------------------------
+dot, exp, log, log1p, sqrt, tanh = F.dot, F.exp, F.log, F.log1p, F.sqrt, F.tanh
+sum, mean, prod, max, min = F.sum, F.mean, F.prod, F.max, F.min
+argmax, argmin, maximum, minimum = F.argmax, F.argmin, F.maximum, F.minimum
+switch, where, clip, cast = F.where, F.where, F.clip, F.cast
+eq, neq, lt, le, gt, ge = F.equal, F.not_equal, F.less, F.less_equal, F.greater, F.greater_equal
+sqr, abs_, sgn, sin, cos = F.square, F.abs, F.sign, F.sin, F.cos
+zeros_like, ones_like, reshape, concatenate, stack = (F.zeros_like, F.ones_like, F.reshape,
+                                                      F.concatenate, F.stack)
+transpose, sigmoid, softplus = F.transpose, F.sigmoid, F.softplus
+
+
+def mul(*xs):
+    """Elementwise product of all arguments."""
+    out = xs[0]
+    for x in xs[1:]:
+        out = out * x
+    return out
+
+
+def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
+    """T.grad: gradients of a scalar cost (disconnected inputs raise, as in Theano)."""
+    mode = {"raise": "raise", "ignore": "zero", "warn": "zero"}.get(disconnected_inputs)
+    if mode is None:
+        unsupported(f"T.grad(disconnected_inputs={disconnected_inputs!r})")
+    return _grad(cost, wrt, disconnected=mode, consider_constant=consider_constant)
+
+
+def jacobian(expression, wrt, consider_constant=None, disconnected_inputs="raise"):
+    """T.jacobian: d expression / d wrt, one batched graph."""
+    import flowc
+    return flowc.jacobian(expression, wrt)
+
+
+def hessian(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
+    """T.hessian: second derivatives of a scalar cost."""
+    import flowc
+    return flowc.hessian(cost, wrt)
+
+
+def Rop(f, wrt, eval_points):
+    """T.Rop: J(f, wrt) @ eval_points, shaped like f (forward mode)."""
+    import flowc
+    return flowc.Rop(f, wrt, eval_points)
+
+
+def Lop(f, wrt, eval_points):
+    """T.Lop: eval_points @ J(f, wrt), shaped like wrt (reverse mode)."""
+    import flowc
+    return flowc.Lop(f, wrt, eval_points)
+
+
+def __getattr__(name):
+    unsupported(f"theano.tensor.{name}")

@@ -1,0 +1,129 @@
+"""flowc.theano runs old Theano code: the tutorial's logistic regression and the common API."""
+import os
+import runpy
+
+import numpy as np
+import pytest
+
+import flowc as fc
+import flowc.theano as theano
+from flowc.theano import tensor as T
+
+SCRIPTS = os.path.join(os.path.dirname(__file__), "theano_scripts")
+
+
+def native_logreg(D, w0, steps):
+    x, y = fc.input("x", (None, 784)), fc.input("y", (None,))
+    w, b = fc.param("w", w0), fc.param("b", 0.0)
+    p = fc.sigmoid(x @ w + b)
+    cost = fc.mean(-y * fc.log(p) - (1 - y) * fc.log(1 - p)) + 0.01 * fc.sum(w ** 2)
+    gw, gb = fc.grad(cost, [w, b])
+    train = fc.function([x, y], p > 0.5, updates=[(w, w - 0.1 * gw), (b, b - 0.1 * gb)])
+    for _ in range(steps):
+        train(*D)
+    return w.get_value(), b.get_value()
+
+
+def test_tutorial_script_runs_with_only_its_imports_changed_and_matches_native(capsys):
+    np.random.seed(1234)
+    env = runpy.run_path(os.path.join(SCRIPTS, "logistic_regression.py"), run_name="__main__")
+    D, predict = env["D"], env["predict"]
+    assert (predict(D[0]) == D[1]).mean() == 1.0
+    assert "Final model:" in capsys.readouterr().out
+    # The same data, the same initial weights, the native API: the same parameters.
+    np.random.seed(1234)
+    D2 = (np.random.randn(400, 784), np.random.randint(size=400, low=0, high=2))
+    w0 = np.random.randn(784)
+    w, b = native_logreg(D2, w0, 10000)
+    np.testing.assert_allclose(env["w"].get_value(), w, rtol=1e-6, atol=1e-9)
+    assert float(env["b"].get_value()) == pytest.approx(float(b), rel=1e-6, abs=1e-9)
+
+
+def test_typed_constructors_and_floatX():
+    assert T.dmatrix("a").dtype == "float64" and T.fvector("v").dtype == "float32"
+    assert T.iscalar("i").dtype == "int32" and T.lvector().dtype == "int64"
+    assert T.matrix().shape == (None, None) and T.tensor3().ndim == 3
+    old = theano.config.floatX
+    try:
+        theano.config.floatX = "float32"
+        assert T.vector("x").dtype == "float32"
+    finally:
+        theano.config.floatX = old
+
+
+def test_function_givens_switch_and_list_outputs():
+    x = T.dvector("x")
+    s = theano.shared(np.array([1.0, -2.0, 3.0]), name="s")
+    out = T.switch(T.gt(x, 0), x, 0.0 * x)
+    f = theano.function([x], [out])
+    res = f(np.array([-1.0, 2.0, 3.0]))
+    assert isinstance(res, list) and len(res) == 1  # a list of outputs gives a list
+    np.testing.assert_array_equal(res[0], [0.0, 2.0, 3.0])
+    g = theano.function([], T.maximum(out, 1.0), givens={x: s})
+    np.testing.assert_array_equal(g(), [1.0, 1.0, 3.0])
+
+
+def test_nnet_helpers_match_numpy():
+    z = T.dmatrix("z")
+    t = T.dmatrix("t")
+    idx = T.lvector("idx")
+    sm = T.nnet.softmax(z)
+    f = theano.function([z, t, idx], [T.nnet.sigmoid(z), T.nnet.relu(z), sm,
+                                      T.nnet.binary_crossentropy(T.nnet.sigmoid(z), t),
+                                      T.nnet.categorical_crossentropy(sm, t),
+                                      T.nnet.categorical_crossentropy(sm, idx)])
+    Z = np.array([[0.5, -1.0], [2.0, 0.0]])
+    Tt = np.array([[1.0, 0.0], [0.0, 1.0]])
+    sig, relu, soft, bce, cce, cce_i = f(Z, Tt, np.array([0, 1]))
+    e = np.exp(Z - Z.max(1, keepdims=True))
+    S = e / e.sum(1, keepdims=True)
+    np.testing.assert_allclose(sig, 1 / (1 + np.exp(-Z)))
+    np.testing.assert_allclose(relu, np.maximum(Z, 0))
+    np.testing.assert_allclose(soft, S)
+    P = 1 / (1 + np.exp(-Z))
+    np.testing.assert_allclose(bce, -(Tt * np.log(P) + (1 - Tt) * np.log(1 - P)))
+    np.testing.assert_allclose(cce, -np.log(S[[0, 1], [0, 1]]))
+    np.testing.assert_allclose(cce_i, cce)
+
+
+def test_grad_raises_on_disconnected_by_default_like_theano():
+    x = T.dvector("x")
+    u = theano.shared(np.ones(2), name="u")
+    with pytest.raises(fc.GradError, match="u"):
+        T.grad(T.sum(x), u)
+    np.testing.assert_array_equal(
+        theano.function([x], T.grad(T.sum(x), u, disconnected_inputs="ignore"))(np.ones(2)),
+        np.zeros(2))
+
+
+def test_jacobian_hessian_rop_lop():
+    x = T.dvector("x")
+    v = T.dvector("v")
+    y = x ** 2
+    f = theano.function([x, v], [T.jacobian(y, x), T.hessian(T.sum(x ** 3), x),
+                                 T.Rop(y, x, v), T.Lop(y, x, v)])
+    X, V = np.array([1.0, 2.0, 3.0]), np.array([0.5, -1.0, 2.0])
+    J, H, R, L = f(X, V)
+    np.testing.assert_allclose(J, np.diag(2 * X))
+    np.testing.assert_allclose(H, np.diag(6 * X))
+    np.testing.assert_allclose(R, 2 * X * V)
+    np.testing.assert_allclose(L, 2 * X * V)
+
+
+def test_pp_and_pydotprint(tmp_path):
+    x = T.dscalar("x")
+    y = x ** 2 + 1.0
+    assert theano.pp(y) == "((x ** 2.0) + 1.0)"
+    f = theano.function([x], y)
+    path = theano.printing.pydotprint(f, outfile=str(tmp_path / "f.svg"))
+    assert os.path.exists(str(tmp_path / "f.dot"))
+    assert path
+
+
+@pytest.mark.parametrize("feature", [
+    lambda: theano.scan, lambda: T.nnet.conv2d, lambda: theano.function([], [], mode="DebugMode"),
+    lambda: T.signal,
+])
+def test_unsupported_features_are_named(feature):
+    with pytest.raises(NotImplementedError, match="Theano feature"):
+        feature()
