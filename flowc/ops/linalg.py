@@ -32,6 +32,12 @@ def _swap(t):
 def _matmul_vjp(c):
     a, b = c.inputs
     g = c.g
+    # Matrix-vector products: a matrix-vector product and an outer product, as one would
+    # write by hand (no expanded axes, so BLAS gets gemv).
+    if a.ndim == 2 and b.ndim == 1:
+        return [F.expand_dims(g, 1) * F.expand_dims(b, 0), F.matmul(_swap(a), g)]
+    if a.ndim == 1 and b.ndim == 2:
+        return [F.matmul(b, g), F.expand_dims(a, 1) * F.expand_dims(g, 0)]
     # Treat 1-D operands as a row (a) / column (b) matrix, then drop that axis again.
     a2 = a if a.ndim >= 2 else F.expand_dims(a, 0)
     b2 = b if b.ndim >= 2 else F.expand_dims(b, -1)

@@ -65,7 +65,8 @@ register(OpDef("sum", 1, reduction(np.sum), attrs=AXIS, linear=True, jvp=_linear
                batch=_batch, vjp=lambda c: [_spread(c, c.g)], doc="sum over axes"))
 register(OpDef("mean", 1, reduction(np.mean), attrs=AXIS, linear=True, jvp=_linear_jvp,
                batch=_batch,
-               vjp=lambda c: [_spread(c, c.g) / F.count(c.inputs[0], _axes(c), c.out.dtype)],
+               # Divide the (small) reduced cotangent, then spread it as a view.
+               vjp=lambda c: [_spread(c, c.g / F.count(c.inputs[0], _axes(c), c.out.dtype))],
                doc="arithmetic mean over axes"))
 register(OpDef("max", 1, reduction(np.max), attrs=AXIS, vjp=_weighted_vjp, jvp=_weighted_jvp,
                batch=_batch, doc="largest element over axes (ties share the gradient)"))
