@@ -47,6 +47,20 @@ class Function:
                 for what, nid, name, trace in self.graph.graph.get("log", [])]
         return "\n".join(rows) if rows else "(no rewrites)"
 
+    def profile(self, *args, calls=20):
+        """Time every instruction on these inputs (parameters are left as they were).
+
+        Returns a Profile: `print(p)` gives the table, `p.by_op()` the time per op kind,
+        and `fc.render(f, path, heat=p)` colours the hot nodes.
+        """
+        from .profile import profile
+        return profile(self, args, calls)
+
+    def memory(self):
+        """{"plan": bytes the buffers take, "lower_bound": liveness bound} for the last shapes."""
+        plan, bound = self.exe.memory()
+        return {"plan": plan, "lower_bound": bound}
+
     def save(self, path: str) -> None:
         """Save the Program (JSON + .npz) with the parameters' current values."""
         for i, cell in enumerate(self.exe.cells):

@@ -3,42 +3,83 @@ return views or small fresh arrays and never take one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
+
+from math import prod as _prod
 
 
 @dataclass(frozen=True)
 class Kernel:
-    """A runtime implementation of one op: fn(*operands, **attrs[, out=buffer])."""
+    """A runtime implementation of one op: fn(*operands, **attrs[, out=buffer]).
 
-    fn: Callable
+    Kernels with `prepare` are built per instruction instead: prepare(**attrs) returns the
+    function to call (fused groups compile their expression once, at link time).
+    """
+
+    fn: Optional[Callable]
     kind: str  # "out" or "view"
+    prepare: Optional[Callable] = None
+    inplace: bool = False  # out= may be the same array as an operand of the same shape
+
+
+SMALL = 4096  # below this many elements, fewer ufunc calls beat vectorized inner loops
+
+
+def _floating(x):
+    return x if x.dtype.kind == "f" else x.astype(np.result_type(x.dtype, np.float16))
 
 
 def _sigmoid(x, out=None):
-    # exp(-|x|) never overflows: 1/(1+e) for x >= 0 and e/(1+e) for x < 0.
-    e = np.exp(-np.abs(x))
-    return np.divide(np.where(x >= 0, 1.0, e), 1.0 + e, out=out)
+    x = _floating(x)
+    if x.size < SMALL:
+        # exp(-log(1 + exp(-x))): three calls, stable, and tiny results keep their digits.
+        t = np.logaddexp(0.0, np.negative(x))
+        np.negative(t, out=t)
+        return np.exp(t, out=out if out is not None else t)
+    # Large arrays: exp's vectorized loop; exp(-|x|) never overflows, and e/(1+e) for x < 0
+    # keeps tiny results exact (sigmoid(-40) = 4.2e-18, not 0).
+    e = np.abs(x)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    r = np.divide(1.0, np.add(e, 1.0), out=out)
+    np.multiply(r, e, out=r, where=x < 0)
+    return r
 
 
 def _softplus(x, out=None):
-    # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))
-    return np.add(np.maximum(x, 0), np.log1p(np.exp(-np.abs(x))), out=out)
+    x = _floating(x)
+    if x.size < SMALL:
+        return np.logaddexp(np.zeros((), dtype=x.dtype), x, out=out)
+    # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), with vectorized exp / log1p loops.
+    e = np.abs(x)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    np.log1p(e, out=e)
+    return np.add(np.maximum(x, 0), e, out=out)
 
 
 def _relu(x, out=None):
     return np.maximum(x, 0, out=out)
 
 
-def _red(fn):
+def _red(fn, ufunc=None):
+    # The ufunc's reduce skips the wrapper layers of np.sum & co (microseconds on small
+    # arrays); small ints and bools keep np.sum's promotion to the platform integer.
     def k(x, axis=None, keepdims=False, out=None):
+        if ufunc is not None and x.dtype.kind == "f":
+            return ufunc.reduce(x, axis=axis, keepdims=keepdims, out=out)
         return fn(x, axis=axis, keepdims=keepdims, out=out)
     return k
 
 
 def _mean(x, axis=None, keepdims=False, out=None):
-    return np.mean(x, axis=axis, keepdims=keepdims, out=out)
+    if x.dtype.kind != "f":
+        return np.mean(x, axis=axis, keepdims=keepdims, out=out)
+    n = x.size if axis is None else _prod(x.shape[a] for a in axis)
+    s = np.add.reduce(x, axis=axis, keepdims=keepdims, out=out)
+    return np.true_divide(s, n, out=s if isinstance(s, np.ndarray) else None)
 
 
 def _logsumexp(x, axis=None, keepdims=False, out=None):
@@ -71,8 +112,14 @@ def _arg(fn):
 
 
 def _count(x, axis=None, dtype="float64"):
-    axes = range(x.ndim) if axis is None else axis
-    return np.asarray(np.prod([x.shape[a] for a in axes]), dtype=dtype)
+    return np.array(x.size if axis is None else _prod(x.shape[a] for a in axis), dtype=dtype)
+
+
+def _expand_dims(x, axis):
+    shape = list(x.shape)
+    for a in axis:  # axes are sorted and non-negative (the compiler normalizes them)
+        shape.insert(a, 1)
+    return x.reshape(shape)
 
 
 def _cast(x, dtype, out=None):
@@ -183,8 +230,9 @@ KERNELS = {name: Kernel(fn, "out") for name, fn in {
     "greater_equal": np.greater_equal, "equal": np.equal, "not_equal": np.not_equal,
     "where": _where, "clip": np.clip, "cast": _cast, "zeros_like": _zeros_like,
     "ones_like": _ones_like,
-    "sum": _red(np.sum), "mean": _mean, "max": _red(np.max), "min": _red(np.min),
-    "prod": _red(np.prod), "logsumexp": _logsumexp,
+    "sum": _red(np.sum, np.add), "mean": _mean, "max": _red(np.max, np.maximum),
+    "min": _red(np.min, np.minimum), "prod": _red(np.prod, np.multiply),
+    "logsumexp": _logsumexp,
     "softmax": _softmax, "log_softmax": _log_softmax, "matmul": _matmul,
     "getitem_grad": _getitem_grad, "take": _take, "take_grad": _take_grad,
     "concatenate": _concatenate,
@@ -195,7 +243,7 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "reshape": lambda x, shape: np.reshape(x, shape),
     "reshape_like": lambda a, b: np.reshape(a, b.shape),
     "transpose": lambda x, axes=None: np.transpose(x, axes),
-    "expand_dims": lambda x, axis: np.expand_dims(x, axis),
+    "expand_dims": _expand_dims,
     "squeeze": lambda x, axis: np.squeeze(x, axis),
     "broadcast_to": lambda x, shape: np.broadcast_to(x, shape),
     "broadcast_like": _broadcast_like, "sum_like": _sum_like, "getitem": _getitem,
@@ -207,3 +255,20 @@ from .kernels_extra import OUT as _EXTRA_OUT, VIEW as _EXTRA_VIEW  # noqa: E402
 
 KERNELS.update({name: Kernel(fn, "out") for name, fn in _EXTRA_OUT.items()})
 KERNELS.update({name: Kernel(fn, "view") for name, fn in _EXTRA_VIEW.items()})
+
+# Fused elementwise groups: their expression is compiled once per instruction.
+from .fused_numpy import fused_kernel, fused_reduce_kernel  # noqa: E402
+
+KERNELS["fused"] = Kernel(None, "out", prepare=lambda expr: fused_kernel(expr, KERNELS),
+                          inplace=True)
+KERNELS["fused_reduce"] = Kernel(
+    None, "out", prepare=lambda expr, reduce, axis, keepdims:
+    fused_reduce_kernel(expr, reduce, axis, keepdims, KERNELS))
+
+# Elementwise kernels read each operand element before writing that output element (ufuncs,
+# or helpers that compute all temporaries first), so out= may alias a dying operand.
+INPLACE = ("neg exp log log1p expm1 sqrt square abs sign tanh sin cos sigmoid relu softplus add "
+           "sub mul div pow maximum minimum less less_equal greater greater_equal equal "
+           "not_equal where clip cast zeros_like ones_like").split()
+for _name in INPLACE:
+    KERNELS[_name] = Kernel(KERNELS[_name].fn, KERNELS[_name].kind, KERNELS[_name].prepare, True)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import time
+
+from . import memory
 
 from .storage import Cell
 
@@ -37,16 +40,31 @@ class Executable:
                      for i in range(len(program.params))]
         self.cells = cells
         single = len(program.outputs) == 1 if single is None else single
-        self.source, env, self._line_instr = _generate(program, backend, single)
-        env.update(_runtime_env(program, backend, cells, downcast))
-        code = compile(self.source, f"<flowc-generated-{next(_COUNTER)}>", "exec")
-        exec(code, env)
+        self._kinds = [backend.kernels[ins.kernel].kind for ins in program.instrs]
+        self._inplace = [backend.kernels[ins.kernel].inplace for ins in program.instrs]
+        self._exclusive = {u["slot"] for u in program.updates}
+        self._bufs = {}
+        self.timings = [0.0] * len(program.instrs)
+        self.source, self._line_instr = _generate(program, self._kinds, single, timed=False)
+        timed_src, _ = _generate(program, self._kinds, single, timed=True)
+        env = _runtime_env(program, backend, cells, downcast)
+        env.update(_bufs=self._bufs, _plan=self._plan, _T=self.timings, _pc=time.perf_counter)
+        for name, src in (("run", self.source), ("run_timed", timed_src)):
+            code = compile(src, f"<flowc-generated-{next(_COUNTER)}>", "exec")
+            exec(code, env)
         self._run = env["run"]
-        self._bufs = env["_bufs"]
+        self._run_timed = env["run_timed"]
 
     def __call__(self, *inputs):
+        return self._guarded(self._run, inputs)
+
+    def call_timed(self, *inputs):
+        """Call once, adding each instruction's seconds to `self.timings` (after a warm call)."""
+        return self._guarded(self._run_timed, inputs)
+
+    def _guarded(self, run, inputs):
         try:
-            return self._run(*inputs)
+            return run(*inputs)
         except CallError:
             raise
         except TypeError as e:
@@ -58,6 +76,22 @@ class Executable:
             raise self._explain(e) from e
         except Exception as e:  # a kernel failed: say which instruction and whose line
             raise self._explain(e) from e
+
+    def _plan(self, key, arrays):
+        """Buffers for a new shape signature, shared by liveness (see runtime/memory.py)."""
+        arrays = {s: a for s, a in arrays.items() if hasattr(a, "shape")}
+        B = memory.plan(self.program, self._kinds, self._inplace, arrays, self._exclusive)
+        if len(self._bufs) >= 4:  # keep a few signatures (say, a training and an eval batch)
+            self._bufs.pop(next(iter(self._bufs)))
+        self._bufs[key] = B
+        self._last = (arrays, B)
+        return B
+
+    def memory(self):
+        """(bytes of the buffers the plan keeps, liveness lower bound) for the last new shapes."""
+        if not hasattr(self, "_last"):
+            raise RuntimeError("call the function once first: sizes are known at call time")
+        return memory.report(self.program, self._kinds, *self._last)
 
     def _explain(self, e):
         tb, line = e.__traceback__, None
@@ -74,14 +108,17 @@ class Executable:
 
 
 def _runtime_env(program, backend, cells, downcast):
-    env = {"_bufs": {}, "_cells": cells, "_copy": backend.copy, "_arr": backend.to_device}
+    env = {"_cells": cells, "_copy": backend.copy, "_arr": backend.to_device}
     for i, spec in enumerate(program.inputs):
         env[f"_in{i}"] = backend.input_checker(spec, downcast, CallError)
     for c in program.consts:
         env[f"s{c['slot']}"] = backend.to_device(program.values[f"const{c['slot']}"])
     for k, ins in enumerate(program.instrs):
-        fn = backend.kernels[ins.kernel].fn
-        env[_kname(k, ins)] = functools.partial(fn, **ins.attrs) if ins.attrs else fn
+        kern = backend.kernels[ins.kernel]
+        if kern.prepare is not None:
+            env[_kname(k, ins)] = kern.prepare(**ins.attrs)
+        else:
+            env[_kname(k, ins)] = functools.partial(kern.fn, **ins.attrs) if ins.attrs else kern.fn
     return env
 
 
@@ -89,9 +126,8 @@ def _kname(k, ins):
     return f"{ins.kernel}_{k}"
 
 
-def _generate(program, backend, single):
-    """Python source of `run(*inputs)`; also the line → instruction map for error messages."""
-    kinds = [backend.kernels[ins.kernel].kind for ins in program.instrs]
+def _generate(program, kinds, single, timed):
+    """Python source of `run(*inputs)` (or `run_timed`), and its line → instruction map."""
     out_slots = set(program.outputs)
     fresh = {ins.out for ins, kind in zip(program.instrs, kinds) if kind == "out"}
     upd_swap = [u for u in program.updates if u["slot"] in fresh and u["slot"] not in out_slots]
@@ -99,7 +135,7 @@ def _generate(program, backend, single):
                 if kind == "out" and ins.out not in out_slots]
     lines, line_instr = [], {}
     args = ", ".join(f"x{i}" for i in range(len(program.inputs)))
-    lines.append(f"def run({args}):")
+    lines.append(f"def {'run_timed' if timed else 'run'}({args}):")
     for i, spec in enumerate(program.inputs):
         lines.append(f"    s{spec['slot']} = _in{i}(x{i})")
     for j, p in enumerate(program.params):
@@ -107,37 +143,35 @@ def _generate(program, backend, single):
     sig = ", ".join([f"s{d['slot']}.shape" for d in program.inputs + program.params])
     lines.append(f"    key = ({sig}{',' if sig else ''})")
     lines.append("    B = _bufs.get(key)")
-    lines.append("    first = B is None")
-    lines.append("    if first:")
-    lines.append("        B = {}")
-    # Allocating body.
-    body_alloc, body_fast = [], []
+    lines.append("    if B is None:")
+    # Allocating body: the first call with these shapes; its arrays seed the memory plan.
     for k, (ins, kind) in enumerate(zip(program.instrs, kinds)):
         call = f"{_kname(k, ins)}({', '.join(f's{a}' for a in ins.args)}"
         # A 0-d reduction returns a NumPy scalar; keep a 0-d array so it can be a buffer.
         wrap = ("_arr(", ")") if kind == "out" and not ins.shape else ("", "")
-        body_alloc.append((k, f"s{ins.out} = {wrap[0]}{call}){wrap[1]}"))
-        if kind == "out" and ins.out not in out_slots:
-            body_fast.append((k, f"s{ins.out} = {call}, out=B[{ins.out}])"))
-        else:
-            body_fast.append((k, f"s{ins.out} = {call})"))
-    for k, text in body_alloc:
         line_instr[len(lines) + 1] = k
-        lines.append("        " + text)
-    if buffered:
-        lines.append("        " + "; ".join(f"B[{s}] = s{s}" for s in buffered))
+        lines.append(f"        s{ins.out} = {wrap[0]}{call}){wrap[1]}")
+    lines.append("        B = _plan(key, {" + ", ".join(f"{s}: s{s}" for s in buffered) + "})")
     lines.append("    else:")
-    for k, text in body_fast:
+    # Buffered body: every kernel writes into its planned buffer.
+    for k, (ins, kind) in enumerate(zip(program.instrs, kinds)):
+        call = f"{_kname(k, ins)}({', '.join(f's{a}' for a in ins.args)}"
+        stmt = (f"s{ins.out} = {call}, out=B[{ins.out}])" if kind == "out" and ins.out not in out_slots
+                else f"s{ins.out} = {call})")
         line_instr[len(lines) + 1] = k
-        lines.append("        " + text)
-    if not body_fast:
+        if timed:
+            lines.append(f"        _t = _pc(); {stmt}; _T[{k}] += _pc() - _t")
+        else:
+            lines.append(f"        {stmt}")
+    if not program.instrs:
         lines.append("        pass")
     # Outputs: fresh arrays; leaves, views and repeats are copied.
     outs, seen = [], set()
     for s in program.outputs:
         outs.append(f"s{s}" if s in fresh and s not in seen else f"_copy(s{s})")
         seen.add(s)
-    # Updates: compute every new value first, then commit (Theano's semantics).
+    # Updates: compute every new value first, then commit (Theano's semantics). A buffered
+    # value is swapped with the old parameter array, which becomes the next call's buffer.
     for u in program.updates:
         if u not in upd_swap:
             lines.append(f"    n{u['param']} = _copy(s{u['slot']})")
@@ -148,12 +182,8 @@ def _generate(program, backend, single):
                          f"B[{u['slot']}] = old")
         else:
             lines.append(f"    _cells[{j}].value = n{j}")
-    lines.append("    if first:")
-    # Keep a few shape signatures (say, a training and an evaluation batch size).
-    lines.append("        if len(_bufs) >= 4: _bufs.pop(next(iter(_bufs)))")
-    lines.append("        _bufs[key] = B")
     if single and len(outs) == 1:
         lines.append(f"    return {outs[0]}")
     else:
         lines.append(f"    return [{', '.join(outs)}]")
-    return "\n".join(lines) + "\n", {}, line_instr
+    return "\n".join(lines) + "\n", line_instr

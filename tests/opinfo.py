@@ -129,6 +129,11 @@ class OpSample:
     fd_eps: float = 1e-6  # central-difference step, relative to max(1, |x|)
     gtol: float = 1e-6    # rtol (and atol per unit of gradient) for vjp vs differences
     zero_grad: bool = False  # grad=False rows whose gradient is zero by design (stop_gradient)
+    compiled_only: bool = False  # ops only passes make (fused groups): no derivative rules
+
+    def __post_init__(self):
+        if self.compiled_only:  # no gradient, no batching: these exist only after passes
+            object.__setattr__(self, "grad", False)
 
     def tols(self, dtype):
         """(rtol, atol) for comparing a result of `dtype` with the reference."""
@@ -606,6 +611,36 @@ S("custom_vjp_value", lambda x: fc.custom_vjp(fc.tanh, lambda xs, y, g: [g * (1 
   [X23], np.tanh)
 S("basis", lambda x: F.apply("basis", [x]), [A(2, 2)], lambda x: np.eye(4).reshape(4, 2, 2),
   grad=False, zero_grad=True)
+
+
+# -- fused groups (made by the O2 fuse pass; built directly here) ------------------------------
+_EXPR = ("add", (), (("mul", (), (("arg", 0), ("arg", 1))),
+                     ("tanh", (), (("mul", (), (("arg", 0), ("const", 2.0, "float64"))),))))
+
+
+def _expr_ref(a, b):
+    return a * b + np.tanh(a * 2.0)
+
+
+S("fused", lambda a, b: F.apply("fused", [a, b], expr=_EXPR), [X23, A(3)], _expr_ref,
+  compiled_only=True)
+S("fused_big", lambda a, b: F.apply("fused", [a, b], expr=_EXPR),
+  [A(700, 300, decl=(None, 300)), A(300)], _expr_ref, compiled_only=True)
+S("fused_reduce_sum", lambda a, b: F.apply("fused_reduce", [a, b], expr=_EXPR, reduce="sum"),
+  [X23, A(3)], lambda a, b: np.sum(_expr_ref(a, b)), compiled_only=True)
+S("fused_reduce_big_rows", lambda a, b: F.apply("fused_reduce", [a, b], expr=_EXPR,
+                                                reduce="max", axis=(1,), keepdims=True),
+  [A(700, 300), A(300)], lambda a, b: np.max(_expr_ref(a, b), axis=1, keepdims=True),
+  compiled_only=True)
+S("fused_reduce_big_mean", lambda a, b: F.apply("fused_reduce", [a, b], expr=_EXPR,
+                                                reduce="mean", axis=(0,)),
+  [A(700, 300), A(300)], lambda a, b: np.mean(_expr_ref(a, b), axis=0), compiled_only=True)
+_EXPR32 = ("add", (), (("mul", (), (("arg", 0), ("arg", 1))),
+                       ("tanh", (), (("mul", (), (("arg", 0), ("const", 2.0, "float32"))),))))
+S("fused_reduce_big_all_f32", lambda a, b: F.apply("fused_reduce", [a, b], expr=_EXPR32,
+                                                   reduce="sum"),
+  [A(700, 300, dt="float32"), A(300, dt="float32")], lambda a, b: np.sum(_expr_ref(a, b)),
+  compiled_only=True, rtol=1e-4, atol=1e-3)
 
 
 # -- compositions users write (cross-op dtype and broadcasting paths) ------------------------------

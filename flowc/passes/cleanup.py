@@ -75,7 +75,7 @@ def fold_constants(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
         if not args or any(H.nodes[a]["op"] != "const" for a in args):
             continue
         kernel = KERNELS.get(d["op"])
-        if kernel is None:
+        if kernel is None or kernel.fn is None:
             continue
         with np.errstate(all="ignore"):
             value = np.asarray(kernel.fn(*[H.nodes[a]["value"] for a in args], **d["attrs"]))

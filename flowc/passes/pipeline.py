@@ -3,14 +3,17 @@ from __future__ import annotations
 
 from .algebra import simplify
 from .cleanup import cse, dce, fold_constants
+from .fuse import fuse
+from .shapes import drop_identity_shape_ops
 from .stabilize import stabilize
 
 # cleanup -> canonicalize -> stabilize -> cleanup again, in PyTensor's order.
 PIPELINES = {
     "O0": (dce,),
-    "O1": (dce, fold_constants, cse, simplify, stabilize, simplify, fold_constants, cse),
+    "O1": (dce, fold_constants, cse, simplify, stabilize, simplify, fold_constants, cse,
+           drop_identity_shape_ops),
 }
-PIPELINES["O2"] = PIPELINES["O1"]  # later levels add stabilization, fusion, in-place
+PIPELINES["O2"] = PIPELINES["O1"] + (fuse,)
 
 
 def optimize(G, level="O1", verify=False):

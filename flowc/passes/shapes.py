@@ -1,0 +1,95 @@
+"""Shape classes: prove that two tensors have the same run-time shape, and drop the
+shape-fixing nodes (sum_like, broadcast_like, reshape_like) that are identities then.
+
+Two tensors are in one class when their shapes are equal at every call: a fully known shape
+is its own class; an elementwise result is in its operands' class when they share one
+(operands whose dims are all 1, such as scalars, broadcast without changing it);
+broadcast_like / reshape_like / sum_like results are in the class of the tensor whose shape
+they copy. Everything else gets a class of its own.
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from ..ops.registry import get_op
+from .cleanup import dce
+from .rewrite import log, operands, replace, topo
+
+SHAPE_OF = {"broadcast_like": 1, "reshape_like": 1, "sum_like": 1}
+
+
+def shape_classes(G):
+    """A class key per node: equal keys mean equal run-time shapes."""
+    cls = {}
+    for n in topo(G):
+        d = G.nodes[n]
+        shape = d["type"].shape
+        if None not in shape:
+            cls[n] = ("static", shape)
+            continue
+        op = d["op"]
+        args = operands(G, n)
+        if op in SHAPE_OF:
+            cls[n] = cls[args[SHAPE_OF[op]]]
+            continue
+        if op not in ("input", "param", "const") and get_op(op).elementwise:
+            keys = {cls[a] for a in args if not _trivial(G, a, len(shape))}
+            if len(keys) == 1:
+                cls[n] = keys.pop()
+                continue
+        cls[n] = ("node", n)
+    return cls
+
+
+def _trivial(G, a, ndim):
+    """An operand that broadcasts without changing the other's shape (all dims 1)."""
+    shape = G.nodes[a]["type"].shape
+    return len(shape) <= ndim and all(d == 1 for d in shape)
+
+
+def drop_identity_shape_ops(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    """Simplify with shape classes. Guarantee: same values and types.
+
+    - sum_like / broadcast_like / reshape_like whose operand already has the shape go away;
+    - a shape-only operand is replaced by the earliest tensor of its class (often an input),
+      so the tensor it named need not be kept for its shape alone;
+    - broadcast_like(a, ref) feeding an elementwise op whose other operand has ref's shape
+      becomes plain a (the op broadcasts it anyway).
+    """
+    H = G.copy()
+    cls = shape_classes(H)
+    first = {}
+    for n in topo(H):
+        first.setdefault(cls[n], n)
+    for n in topo(H):
+        d = H.nodes[n]
+        if d["op"] not in SHAPE_OF:
+            continue
+        src, like = operands(H, n)
+        if cls[src] == cls[like] and H.nodes[src]["type"] == d["type"]:
+            replace(H, n, src)
+            log(H, "identity_" + d["op"], n)
+        elif first[cls[like]] != like:
+            _set_operand(H, n, 1, first[cls[like]])
+    for n in topo(H):
+        d = H.nodes[n]
+        if d["op"] in ("input", "param", "const") or not get_op(d["op"]).elementwise:
+            continue
+        args = operands(H, n)
+        for port, a in enumerate(args):
+            if H.nodes[a]["op"] != "broadcast_like":
+                continue
+            src, like = operands(H, a)
+            others = [b for i, b in enumerate(args) if i != port]
+            if any(cls[b] == cls[like] and H.nodes[b]["type"].shape == H.nodes[like]["type"].shape
+                   for b in others):
+                _set_operand(H, n, port, src)
+                log(H, "broadcast_into_elementwise", n)
+    return dce(H)
+
+
+def _set_operand(H, n, port, new):
+    for u, _, k in list(H.in_edges(n, keys=True)):
+        if k == port:
+            H.remove_edge(u, n, key=k)
+    H.add_edge(new, n, key=port)
