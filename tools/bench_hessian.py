@@ -7,7 +7,7 @@ graph), compiles it, and checks it against the closed form in NumPy,
 then times both in the same run (interleaved repeats, median) and prints the ratio
 flowc / closed form (target: <= 3). --profile lists the instructions that take the time.
 
-    python tools/bench_hessian.py [--repeats 15] [--optimize O1] [--profile]
+    python tools/bench_hessian.py [--calls 5] [--repeats 7] [--optimize O1] [--profile]
 """
 from __future__ import annotations
 
@@ -60,16 +60,19 @@ class ClosedForm:
         return H
 
 
-def compare(fns, X, Y, repeats):
-    """Per function: (median, best) seconds per call; repeats interleaved, after a warm call."""
+def compare(fns, X, Y, calls, repeats):
+    """Per function: (median, best) over `repeats` of the mean seconds per call of `calls`
+    consecutive calls; the repeats are interleaved so that load from other processes falls on
+    both sides alike."""
     for fn in fns:
-        fn(X, Y)
+        fn(X, Y)                                     # warm: buffers allocated, code cached
     times = [[] for _ in fns]
     for _ in range(repeats):
         for fn, ts in zip(fns, times):
             t = time.perf_counter()
-            fn(X, Y)
-            ts.append(time.perf_counter() - t)
+            for _ in range(calls):
+                fn(X, Y)
+            ts.append((time.perf_counter() - t) / calls)
     return [(statistics.median(ts), min(ts)) for ts in times]
 
 
@@ -113,7 +116,8 @@ def blas_name():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=15, help="timed calls each (median reported)")
+    ap.add_argument("--calls", type=int, default=5, help="consecutive calls per timed repeat")
+    ap.add_argument("--repeats", type=int, default=7, help="timed repeats (median reported)")
     ap.add_argument("--optimize", default="O1", help="flowc optimization level")
     ap.add_argument("--profile", action="store_true", help="time each instruction of flowc's call")
     a = ap.parse_args(argv)
@@ -129,7 +133,7 @@ def main(argv=None):
     if H.shape != (FEATS, FEATS) or err > 1e-10:
         raise SystemExit(f"flowc's Hessian differs from the closed form: shape {H.shape}, "
                          f"max relative difference {err:.3g}")
-    (t_fc, best_fc), (t_np, best_np) = compare([f, ref], X, Y, a.repeats)
+    (t_fc, best_fc), (t_np, best_np) = compare([f, ref], X, Y, a.calls, a.repeats)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, NumPy {np.__version__}, BLAS {blas_name()}")
@@ -137,7 +141,8 @@ def main(argv=None):
           f"result {FEATS} x {FEATS}, optimize={a.optimize}")
     print(f"build + compile: {build_s:.3f} s, {len(f.program.instrs)} instructions")
     print(f"check: max |flowc - closed form| / max |closed form| = {err:.1e}")
-    print(f"timing: median of {a.repeats} interleaved calls (best in brackets)")
+    print(f"timing: median of {a.repeats} interleaved repeats x {a.calls} calls "
+          "(best in brackets)")
     print(f"  flowc        {t_fc * 1e3:8.2f} ms/call  ({best_fc * 1e3:.2f})")
     print(f"  closed form  {t_np * 1e3:8.2f} ms/call  ({best_np * 1e3:.2f})")
     ratio = t_fc / t_np

@@ -13,6 +13,7 @@ from ..ir.errors import GradError, ShapeError
 from ..ir.tensor import Tensor
 from ..ops import api as F
 from ..ops.batchutil import batch_elementwise, materialize
+from ..ops.build import apply
 from ..ops.registry import BatchCtx, get_op
 
 
@@ -46,9 +47,13 @@ def batch(outputs, replacements):
         node = G.nodes[nid]
         ins = [Tensor(graph, u) for u in graph.operands(nid)]
         flags = [u.id in vals for u in ins]
-        if not any(flags):
-            continue
         args = [vals.get(u.id, same.get(u.id, u)) for u in ins]
+        if not any(flags):
+            if any(u.id in same for u in ins):
+                # Operands that are the same for every entry, but rebuilt: rebuild this too.
+                with graph.emitting(node["phase"], node.get("origin"), node.get("trace")):
+                    same[nid] = apply(node["op"], args, **node["attrs"])
+            continue
         opdef = get_op(node["op"])
         rule = opdef.batch or (batch_elementwise if opdef.elementwise else None)
         if rule is None:
@@ -65,5 +70,5 @@ def batch(outputs, replacements):
         if o.id in vals:
             results.append(vals[o.id])
         else:  # does not depend on the batched tensors: the same value for every batch entry
-            results.append(materialize(o, ref))
+            results.append(materialize(same.get(o.id, o), ref))
     return results[0] if single else results

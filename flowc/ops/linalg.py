@@ -64,6 +64,11 @@ def _matmul_jvp(c):
 def _matmul_batch(c):
     (a, b), (ba, bb) = c.inputs, c.batched
     a_nd, b_nd = a.ndim - ba, b.ndim - bb  # ranks before batching
+    # Matrix times a batch of vectors is one matrix-matrix product (not B gemv calls).
+    if not ba and bb and a_nd == 2 and b_nd == 1:
+        return F.matmul(b, _swap(a))
+    if ba and not bb and a_nd == 1 and b_nd == 2:
+        return F.matmul(a, b)
     # Make 1-D operands matrices (a row, b a column), put the batch axis in front of the
     # batched operand's matrix axes, let NumPy broadcast the rest, then drop the added axes.
     if a_nd == 1:

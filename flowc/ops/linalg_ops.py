@@ -72,7 +72,7 @@ def _solve_batch(c):
     if not ba:  # one matrix, many right-hand sides
         if vector:
             return F.transpose(L.solve(a, F.transpose(b)))
-        return L.solve(a, b)
+        return L.solve(a, align(b, a.ndim + 1))
     if not bb:
         b = materialize(b, a)
     if vector:

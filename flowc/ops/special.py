@@ -28,7 +28,11 @@ def _custom_jvp(c):
     if jvp_fn is None:
         raise GradError("this custom_vjp has no jvp rule; give one (custom_vjp(fn, vjp, jvp=...))"
                         " or use reverse mode")
-    return jvp_fn(list(c.inputs[1:]), c.out, list(c.tangents[1:]))
+    # The user's rule gets a zero tangent (not None) for inputs nothing varies.
+    from . import api as F
+    tangents = [t if t is not None else F.zeros_like(x)
+                for x, t in zip(c.inputs[1:], c.tangents[1:])]
+    return jvp_fn(list(c.inputs[1:]), c.out, tangents)
 
 
 register(OpDef("custom_vjp", None, lambda ts, a: ts[0], attrs={"rule": REQUIRED},
@@ -44,4 +48,11 @@ def _basis_infer(types, attrs):
 
 
 register(OpDef("basis", 1, _basis_infer, differentiable=False,
+               # Depends only on the shape of one entry: the same for every batch entry.
+               batch=lambda c: (apply("basis", [_entry(c.inputs[0])]), False),
                doc="the standard basis of t's shape: eye(t.size) reshaped to (t.size,) + t.shape"))
+
+
+def _entry(xb):
+    """One entry of a batched tensor (its shape is what basis reads)."""
+    return apply("getitem", [xb], index=(("int", 0),))

@@ -11,7 +11,7 @@ from .stabilize import stabilize
 PIPELINES = {
     "O0": (dce,),
     "O1": (dce, fold_constants, cse, simplify, stabilize, simplify, fold_constants, cse,
-           drop_identity_shape_ops),
+           drop_identity_shape_ops, simplify, cse),
 }
 PIPELINES["O2"] = PIPELINES["O1"] + (fuse,)
 
