@@ -70,11 +70,20 @@ def _args(expr):
     return [i for c in expr[2] for i in _args(c)]
 
 
+_BLOCKS = {}
+
+
 def compile_block(expr, kernels):
-    """The expression as a function of its operands (an `out=` array receives the result)."""
-    src, env, n = _source(expr, kernels)
-    exec(compile(src, "<flowc-fused>", "exec"), env)
-    return env["block"], n
+    """The expression as a function of its operands (an `out=` array receives the result).
+
+    Cached by expression: a deep network repeats the same few groups in every layer.
+    """
+    key = (expr, id(kernels))
+    if key not in _BLOCKS:
+        src, env, n = _source(expr, kernels)
+        exec(compile(src, "<flowc-fused>", "exec"), env)
+        _BLOCKS[key] = env["block"], n
+    return _BLOCKS[key]
 
 
 def _slicer(args, shape):

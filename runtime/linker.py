@@ -45,21 +45,24 @@ class Executable:
         self._exclusive = {u["slot"] for u in program.updates}
         self._bufs = {}
         self.timings = [0.0] * len(program.instrs)
+        self._single = single
         self.source, self._line_instr = _generate(program, self._kinds, single, timed=False)
-        timed_src, _ = _generate(program, self._kinds, single, timed=True)
         env = _runtime_env(program, backend, cells, downcast)
         env.update(_bufs=self._bufs, _plan=self._plan, _T=self.timings, _pc=time.perf_counter)
-        for name, src in (("run", self.source), ("run_timed", timed_src)):
-            code = compile(src, f"<flowc-generated-{next(_COUNTER)}>", "exec")
-            exec(code, env)
+        self._env = env
+        exec(compile(self.source, f"<flowc-generated-{next(_COUNTER)}>", "exec"), env)
         self._run = env["run"]
-        self._run_timed = env["run_timed"]
+        self._run_timed = None  # the instrumented twin is made on the first profile
 
     def __call__(self, *inputs):
         return self._guarded(self._run, inputs)
 
     def call_timed(self, *inputs):
         """Call once, adding each instruction's seconds to `self.timings` (after a warm call)."""
+        if self._run_timed is None:
+            src, _ = _generate(self.program, self._kinds, self._single, timed=True)
+            exec(compile(src, f"<flowc-generated-{next(_COUNTER)}>", "exec"), self._env)
+            self._run_timed = self._env["run_timed"]
         return self._guarded(self._run_timed, inputs)
 
     def _guarded(self, run, inputs):

@@ -85,14 +85,13 @@ def test_rule_that_changes_the_type_is_refused():
     assert f(np.ones(3)).shape == (2, 3)
 
 
-def test_each_pass_returns_a_new_graph_and_keeps_the_schema():
+def test_each_pass_leaves_its_input_alone_and_keeps_the_schema():
     ins, outs = logreg()
     f = fc.function(ins, outs, optimize="O0")
     G0 = f.graph
     for p in PIPELINES["O1"]:
         snapshot = copy.deepcopy(G0)
-        G1 = p(G0)
-        assert G1 is not G0
+        G1 = p(G0)  # may be G0 itself when the pass has nothing to do (no copy made)
         verify_unit(G1, after=p.__name__)
         assert sorted(G0.nodes) == sorted(snapshot.nodes)  # input untouched
         assert sorted(G0.edges(keys=True)) == sorted(snapshot.edges(keys=True))

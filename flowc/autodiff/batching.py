@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ..ir.graph import downstream, upstream
 from ..ir.errors import GradError, ShapeError
 from ..ir.tensor import Tensor
 from ..ops import api as F
@@ -36,12 +37,8 @@ def batch(outputs, replacements):
             raise ShapeError(f"batched values disagree on the batch size ({size} vs {xb.shape[0]})")
         size = size if xb.shape[0] is None else xb.shape[0]
         vals[x.id] = xb
-    down = set()
-    for x in vals:
-        down |= nx.descendants(G, x)
-    up = set()
-    for o in outs:
-        up |= nx.ancestors(G, o.id) | {o.id}
+    down = downstream(G, list(vals)) - set(vals)
+    up = upstream(G, [o.id for o in outs])
     path = (down & up) - set(vals)
     for nid in nx.topological_sort(G.subgraph(path)):
         node = G.nodes[nid]

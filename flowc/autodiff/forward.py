@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ..ir.graph import downstream, upstream
 from ..ir.errors import GradError
 from ..ir.tensor import Tensor
 from ..ir.types import is_float
@@ -41,12 +42,8 @@ def jvp(outputs, wrt, tangents):
     for w, t in zip(wrts, tans):
         with graph.emitting("backward", origin=w.id):
             tangent[w.id] = _as_like(t, w, "tangent")
-    down = set()
-    for w in tangent:
-        down |= nx.descendants(G, w)
-    up = set()
-    for o in outs:
-        up |= nx.ancestors(G, o.id) | {o.id}
+    down = downstream(G, list(tangent)) - set(tangent)
+    up = upstream(G, [o.id for o in outs])
     path = (down & up) - set(tangent)
     for nid in sorted(path) if all(u < v for v in path for u in G.predecessors(v)) \
             else nx.topological_sort(G.subgraph(path)):

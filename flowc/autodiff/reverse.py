@@ -4,6 +4,7 @@ from __future__ import annotations
 import networkx as nx
 
 from ..ir.errors import GradError
+from ..ir.graph import downstream, upstream
 from ..ir.tensor import Tensor
 from ..ir.types import is_float
 from ..ops import api as F
@@ -74,12 +75,8 @@ def _backprop(anchor, seeds, wrts, disconnected, blocked=frozenset()):
     first_new = graph._next_id
     wrt_ids = {t.id for t in wrts}
     # Nodes on a path wrt -> seeds: descendants of some wrt that are ancestors of some seed.
-    down = set(wrt_ids)
-    for w in wrt_ids:
-        down |= _descendants(G, w, blocked)
-    up = set(seeds)
-    for s in seeds:
-        up |= nx.ancestors(G, s)
+    down = downstream(G, wrt_ids, blocked)
+    up = upstream(G, seeds)
     on_path = down & up
     contribs = {nid: [ct] for nid, ct in seeds.items()}
     order = sorted(on_path, reverse=True)  # ids grow with creation, so operands come first
@@ -128,19 +125,6 @@ def _backprop(anchor, seeds, wrts, disconnected, blocked=frozenset()):
         out.append(gw)
     _prune(graph, first_new, [g.id for g in out])
     return out
-
-
-def _descendants(G, w, blocked):
-    """Nodes reachable from w without passing through a blocked (constant) node."""
-    if not blocked:
-        return nx.descendants(G, w)
-    seen, stack = set(), [w]
-    while stack:
-        for v in G.successors(stack.pop()):
-            if v not in seen and v not in blocked:
-                seen.add(v)
-                stack.append(v)
-    return seen
 
 
 def _total(parts):

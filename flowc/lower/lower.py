@@ -6,7 +6,7 @@ import numpy as np
 
 from runtime.program import Instr, Program
 
-from ..ir.graph import operands
+from ..ir.graph import operands, topological, upstream
 
 LEAVES = ("input", "param", "const")
 
@@ -14,10 +14,8 @@ LEAVES = ("input", "param", "const")
 def schedule(G: nx.MultiDiGraph):
     """Deterministic topological order of the nodes the unit's outputs and updates need."""
     roots = list(G.graph["outputs"]) + [v for _, v in G.graph["updates"]]
-    needed = set(roots)
-    for r in roots:
-        needed |= nx.ancestors(G, r)
-    return list(nx.lexicographical_topological_sort(G.subgraph(needed)))
+    needed = upstream(G, roots)
+    return [n for n in topological(G) if n in needed]
 
 
 def lower(G: nx.MultiDiGraph, param_values=None) -> Program:

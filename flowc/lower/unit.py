@@ -14,6 +14,7 @@ import networkx as nx
 from ..ir.errors import FlowcError, GraphError
 from ..ir.tensor import Tensor
 from ..ops import api as F
+from ..ir.graph import copy_graph, upstream
 from ..passes.rewrite import replace
 
 
@@ -48,25 +49,24 @@ def build_unit(inputs, outputs, updates, givens=()) -> nx.MultiDiGraph:
                              f"expected {p.shape} (from {v.describe()})")
     G = graph.nx
     if givens:
-        G = G.copy()
+        G = copy_graph(G)
         G.graph.update(outputs=[t.id for t in outputs], updates=[(p.id, v.id) for p, v in updates])
         for old, new in givens:
-            if old.id in nx.ancestors(G, new.id):
+            if old.id in upstream(G, [new.id]):
                 raise FlowcError(f"givens: the replacement for {old.describe()} depends on it")
             replace(G, old.id, new.id)
         outputs = [Tensor(graph, n) for n in G.graph["outputs"]]
         updates = [(p, Tensor(graph, v)) for (p, _), (_, v) in zip(updates, G.graph["updates"])]
     roots = [t.id for t in outputs] + [v.id for _, v in updates]
-    needed = set(roots) | {x.id for x in inputs} | {p.id for p, _ in updates}
-    for r in roots:
-        needed |= nx.ancestors(G, r)
+    needed = upstream(G, roots) | {x.id for x in inputs} | {p.id for p, _ in updates}
     given = {x.id for x in inputs}
     missing = [n for n in needed if G.nodes[n]["op"] == "input" and n not in given]
     if missing:
         names = ", ".join(Tensor(graph, n).describe() for n in sorted(missing))
         raise FlowcError(f"the outputs depend on inputs that are not in the function's "
                          f"inputs: {names}")
-    H = G.subgraph(needed).copy()
+    H = copy_graph(G)
+    H.remove_nodes_from([n for n in G if n not in needed])
     H.graph.update(inputs=[x.id for x in inputs], outputs=[t.id for t in outputs],
                    updates=[(p.id, v.id) for p, v in updates], log=[])
     _mark_update_phase(H)
@@ -91,15 +91,12 @@ def cast_updates(updates):
 
 def _mark_update_phase(H):
     """Nodes that only feed updates (not outputs) are drawn and reported as the update phase."""
-    out_anc = set(H.graph["outputs"])
-    for o in H.graph["outputs"]:
-        out_anc |= nx.ancestors(H, o)
-    for _, v in H.graph["updates"]:
-        for n in nx.ancestors(H, v) | {v}:
-            d = H.nodes[n]
-            if n not in out_anc and d["phase"] == "forward" and d["op"] not in (
-                    "input", "param", "const"):
-                H.nodes[n]["phase"] = "update"
+    out_anc = upstream(H, H.graph["outputs"])
+    for n in upstream(H, [v for _, v in H.graph["updates"]]):
+        d = H.nodes[n]
+        if n not in out_anc and d["phase"] == "forward" and d["op"] not in (
+                "input", "param", "const"):
+            d["phase"] = "update"
 
 
 def _graph_of(tensors):

@@ -7,8 +7,8 @@ import numpy as np
 from ..ir.errors import FlowcError
 from ..ir.tensor import Tensor
 from ..ops import api as F
-from .cleanup import dce
-from .rewrite import builder, log, operands, replace, topo
+from .cleanup import prune
+from .rewrite import copy_graph, builder, log, operands, replace, topo
 
 MAX_ROUNDS = 20
 
@@ -69,7 +69,7 @@ def _build(G, n, make, args):
 
 def simplify(G: nx.MultiDiGraph, rules=RULES) -> nx.MultiDiGraph:
     """Apply the rule table until nothing fires. Guarantee: same outputs, same types."""
-    H = G.copy()
+    H = copy_graph(G)
     by_op = {}
     for rule in rules:
         by_op.setdefault(rule[1], []).append(rule)
@@ -91,7 +91,7 @@ def simplify(G: nx.MultiDiGraph, rules=RULES) -> nx.MultiDiGraph:
                 fired.append(name)
                 break
         if not changed:
-            return dce(H)
-        H = dce(H)
+            return prune(H)
+        prune(H)
     raise FlowcError(f"algebraic simplification did not settle after {MAX_ROUNDS} rounds; "
                      f"rules still firing in the last round: {', '.join(sorted(set(fired)))}")

@@ -7,7 +7,7 @@ import numpy as np
 from runtime.kernels_numpy import KERNELS
 
 from ..ir.types import TensorType
-from .rewrite import log, operands, replace, roots, topo
+from .rewrite import copy_graph, log, operands, replace, roots, topo, upstream
 
 # Ops whose results are not a function of their operands alone (none yet; random ops later).
 IMPURE = frozenset()
@@ -16,14 +16,20 @@ FOLD_LIMIT = 1 << 16  # do not fold constants bigger than this many elements int
 
 def dce(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
     """Remove nodes no output or update needs. Keeps the function's inputs and updated params."""
-    keep = set(roots(G)) | set(G.graph["inputs"]) | {p for p, _ in G.graph["updates"]}
-    for r in roots(G):
-        keep |= nx.ancestors(G, r)
-    H = G.subgraph(keep).copy()
-    H.graph = dict(G.graph, log=list(G.graph.get("log", [])))
-    for n in set(G) - keep:
-        if G.nodes[n]["op"] not in ("input", "param", "const"):
+    H = copy_graph(G)
+    H.graph["log"] = list(G.graph.get("log", []))
+    prune(H)
+    return H
+
+
+def prune(H: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    """dce in place, for a pass that already works on its own copy."""
+    keep = upstream(H, roots(H)) | set(H.graph["inputs"]) | {p for p, _ in H.graph["updates"]}
+    dead = [n for n in H if n not in keep]
+    for n in dead:
+        if H.nodes[n]["op"] not in ("input", "param", "const"):
             log(H, "dce", n)
+    H.remove_nodes_from(dead)
     return H
 
 
@@ -40,7 +46,7 @@ def cse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
     Guarantee: the merged node has the same type; commutative ops match either operand order.
     """
     from ..ops.registry import get_op
-    H = G.copy()
+    H = copy_graph(G)
     seen = {}
     for n in topo(H):
         d = H.nodes[n]
@@ -61,12 +67,20 @@ def cse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
             log(H, "cse", n)
         else:
             seen[key] = n
-    return dce(H)
+    return prune(H)
+
+
+def _all_const(G, n):
+    if G._node[n]["op"] in ("input", "param", "const") or not G._pred[n]:
+        return False
+    return all(G._node[a]["op"] == "const" for a in G._pred[n])
 
 
 def fold_constants(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
     """Evaluate nodes whose operands are all constants with the runtime's NumPy kernels."""
-    H = G.copy()
+    if not any(_all_const(G, n) for n in G):
+        return G  # nothing to fold: no copy
+    H = copy_graph(G)
     for n in topo(H):
         d = H.nodes[n]
         if d["op"] in ("input", "param", "const") or d["op"] in IMPURE:
@@ -89,4 +103,4 @@ def fold_constants(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
             H.remove_edge(u, n, key=k)
         H.nodes[n].update(op="const", attrs={}, value=value)
         log(H, "fold", n)
-    return dce(H)
+    return prune(H)

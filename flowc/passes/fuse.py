@@ -3,11 +3,13 @@ reduction becomes one `fused_reduce` node. The runtime evaluates either in one p
 cache-sized blocks, so no intermediate of the group is ever materialized at full size."""
 from __future__ import annotations
 
+import itertools
+
 import networkx as nx
 
 from ..ops.registry import get_op
-from .cleanup import dce
-from .rewrite import log, operands, replace, roots, topo
+from .cleanup import prune
+from .rewrite import copy_graph, log, operands, replace, roots, topo
 
 REDUCIBLE = ("sum", "mean", "max", "min", "prod")
 NOT_FUSED = ("fused", "fused_reduce", "stop_gradient")
@@ -32,7 +34,7 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
 
     Guarantee: same values and types; a node used twice, or returned, stays materialized.
     """
-    H = G.copy()
+    H = copy_graph(G)
     keep = set(roots(H))
     size = {}  # ops in a node's inlined expression, to bound recomputation
 
@@ -69,6 +71,7 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
         attrs = tuple(sorted(H.nodes[n]["attrs"].items()))
         return (op, attrs, tuple(children))
 
+    ids = itertools.count(max(H.nodes, default=-1) + 1)
     for n in reversed(topo(H)):
         if n not in H:
             continue
@@ -81,7 +84,7 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
             expr = build(u, args, {})
             new = _add(H, n, "fused_reduce", args,
                        dict(expr=expr, reduce=d["op"], axis=d["attrs"]["axis"],
-                            keepdims=d["attrs"]["keepdims"]))
+                            keepdims=d["attrs"]["keepdims"]), next(ids))
         elif fusable(H, n) and not absorbed(n):
             if not any(absorbed(u) for u in operands(H, n)):
                 continue  # a group of one: nothing to gain
@@ -89,15 +92,15 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
                 continue  # recomputed inside each consumer instead
             args = []
             expr = build(n, args, {})
-            new = _add(H, n, "fused", args, dict(expr=expr))
+            new = _add(H, n, "fused", args, dict(expr=expr), next(ids))
         else:
             continue
         replace(H, n, new)
         log(H, "fuse", n)
-    return dce(H)
+    return prune(H)
 
 
-def _add(H, n, op, args, attrs):
+def _add(H, n, op, args, attrs, nid):
     """A new node computing node n's value from `args`; it inherits n's name, phase, line."""
     from ..ops.registry import canonical_attrs
     d = H.nodes[n]
@@ -105,7 +108,6 @@ def _add(H, n, op, args, attrs):
     attrs = canonical_attrs(opdef, attrs)
     t = opdef.infer([H.nodes[a]["type"] for a in args], attrs)
     assert t == d["type"], f"fused type {t} != {d['type']}"
-    nid = max(H.nodes) + 1
     H.add_node(nid, op=op, attrs=attrs, type=t, name=d.get("name"), phase=d["phase"],
                trace=d.get("trace"), **({"origin": d["origin"]} if "origin" in d else {}))
     for port, a in enumerate(args):

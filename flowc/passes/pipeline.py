@@ -5,13 +5,15 @@ from .algebra import simplify
 from .cleanup import cse, dce, fold_constants
 from .fuse import fuse
 from .shapes import drop_identity_shape_ops
-from .stabilize import stabilize
+from .stabilize import simplify_and_stabilize
 
-# cleanup -> canonicalize -> stabilize -> cleanup again, in PyTensor's order.
+# cleanup -> canonicalize + stabilize (one fixed point over both rule tables) -> cleanup
+# -> shape-class cleanup, in PyTensor's order; O2 then fuses. build_unit already dropped
+# everything the outputs do not need, and every pass prunes what it made dead.
 PIPELINES = {
     "O0": (dce,),
-    "O1": (dce, fold_constants, cse, simplify, stabilize, simplify, fold_constants, cse,
-           drop_identity_shape_ops, simplify, cse),
+    "O1": (fold_constants, cse, simplify_and_stabilize, fold_constants, cse,
+           drop_identity_shape_ops, simplify),
 }
 PIPELINES["O2"] = PIPELINES["O1"] + (fuse,)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..ir.graph import Graph, operands  # noqa: F401
+from ..ir.graph import Graph, copy_graph, operands, topological, upstream  # noqa: F401
 
 
 def replace(G: nx.MultiDiGraph, old: int, new: int) -> None:
@@ -13,8 +13,20 @@ def replace(G: nx.MultiDiGraph, old: int, new: int) -> None:
     for _, v, k in list(G.out_edges(old, keys=True)):
         G.remove_edge(old, v, key=k)
         G.add_edge(new, v, key=k)
-    G.graph["outputs"] = [new if n == old else n for n in G.graph["outputs"]]
-    G.graph["updates"] = [(p, new if v == old else v) for p, v in G.graph["updates"]]
+    if old in _root_set(G):
+        G.graph["outputs"] = [new if n == old else n for n in G.graph["outputs"]]
+        G.graph["updates"] = [(p, new if v == old else v) for p, v in G.graph["updates"]]
+
+
+def _root_set(G) -> frozenset:
+    # Cached per (outputs, updates) list objects: replace() builds new lists when a root
+    # changes, so a stale cache is never consulted, and copies may share it safely.
+    outs, ups = G.graph["outputs"], G.graph["updates"]
+    cache = G.graph.get("_roots")
+    if cache is None or cache[0] is not outs or cache[1] is not ups:
+        cache = (outs, ups, frozenset(outs) | frozenset(v for _, v in ups))
+        G.graph["_roots"] = cache
+    return cache[2]
 
 
 def roots(G) -> list:
@@ -29,7 +41,7 @@ def log(G, what: str, nid: int) -> None:
 
 def topo(G):
     """Node ids in a deterministic topological order."""
-    return list(nx.lexicographical_topological_sort(G))
+    return topological(G)
 
 
 def builder(G) -> Graph:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import networkx as nx
 
 from ..ops.registry import get_op
-from .cleanup import dce
-from .rewrite import log, operands, replace, topo
+from .cleanup import prune
+from .rewrite import copy_graph, log, operands, replace, topo
 
 SHAPE_OF = {"broadcast_like": 1, "reshape_like": 1, "sum_like": 1}
 
@@ -56,7 +56,7 @@ def drop_identity_shape_ops(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
     - broadcast_like(a, ref) feeding an elementwise op whose other operand has ref's shape
       becomes plain a (the op broadcasts it anyway).
     """
-    H = G.copy()
+    H = copy_graph(G)
     cls = shape_classes(H)
     first = {}
     for n in topo(H):
@@ -85,7 +85,7 @@ def drop_identity_shape_ops(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
                    for b in others):
                 _set_operand(H, n, port, src)
                 log(H, "broadcast_into_elementwise", n)
-    return dce(H)
+    return prune(H)
 
 
 def _set_operand(H, n, port, new):

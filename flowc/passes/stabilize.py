@@ -92,3 +92,9 @@ def stabilize(G):
     """Apply the stabilization rules until none fires. Guarantee: same values where the
     original was finite; finite values in many places where it overflowed."""
     return simplify(G, rules=RULES)
+
+
+def simplify_and_stabilize(G):
+    """The algebra table and the stabilization table, to one common fixed point."""
+    from .algebra import RULES as ALGEBRA
+    return simplify(G, rules=ALGEBRA + RULES)
