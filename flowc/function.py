@@ -42,10 +42,19 @@ class Function:
             raise InputError(str(e)) from None
 
     def explain(self) -> str:
-        """The passes and rules that changed the graph, one line each, with the user's line."""
-        rows = [f"{what:>16}  node {nid:<5} {name or '':<12} {trace or ''}"
-                for what, nid, name, trace in self.graph.graph.get("log", [])]
-        return "\n".join(rows) if rows else "(no rewrites)"
+        """The passes and rules that changed the graph, one line each, with the user's line,
+        then how often each fired."""
+        log = [r for r in self.graph.graph.get("log", []) if r[0] != "dce"]
+        if not log:
+            return "(no rewrites)"
+        width = max(len(r[0]) for r in log)
+        rows = [f"{what:<{width}}  node {nid:<6} {name or '':<14} {trace or ''}"
+                for what, nid, name, trace in log]
+        counts = {}
+        for r in log:
+            counts[r[0]] = counts.get(r[0], 0) + 1
+        rows += ["", "fired: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))]
+        return "\n".join(rows)
 
     def profile(self, *args, calls=20):
         """Time every instruction on these inputs (parameters are left as they were).
@@ -74,18 +83,22 @@ class Function:
                 f"device={self.device}>")
 
 
-def function(inputs, outputs=None, updates=None, device="cpu", optimize="O1",
+def function(inputs, outputs=None, updates=None, device="cpu", optimize="O2",
              allow_input_downcast=False, verify=False, givens=None,
-             single_output=None) -> Function:
+             single_output=None, explain=False) -> Function:
     """Compile a function of `inputs` returning `outputs` and applying `updates` (param, value).
 
     One output gives one array; several give a list. `optimize` is "O0", "O1" or "O2";
     `device` is "cpu" (NumPy) or "gpu" (CuPy). `allow_input_downcast` accepts e.g. float64
     arrays for float32 inputs. `verify` re-checks the graph after every pass. `givens`
     ({old: new} or pairs) computes with `new` in place of `old`. `single_output=False` returns
-    a list even for one output (Theano's rule for a list of outputs).
+    a list even for one output (Theano's rule for a list of outputs). `explain=True` prints
+    the rewrites that fired (the same text as `f.explain()`).
     """
     if device not in ("cpu", "gpu"):
         raise FlowcError(f"device must be 'cpu' or 'gpu', got {device!r}")
-    return Function(inputs, outputs, updates, device, optimize, allow_input_downcast, verify,
-                    givens, single_output)
+    f = Function(inputs, outputs, updates, device, optimize, allow_input_downcast, verify,
+                 givens, single_output)
+    if explain:
+        print(f.explain())
+    return f

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-CHUNK = 1 << 15          # elements per block: a few blocks of float64 fit in L2
+BLOCK_BYTES = 1 << 16    # bytes per block and temporary: in L2, and under malloc's mmap line
 PARALLEL_MIN = 1 << 17   # below this many elements, one block on the calling thread
 _POOL = None
 
@@ -93,10 +93,10 @@ def _slicer(args, shape):
             for a in args]
 
 
-def _blocks(shape):
+def _blocks(shape, itemsize):
     rows = shape[0] if shape else 1
     row = math.prod(shape[1:]) if len(shape) > 1 else 1
-    step = max(1, CHUNK // max(row, 1))
+    step = max(1, BLOCK_BYTES // max(itemsize, 1) // max(row, 1))
     return [(lo, min(rows, lo + step)) for lo in range(0, rows, step)]
 
 
@@ -120,7 +120,7 @@ def fused_kernel(expr, kernels):
         def one(span):
             lo, hi = span
             block(*[a[lo:hi] if c else a for a, c in zip(args, cut)], out=out[lo:hi])
-        list(_pool().map(one, _blocks(shape)))
+        list(_pool().map(one, _blocks(shape, out.dtype.itemsize)))
         return out
     return run
 
@@ -147,7 +147,7 @@ def fused_reduce_kernel(expr, reduce, axis, keepdims, kernels):
         axes = tuple(range(nd)) if axis is None else tuple(axis)
         count = math.prod(shape[a] for a in axes)
         cut = _slicer(args, shape)
-        spans = _blocks(shape)
+        spans = _blocks(shape, max(getattr(a, "itemsize", 8) for a in args))
         if 0 not in axes:  # each block reduces into its own rows of the output
             if out is None:
                 first = red(block(*[a[:1] if c else a for a, c in zip(args, cut)]),

@@ -125,6 +125,10 @@ def _runtime_env(program, backend, cells, downcast):
     return env
 
 
+def _comment(ins):
+    return ins.where.replace("\n", " ")[:120]
+
+
 def _kname(k, ins):
     return f"{ins.kernel}_{k}"
 
@@ -164,8 +168,8 @@ def _generate(program, kinds, single, timed):
         line_instr[len(lines) + 1] = k
         if timed:
             lines.append(f"        _t = _pc(); {stmt}; _T[{k}] += _pc() - _t")
-        else:
-            lines.append(f"        {stmt}")
+        else:  # the readable copy says which node each line computes
+            lines.append(f"        {stmt}  # {_comment(ins)}")
     if not program.instrs:
         lines.append("        pass")
     # Outputs: fresh arrays; leaves, views and repeats are copied.

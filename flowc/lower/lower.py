@@ -80,4 +80,9 @@ def where(G, nid) -> str:
     """'name (op) made at file:line' for messages about node `nid`."""
     d = G.nodes[nid]
     who = d.get("name") or f"%{nid}"
-    return f"{who} ({d['op']}, {d['type'].short()}) made at {d.get('trace') or '?'}"
+    op = d["op"]
+    if op in ("fused", "fused_reduce"):  # name the user's ops the group computes
+        from ..ops.fused import expr_ops
+        ops = expr_ops(d["attrs"]["expr"]) + ([d["attrs"]["reduce"]] if op == "fused_reduce" else [])
+        op = f"{op} of {', '.join(dict.fromkeys(ops))}"
+    return f"{who} ({op}, {d['type'].short()}) made at {d.get('trace') or '?'}"

@@ -14,7 +14,7 @@ import networkx as nx
 from ..ir.errors import FlowcError, GraphError
 from ..ir.tensor import Tensor
 from ..ops import api as F
-from ..ir.graph import copy_graph, upstream
+from ..ir.graph import copy_graph, downstream, operands, topological, upstream
 from ..passes.rewrite import replace
 
 
@@ -69,8 +69,20 @@ def build_unit(inputs, outputs, updates, givens=()) -> nx.MultiDiGraph:
     H.remove_nodes_from([n for n in G if n not in needed])
     H.graph.update(inputs=[x.id for x in inputs], outputs=[t.id for t in outputs],
                    updates=[(p.id, v.id) for p, v in updates], log=[])
+    if givens:
+        _retype(H, downstream(H, [new.id for _, new in givens]))
     _mark_update_phase(H)
     return H, graph
+
+
+def _retype(H, nodes):
+    """Infer the types again below a givens replacement (its shape may be better known)."""
+    from ..ops.registry import get_op
+    for n in topological(H):
+        d = H.nodes[n]
+        if n in nodes and d["op"] not in ("input", "param", "const"):
+            d["type"] = get_op(d["op"]).infer([H.nodes[a]["type"] for a in operands(H, n)],
+                                              d["attrs"])
 
 
 def cast_updates(updates):

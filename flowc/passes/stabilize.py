@@ -31,10 +31,13 @@ def _inv_one_plus_exp(G, n, a):
     return None if z is None else _build(G, n, lambda t: F.sigmoid(F.neg(t[0])), [z])
 
 
-def _one_minus_sigmoid(G, n, a):
-    # 1 - sigmoid(x) -> sigmoid(-x)
-    if _is(G, a[0], 1) and _op(G, a[1]) == "sigmoid":
-        return _build(G, n, lambda t: F.sigmoid(F.neg(t[0])), operands(G, a[1]))
+def _log_one_minus_sigmoid(G, n, a):
+    # log(1 - sigmoid(x)) -> -softplus(x). Only under a log: elsewhere 1 - sigmoid(x) is
+    # accurate enough in absolute terms, and cheaper than a second sigmoid.
+    if _op(G, a[0]) == "sub":
+        one, s = operands(G, a[0])
+        if _is(G, one, 1) and _op(G, s) == "sigmoid":
+            return _build(G, n, lambda t: F.neg(F.softplus(t[0])), operands(G, s))
     return None
 
 
@@ -79,7 +82,7 @@ def _log_sum_exp(G, n, a):
 
 RULES = [
     ("inv_1p_exp->sigmoid", "div", _inv_one_plus_exp),
-    ("1-sigmoid->sigmoid(-x)", "sub", _one_minus_sigmoid),
+    ("log(1-sigmoid)->-softplus(x)", "log", _log_one_minus_sigmoid),
     ("log_sigmoid->-softplus(-x)", "log", _log_sigmoid),
     ("log(1+x)->log1p", "log", _log_one_plus),
     ("exp(x)-1->expm1", "sub", _exp_minus_one),

@@ -17,18 +17,22 @@ TITLES = {"forward": "forward graph",
           "all": "forward + backward graph"}
 
 
-def to_dot(what, stage="all", origins=None, legend=True, title=None) -> str:
+def to_dot(what, stage="all", origins=None, legend=True, title=None, heat=None) -> str:
     """DOT text for `what` (Tensor, list of Tensors, Graph or Function) at `stage`.
 
     stage: "forward", "backward" (gradient nodes over the faded forward values they read),
     "optimized" (the compiled graph) or "all". origins: draw a dashed grey arrow from each
     backward group to the forward node it differentiates (default: on for "backward").
+    heat: a Profile from `f.profile(...)` (or {node id: share of time}) colours nodes from
+    white to red by the time they take; draw it with stage="optimized".
     """
     origins = stage == "backward" if origins is None else bool(origins)
     v = pick(what, stage, origins)
     if title is None:
         title = TITLES[stage] + (" and parameter updates" if v.updates and stage == "all" else "")
-    return _Writer(v, origins).text(legend, title)
+    w = _Writer(v, origins)
+    w.heat = heat.heat() if hasattr(heat, "heat") else (heat or {})
+    return w.text(legend, title)
 
 
 class _Writer:
@@ -158,7 +162,15 @@ class _Writer:
                          fontcolor=S.CONTEXT["font"], style=attrs["style"] + ",dashed")
         else:
             self.kinds_used.add(k)
+        if G.nodes[n]["op"] in ("fused", "fused_reduce"):
+            attrs.update(peripheries="2", penwidth="1.5")  # a fused group: one box, one pass
+        share = getattr(self, "heat", {}).get(n)
+        if share is not None:
+            attrs.update(fillcolor=S.heat_colour(share), style="rounded,filled")
+            attrs["tooltip"] = f"{share:.1%} of the call"
         trace = G.nodes[n].get("trace")
+        if trace and "tooltip" in attrs:
+            trace = attrs["tooltip"] + " - " + trace
         if trace:
             attrs["tooltip"] = trace
         self.out.append(f"{ind}n{n} [{_attrs(attrs)}, label={S.node_label(G, n, k, self.names)}];")

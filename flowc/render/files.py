@@ -19,14 +19,14 @@ class RenderWarning(UserWarning):
     """No Graphviz renderer was found, so only the .dot file was written."""
 
 
-def render(what, path, stage="all", origins=None, legend=True, title=None) -> str:
+def render(what, path, stage="all", origins=None, legend=True, title=None, heat=None) -> str:
     """Draw `what` to `path` (.svg/.png/.dot) with the .dot beside it; return the path written."""
     path = os.fspath(path)
     base, ext = os.path.splitext(path)
     fmt = ext[1:].lower()
     if fmt not in FORMATS:
         raise FlowcError(f"render: the path must end in .svg, .png or .dot; got {path!r}")
-    text = to_dot(what, stage=stage, origins=origins, legend=legend, title=title)
+    text = to_dot(what, stage=stage, origins=origins, legend=legend, title=title, heat=heat)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     dot_path = base + ".dot"
     _write_atomic(dot_path, text.encode("ascii"))

@@ -74,10 +74,44 @@ def node_label(G, n, k, names) -> str:
         if name and name != _autodiff_name(G, *d["grad_of"]):
             lines.append(i(name))
         return _lines(lines, small)
+    if d["op"] in ("fused", "fused_reduce"):
+        return _fused_label(d, name or names.get(n), n)
     lines = [esc(d["op"])]
     if name or n in names:
         lines.append(i(name or names[n]))
     return _lines(lines, small)
+
+
+INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "less": "<",
+         "greater": ">", "less_equal": "<=", "greater_equal": ">=", "equal": "==",
+         "not_equal": "!="}
+
+
+def expr_text(e) -> str:
+    """A fused expression as compact infix text: 'tanh(a0*a1+a2)*sigmoid(a1)'."""
+    if e[0] == "arg":
+        return f"a{e[1]}"
+    if e[0] == "const":
+        return scalar_text(e[1])
+    op, _, kids = e
+    parts = [expr_text(k) for k in kids]
+    if op in INFIX and len(parts) == 2:
+        return f"({parts[0]}{INFIX[op]}{parts[1]})"
+    if op == "neg":
+        return f"-{parts[0]}"
+    return f"{op}({','.join(parts)})"
+
+
+def _fused_label(d, name, n):
+    text = expr_text(d["attrs"]["expr"])
+    if d["op"] == "fused_reduce":
+        text = f"{d['attrs']['reduce']}({text})"
+    wrapped = [text[j:j + 48] for j in range(0, len(text), 48)][:6]
+    lines = [b("fused " + ("reduction" if d["op"] == "fused_reduce" else "group"))]
+    if name:
+        lines.append(i(name))
+    lines += [esc(w) for w in wrapped]
+    return _lines(lines, f"%{n}")
 
 
 def display_names(G, grads) -> dict:
@@ -118,6 +152,8 @@ def attr_texts(op, attrs) -> list:
     out = []
     for key in sorted(attrs):
         v = attrs[key]
+        if key == "expr":
+            continue  # fused groups print their expression as their label
         if key in defaults and defaults[key] is not REQUIRED and defaults[key] == v:
             continue
         if isinstance(v, (tuple, list)):
@@ -177,3 +213,10 @@ def small(s, color=SMALL) -> str:
 
 def _lines(lines, note) -> str:
     return "<" + "<BR/>".join(list(lines) + ([small(note)] if note else [])) + ">"
+
+
+def heat_colour(share: float) -> str:
+    """White (no time) to red (most of the call), as #rrggbb."""
+    x = max(0.0, min(1.0, share * 3))  # a third of the call is already full red
+    g = int(255 * (1 - x))
+    return f"#ff{g:02x}{g:02x}"

@@ -36,7 +36,7 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
         updates = list(updates)
     f = _function(list(inputs), outputs if outputs is not None else [], updates=updates,
                   givens=givens, allow_input_downcast=bool(allow_input_downcast),
-                  optimize="O0" if mode == "FAST_COMPILE" else "O1",
+                  optimize="O0" if mode == "FAST_COMPILE" else "O2",
                   single_output=isinstance(outputs, Tensor))
     return f
 

@@ -1,0 +1,104 @@
+"""Turn a checked model-file spec into the graph: inputs, a Sequential model, the loss and
+metrics (a flowc.nn Task), the optimizer and the training settings. Every node carries the
+model file's `file:line` that declared it, so pictures and errors point into the file."""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+from ..ir.errors import FlowcError
+from ..ir.graph import Graph, default_graph
+from ..leaves import input as make_input
+from ..nn import layers as NL
+from ..nn.task import Task, supervised
+from .modelfile import ModelFileError, fmt_field, read
+
+
+@dataclass
+class Built:
+    """A model ready to train: the Task, its optimizer and training settings."""
+
+    name: str
+    task: Task
+    graph: Graph
+    optimizer: str = "sgd"
+    opt_kwargs: Dict = field(default_factory=dict)
+    train: Dict = field(default_factory=dict)
+    model: Optional[object] = None
+    source: str = ""
+    trace: Optional[str] = None   # 'file:line' credited to the optimizer's nodes
+
+    @property
+    def inputs(self):
+        return self.task.inputs
+
+    @property
+    def outputs(self):
+        """The tensors to show: the loss, the metrics and the evaluation-time output."""
+        outs = [self.task.loss] + list(self.task.metrics.values())
+        return outs + ([self.task.predict] if self.task.predict is not None else [])
+
+
+def load_model_file(path, graph=None) -> Built:
+    """Read, check and build a model file into `graph` (default: the current graph)."""
+    return build(read(path), graph)
+
+
+def build(spec, graph=None) -> Built:
+    """Build a checked spec (from modelfile.read) into `graph`."""
+    g = graph or default_graph()
+    path = spec["path"]
+    base = os.path.basename(path)
+
+    def at(line):
+        return g.emitting("forward", trace=f"{base}:{line}") if line else \
+            contextlib.nullcontext()
+
+    inputs = {}
+    for name, s in spec["inputs"].items():
+        with at(s["line"]):
+            inputs[name] = make_input(name, s["shape"], s["dtype"], graph=g)
+    x = inputs[spec["input"]]
+    if x.ndim == 0 or x.shape[-1] is None:
+        raise ModelFileError(path, spec["inputs"][spec["input"]]["line"],
+                             fmt_field(("inputs", spec["input"], "shape")),
+                             "a known last dimension (the number of features)",
+                             spec["inputs"][spec["input"]]["text"])
+    layers = []
+    for s in spec["layers"]:
+        layer = _layer(s)
+        layer.trace = f"{base}:{s['line']}" if s["line"] else None
+        layers.append(layer)
+    model = NL.Sequential(layers, seed=spec["seed"], name=spec["name"])
+    loss = spec["loss"]
+    y = inputs[loss["target"]]
+    try:
+        with at(loss["line"]):
+            task = supervised(model, x, y, loss=loss["type"], metrics=spec["train"]["metrics"],
+                              name=spec["name"])
+    except FlowcError as e:
+        i = getattr(e, "layer_index", None)
+        if i is not None:
+            raise ModelFileError(path, spec["layers"][i]["line"], fmt_field(("layers", i)),
+                                 message=str(e)) from None
+        raise ModelFileError(path, loss["line"], "loss", message=str(e)) from None
+    return Built(name=spec["name"], task=task, graph=g, optimizer=spec["optimizer"]["type"],
+                 opt_kwargs=dict(spec["optimizer"]["options"]), train=dict(spec["train"]),
+                 model=model, source=path,
+                 trace=f"{base}:{spec['optimizer']['line'] or loss['line']}")
+
+
+def _layer(s):
+    kind = s["type"]
+    common = {k: s[k] for k in ("name", "seed") if k in s}
+    if kind == "dense":
+        return NL.Dense(s["units"], activation=s.get("activation"),
+                        init=s.get("init", "glorot_uniform"),
+                        bias_init=s.get("bias_init", "zeros"),
+                        use_bias=s.get("use_bias", True), **common)
+    if kind == "dropout":
+        return NL.Dropout(s["rate"], **common)
+    fn = s["function"] if kind == "activation" else kind
+    return NL.Activation(fn, name=common.get("name"))

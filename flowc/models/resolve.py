@@ -1,0 +1,212 @@
+"""The CLI's MODEL argument: a model file (.toml), a saved graph (.json), or
+`module:function` returning tensors (a Tensor, a list of them, a dict with "loss", or a
+flowc.nn Task)."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from ..io.graph_json import load_graph, save_graph
+from ..ir.errors import FlowcError
+from ..ir.graph import Graph
+from ..ir.tensor import Tensor
+from ..nn.task import Task
+from .build import Built, load_model_file
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+class ModelError(FlowcError):
+    """MODEL names nothing usable (no such file, unknown kind, import failure)."""
+
+
+class UserCodeError(FlowcError):
+    """The user's `module:function` raised."""
+
+
+@dataclass
+class Loaded:
+    """What a MODEL argument gave: its graph, inputs and outputs, and a Task if it has a loss."""
+
+    kind: str
+    name: str
+    graph: Graph
+    inputs: List[Tensor]
+    outputs: List[Tensor]
+    task: Optional[Task] = None
+    optimizer: str = "sgd"
+    opt_kwargs: Dict = field(default_factory=dict)
+    train: Dict = field(default_factory=dict)
+    source: str = ""
+    trace: Optional[str] = None   # credited to the optimizer's nodes (model files)
+
+
+def shipped_examples():
+    """The model files shipped in flowc/examples, by file name."""
+    return sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".toml"))
+
+
+def resolve(arg, graph=None) -> Loaded:
+    """Load MODEL into `graph` (default: a fresh Graph)."""
+    g = graph or Graph()
+    path = arg
+    if not os.path.exists(path) and os.path.basename(path) in shipped_examples():
+        path = os.path.join(EXAMPLES, os.path.basename(path))  # the installed copy
+    if path.endswith(".toml"):
+        if not os.path.isfile(path):
+            raise ModelError(f"{arg}: no such model file")
+        return from_built(load_model_file(path, g))
+    if path.endswith(".json"):
+        if not os.path.isfile(path):
+            raise ModelError(f"{arg}: no such graph file")
+        return from_graph_file(path)
+    if ":" in arg and not os.path.exists(arg):
+        return from_python(arg, g)
+    if os.path.exists(arg):
+        raise ModelError(f"{arg}: expected a model file (.toml), a saved graph (.json) or "
+                         "module:function")
+    raise ModelError(f"{arg}: no such file (MODEL is a model file .toml, a saved graph .json, "
+                     "or module:function)")
+
+
+def from_built(b: Built) -> Loaded:
+    t = b.task
+    return Loaded("modelfile", b.name, b.graph, list(t.inputs), task_outputs(t), t,
+                  b.optimizer, dict(b.opt_kwargs), dict(b.train), b.source, b.trace)
+
+
+def task_outputs(t: Task):
+    outs = [t.loss] + list(t.metrics.values())
+    return outs + ([t.predict] if t.predict is not None else [])
+
+
+def from_python(arg, g) -> Loaded:
+    mod_name, _, fn_name = arg.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ModelError(f"{arg}: cannot import module {mod_name!r} ({e})") from None
+    fn = getattr(mod, fn_name, None)
+    if not callable(fn):
+        raise ModelError(f"{arg}: module {mod_name!r} has no function {fn_name!r}")
+    with g:
+        try:
+            result = fn()
+        except FlowcError:
+            raise
+        except Exception as e:
+            raise UserCodeError(f"{arg} raised {type(e).__name__}: {e}") from e
+    return from_result(result, arg, fn_name)
+
+
+def from_result(result, source, name) -> Loaded:
+    """A Loaded for what a user's function returned: a Tensor or list of them; a Task; or a
+    dict with "task" or "loss" (+ "inputs", "params", "metrics"), and optionally
+    "optimizer" ({"type": "adam", "lr": ...}) and "train" ({"epochs": ..., "data": ...})."""
+    if isinstance(result, Built):
+        return from_built(result)
+    opt, train = {"type": "sgd"}, {}
+    if isinstance(result, dict) and ("loss" in result or "task" in result):
+        opt = dict(result.get("optimizer") or opt)
+        train = dict(result.get("train") or {})
+        if "task" in result:
+            result = result["task"]
+        else:
+            loss = result["loss"]
+            inputs = list(result.get("inputs") or graph_inputs([loss]))
+            params = list(result.get("params") or graph_params([loss]))
+            result = Task(inputs=inputs, loss=loss, params=params,
+                          metrics=dict(result.get("metrics") or {}), name=name)
+    if isinstance(result, Task):
+        return Loaded("python", result.name, result.graph, list(result.inputs),
+                      task_outputs(result), result, opt.pop("type", "sgd"), opt, train,
+                      source=source)
+    outs = [result] if isinstance(result, Tensor) else \
+        list(result) if isinstance(result, (list, tuple)) else None
+    if not outs or not all(isinstance(t, Tensor) for t in outs):
+        raise ModelError(f"{source}: expected the function to return a Tensor, a list of "
+                         f"Tensors, a dict with 'loss', or a flowc.nn Task; got "
+                         f"{type(result).__name__}")
+    return Loaded("python", name, outs[0].graph, graph_inputs(outs), outs, source=source)
+
+
+def graph_inputs(outputs):
+    """The input tensors the outputs depend on, in creation order."""
+    import networkx as nx
+    g = outputs[0].graph
+    need = set()
+    for t in outputs:
+        need |= nx.ancestors(g.nx, t.id) | {t.id}
+    return [g.tensor(n) for n in sorted(need) if g.nx.nodes[n]["op"] == "input"]
+
+
+def graph_params(outputs):
+    """The float param tensors the outputs depend on, in creation order."""
+    import networkx as nx
+    import numpy as np
+    g = outputs[0].graph
+    need = set()
+    for t in outputs:
+        need |= nx.ancestors(g.nx, t.id)
+    return [g.tensor(n) for n in sorted(need) if g.nx.nodes[n]["op"] == "param"
+            and np.issubdtype(np.dtype(g.nx.nodes[n]["type"].dtype), np.floating)]
+
+
+# -- graph files ---------------------------------------------------------------------------------
+def task_roles(loaded: Loaded) -> dict:
+    """Plain data naming the node ids of a Task (and the training settings) for graph JSON."""
+    t = loaded.task
+    roles = {"name": loaded.name}
+    if t is None:
+        return roles
+    roles.update(
+        inputs=[x.id for x in t.inputs], loss=t.loss.id, params=[p.id for p in t.params],
+        metrics={k: v.id for k, v in t.metrics.items()}, eval_loss=t.eval_loss.id,
+        eval_metrics={k: v.id for k, v in t.eval_metrics.items()},
+        state_updates=[[p.id, v.id] for p, v in t.state_updates],
+        predict=t.predict.id if t.predict is not None else None,
+        optimizer={"type": loaded.optimizer, **loaded.opt_kwargs}, train=loaded.train,
+        trace=loaded.trace)
+    return roles
+
+
+def export(loaded: Loaded, path) -> str:
+    """Save a loaded model's graph (with its Task's roles) as graph JSON."""
+    extra = []
+    if loaded.task is not None:
+        t = loaded.task
+        extra = [t.eval_loss.id] + [v.id for v in t.eval_metrics.values()] + \
+            [v.id for _, v in t.state_updates] + [p.id for p in t.params]
+    return save_graph(loaded.outputs, path, roles=task_roles(loaded), extra_nodes=extra)
+
+
+def from_graph_file(path) -> Loaded:
+    g, outs, roles = load_graph(path)
+    name = roles.get("name") or os.path.splitext(os.path.basename(path))[0]
+    if "loss" not in roles:
+        if not outs:
+            raise ModelError(f"{path}: the graph names no outputs (graph.outputs is empty)")
+        return Loaded("graph", name, g, graph_inputs(outs), outs, source=path)
+    try:
+        T = g.tensor
+        task = Task(inputs=[T(i) for i in roles["inputs"]], loss=T(roles["loss"]),
+                    params=[T(i) for i in roles["params"]],
+                    metrics={k: T(v) for k, v in roles.get("metrics", {}).items()},
+                    eval_loss=T(roles["eval_loss"]) if roles.get("eval_loss") is not None
+                    else None,
+                    eval_metrics={k: T(v) for k, v in roles["eval_metrics"].items()}
+                    if roles.get("eval_metrics") is not None else None,
+                    state_updates=[(T(p), T(v)) for p, v in roles.get("state_updates", [])],
+                    predict=T(roles["predict"]) if roles.get("predict") is not None else None,
+                    name=name)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{path}: graph.roles is damaged ({type(e).__name__}: {e})") from None
+    opt = dict(roles.get("optimizer") or {"type": "sgd"})
+    return Loaded("graph", name, g, list(task.inputs), task_outputs(task), task,
+                  opt.pop("type", "sgd"), opt, dict(roles.get("train") or {}), path,
+                  roles.get("trace"))
