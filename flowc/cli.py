@@ -221,6 +221,7 @@ def _quiet_render(fn):
 
 # -- commands --------------------------------------------------------------------------------------
 def cmd_render(args):
+    """`flowc render`: draw the model."""
     from .render import render
     loaded = _load(args)
     path = args.output or os.path.join("out", f"{loaded.name}-{args.stage}.svg")
@@ -244,6 +245,7 @@ def cmd_render(args):
 
 
 def cmd_compile(args):
+    """`flowc compile`: compile and summarize (rules fired, generated code)."""
     loaded = _load(args)
     f = _function(loaded, args, args.device)
     prog = f.program
@@ -272,8 +274,9 @@ def _short(spec):
 
 
 def cmd_train(args):
+    """`flowc train`: split the data, train, write the history and plot."""
     from .models import data as D
-    from .nn.train import CHECKPOINT_FILE, Trainer, format_row
+    from .nn.train import CHECKPOINT_FILE, Trainer
     loaded = _load(args)
     task = _need_task(loaded, "train")
     cfg = loaded.train
@@ -319,14 +322,9 @@ def cmd_train(args):
             plot = h.plot(os.path.join(args.out, f"{loaded.name}-history"),
                           title=f"{loaded.name} on {ds.name}")
             print(f"wrote {csv_path} and {plot}")
-    last = history.last()
-    if trainer.epoch and not last:
-        last = {}
-    held_out = {k[4:]: v for k, v in last.items() if k.startswith("val_")}
+    held_out = {k[4:]: v for k, v in history.last().items() if k.startswith("val_")}
     if held_out:
         print("held-out " + "  ".join(f"{k} {v:.4f}" for k, v in held_out.items()))
-    elif trainer.epoch:
-        print(format_row(trainer.history.last(), epochs))
     if ckpt:
         print(f"checkpoint: {ckpt} (epoch {trainer.epoch})")
 
@@ -344,6 +342,7 @@ def _batch(loaded, args):
 
 
 def cmd_check_grad(args):
+    """`flowc check-grad`: symbolic vs numerical gradients per parameter."""
     from .models.resolve import graph_params
     from .nn.gradcheck import check_params, table
     loaded = _load(args)
@@ -372,9 +371,14 @@ def cmd_check_grad(args):
 
 
 def cmd_profile(args):
+    """`flowc profile`: time per instruction, table and coloured graph."""
     import inspect
     from .render import render
+    path = args.output or os.path.join("out", "NAME-profile.svg")
+    if os.path.splitext(path)[1].lower() not in (".svg", ".png", ".dot"):
+        raise UsageError(f"-o {path}: the picture must end in .svg, .png or .dot")
     loaded = _load(args)
+    path = path.replace("NAME", loaded.name) if not args.output else path
     f = _function(loaded, args, args.device)
     arrays = _batch(loaded, args)
     kind = "training step" if loaded.task is not None else "function"
@@ -383,9 +387,6 @@ def cmd_profile(args):
           f"{args.calls} timed calls (parameters are restored afterwards)")
     prof = f.profile(*arrays, calls=args.calls)
     print(prof.table(top=args.top))
-    path = args.output or os.path.join("out", f"{loaded.name}-profile.svg")
-    if os.path.splitext(path)[1].lower() not in (".svg", ".png", ".dot"):
-        raise UsageError(f"-o {path}: the picture must end in .svg, .png or .dot")
     csv_path = os.path.splitext(path)[0] + ".csv"
     os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
     with open(csv_path, "w") as fh:
@@ -399,6 +400,7 @@ def cmd_profile(args):
 
 
 def cmd_export(args):
+    """`flowc export`: save the graph as JSON."""
     from .models.resolve import export
     if not args.output.endswith(".json"):
         raise UsageError(f"-o {args.output}: a graph file must end in .json")
@@ -407,6 +409,7 @@ def cmd_export(args):
 
 
 def cmd_ops(args):
+    """`flowc ops`: the op registry with one-line docs."""
     from .ops.registry import OPS
     names = sorted(n for n in OPS if not args.pattern or args.pattern in n)
     if not names:

@@ -78,6 +78,41 @@ def _put_along_axis_grad(x, idx, g, axis=-1, out=None):
     return out
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(z):
+    # SplitMix64's finalizer (uint64 arithmetic wraps, which is the point).
+    z = z ^ (z >> np.uint64(30))
+    z = z * np.uint64(0xBF58476D1CE4E5B9)
+    z = z ^ (z >> np.uint64(27))
+    z = z * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def random_bits(key, counter, stream, n):
+    """n uint64 words: SplitMix64 from a base mixed out of (key, counter, stream)."""
+    with np.errstate(over="ignore"):
+        k = np.uint64(int(float(key) * 2.0 ** 53) & (2 ** 64 - 1))
+        c = np.uint64(int(counter) & (2 ** 64 - 1))
+        base = _mix(k ^ _mix(c ^ _mix(np.uint64(stream) + _GOLDEN)))
+        i = np.arange(1, n + 1, dtype=np.uint64)
+        return _mix(base + i * _GOLDEN)
+
+
+def _random_uniform(like, state, stream=0, dtype="float64", out=None):
+    bits = random_bits(state[0], state[1], stream, int(np.prod(np.shape(like), dtype=np.int64)))
+    if dtype == "float32":
+        r = (bits >> np.uint64(40)).astype(np.float32) * np.float32(2.0 ** -24)
+    else:
+        r = (bits >> np.uint64(11)).astype(np.float64) * (2.0 ** -53)
+    r = r.reshape(np.shape(like))
+    if out is None:
+        return r
+    np.copyto(out, r)
+    return out
+
+
 def _basis(t):
     n = t.size
     return np.eye(n, dtype=t.dtype).reshape((n,) + t.shape)
@@ -91,7 +126,7 @@ def _inv(a, out=None):
     return out
 
 
-OUT = {"solve": _solve, "inv": _inv,
+OUT = {"solve": _solve, "inv": _inv, "random_uniform": _random_uniform,
        "diag_part_grad": _diag_part_grad, "diag_embed": _diag_embed, "norm2": _norm2,
        "put_along_axis_grad": _put_along_axis_grad}
 VIEW = {"slogdet": _slogdet, "diag_part": _diag_part, "topk_indices": _topk_indices,

@@ -643,6 +643,27 @@ S("fused_reduce_big_all_f32", lambda a, b: F.apply("fused_reduce", [a, b], expr=
   compiled_only=True, rtol=1e-4, atol=1e-3)
 
 
+# -- random numbers (reference: the same SplitMix64 counter hash written out in NumPy) ----------
+def _splitmix_ref(like, state, stream=0):
+    mask = (1 << 64) - 1
+
+    def mix(z):
+        z ^= z >> 30
+        z = (z * 0xBF58476D1CE4E5B9) & mask
+        z ^= z >> 27
+        z = (z * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+    golden = 0x9E3779B97F4A7C15
+    base = mix(int(state[0] * 2.0 ** 53) ^ mix(int(state[1]) ^ mix((stream + golden) & mask)))
+    words = [mix((base + i * golden) & mask) for i in range(1, like.size + 1)]
+    return (np.array([w >> 11 for w in words], dtype=np.float64) * 2.0 ** -53).reshape(like.shape)
+
+
+S("random_uniform", lambda x, s: F.apply("random_uniform", [x, s], stream=3), [
+    A(4, 3, decl=(None, 3)), A(2, dom=lambda r, s: np.array([r.random(), r.integers(0, 9)]))],
+  lambda x, s: _splitmix_ref(x, s, 3), grad=False, zero_grad=True)
+
+
 # -- compositions users write (cross-op dtype and broadcasting paths) ------------------------------
 S("logreg_cost", lambda x, w, y: fc.mean(-y * fc.log(fc.sigmoid(x @ w))
                                          - (1 - y) * fc.log(1 - fc.sigmoid(x @ w))),

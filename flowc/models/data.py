@@ -144,8 +144,9 @@ def split(y, seed=0, test_size=0.25):
         k = max(1, int(round(n * test_size)))
         tr, te = np.sort(idx[k:]), np.sort(idx[:k])
     if len(te) == 0 or len(tr) == 0:
-        raise DataError(f"the split left no samples for {'held-out' if len(te) == 0 else 'training'}"
-                        f" ({n} samples, test size {test_size})")
+        part = "held-out" if len(te) == 0 else "training"
+        raise DataError(f"the split left no samples for {part} ({n} samples, test size "
+                        f"{test_size})")
     return tr, te
 
 
@@ -154,8 +155,9 @@ def fit_to(task, X, y, what="data"):
     x_in, y_in = task.inputs[0], task.inputs[1]
     want = tuple(x_in.shape[1:])
     if X.ndim != x_in.ndim or any(w is not None and w != g for w, g in zip(want, X.shape[1:])):
+        shown = [d if d is not None else "?" for d in want]
         raise DataError(f"{what}: the features have shape {list(X.shape[1:])} per sample, but "
-                        f"input {x_in.name!r} expects {[d if d is not None else '?' for d in want]}")
+                        f"input {x_in.name!r} expects {shown}")
     X = X.astype(x_in.dtype)
     if y_in.ndim == 2 and y_in.shape[1] == 1 and y.ndim == 1:
         y = y.reshape(-1, 1).astype(y_in.dtype)

@@ -73,17 +73,20 @@ def resolve(arg, graph=None) -> Loaded:
 
 
 def from_built(b: Built) -> Loaded:
+    """A Loaded for a built model file."""
     t = b.task
     return Loaded("modelfile", b.name, b.graph, list(t.inputs), task_outputs(t), t,
                   b.optimizer, dict(b.opt_kwargs), dict(b.train), b.source, b.trace)
 
 
 def task_outputs(t: Task):
+    """The tensors a Task shows: loss, metrics, evaluation-time output."""
     outs = [t.loss] + list(t.metrics.values())
     return outs + ([t.predict] if t.predict is not None else [])
 
 
 def from_python(arg, g) -> Loaded:
+    """Import `module`, call `function()` inside graph g, and wrap what it returns."""
     mod_name, _, fn_name = arg.partition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -186,6 +189,7 @@ def export(loaded: Loaded, path) -> str:
 
 
 def from_graph_file(path) -> Loaded:
+    """A Loaded for a graph JSON file (a Task when it records a loss)."""
     g, outs, roles = load_graph(path)
     name = roles.get("name") or os.path.splitext(os.path.basename(path))[0]
     if "loss" not in roles:

@@ -30,7 +30,8 @@ def save(path, arrays, meta=None):
     payload[META] = np.array(record)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}."
+                               f"{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "xb") as f:
             _write_npz(f, payload)

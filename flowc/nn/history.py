@@ -34,6 +34,7 @@ class History:
         return key in self.columns
 
     def as_dict(self):
+        """The columns as a dict of lists."""
         return {k: list(v) for k, v in self.columns.items()}
 
     def last(self):

@@ -110,6 +110,7 @@ class Layer:
         return f"{self.name} (at {self.trace or user_trace()})"
 
     def forward(self, x, training):
+        """The layer's output for x (training: the training-time graph)."""
         raise NotImplementedError
 
     def state_updates(self):
@@ -117,6 +118,7 @@ class Layer:
         return []
 
     def count_params(self) -> int:
+        """The number of parameter entries."""
         return int(sum(np.prod(p.shape) for p in self.params))
 
     def __repr__(self):

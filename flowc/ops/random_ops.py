@@ -1,0 +1,36 @@
+"""Random numbers as a pure op: a counter-based generator, so graphs stay deterministic."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.errors import ShapeError
+from ..ir.types import TensorType
+from .build import apply
+from .registry import OpDef, register
+
+
+def _infer(types, attrs):
+    like, state = types
+    if state.shape != (2,) or state.dtype != "float64":
+        raise ShapeError(f"random_uniform needs a float64 state of shape (2,) = [key, counter], "
+                         f"got {state.short()}")
+    if attrs["dtype"] not in ("float64", "float32"):
+        raise ShapeError(f"random_uniform makes float64 or float32, not {attrs['dtype']}")
+    return TensorType(np.dtype(attrs["dtype"]).name, like.shape)
+
+
+def _batch(c):
+    (like, state), (bl, bs) = c.inputs, c.batched
+    if bs:
+        raise ShapeError("batching random_uniform over its generator state is not supported "
+                         "(one generator draws one stream)")
+    # Only like's shape matters: every batch entry draws the same numbers.
+    return apply("random_uniform", [apply("getitem", [like], index=(("int", 0),)), state],
+                 **c.attrs), False
+
+
+register(OpDef(
+    "random_uniform", 2, _infer, attrs={"stream": 0, "dtype": "float64"}, differentiable=False,
+    batch=_batch,
+    doc="uniform [0, 1) numbers shaped like operand 0 from state [key, counter]: element i is "
+        "SplitMix64(key, counter, stream, i), the same bits on every backend"))
