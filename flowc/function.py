@@ -18,7 +18,7 @@ class Function:
     """
 
     def __init__(self, inputs, outputs, updates, device, optimize, allow_input_downcast,
-                 verify, givens=None, single_output=None):
+                 verify, givens=None, single_output=None, **device_options):
         outs = [] if outputs is None else [outputs] if isinstance(outputs, Tensor) else list(outputs)
         ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
         pairs = cast_updates(list(updates.items()) if isinstance(updates, dict)
@@ -31,7 +31,7 @@ class Function:
         self.exe = runtime.link(self.program, device=device,
                                 cells=[cells[p["key"]] for p in self.program.params],
                                 single=len(outs) == 1 if single_output is None else single_output,
-                                downcast=allow_input_downcast)
+                                downcast=allow_input_downcast, **device_options)
         self.source = self.exe.source
         self.inputs, self.outputs, self.updates = ins, outs, pairs
 
@@ -85,7 +85,8 @@ class Function:
 
 def function(inputs, outputs=None, updates=None, device="cpu", optimize="O2",
              allow_input_downcast=False, verify=False, givens=None,
-             single_output=None, explain=False) -> Function:
+             single_output=None, explain=False, host_outputs=False,
+             cuda_graph=False) -> Function:
     """Compile a function of `inputs` returning `outputs` and applying `updates` (param, value).
 
     One output gives one array; several give a list. `optimize` is "O0", "O1" or "O2";
@@ -93,12 +94,14 @@ def function(inputs, outputs=None, updates=None, device="cpu", optimize="O2",
     arrays for float32 inputs. `verify` re-checks the graph after every pass. `givens`
     ({old: new} or pairs) computes with `new` in place of `old`. `single_output=False` returns
     a list even for one output (Theano's rule for a list of outputs). `explain=True` prints
-    the rewrites that fired (the same text as `f.explain()`).
+    the rewrites that fired (the same text as `f.explain()`). On the GPU, outputs are CuPy
+    arrays unless `host_outputs=True`; `cuda_graph=True` replays each step as a captured
+    CUDA graph (fewer launches for small steps). Both are ignored on the CPU.
     """
     if device not in ("cpu", "gpu"):
         raise FlowcError(f"device must be 'cpu' or 'gpu', got {device!r}")
     f = Function(inputs, outputs, updates, device, optimize, allow_input_downcast, verify,
-                 givens, single_output)
+                 givens, single_output, host_outputs=host_outputs, cuda_graph=cuda_graph)
     if explain:
         print(f.explain())
     return f

@@ -67,10 +67,11 @@ def _dtypes(expr, arg_dtypes):
     out = {}
 
     def walk(e):
+        # One-element 1-d arrays: NumPy turns some 0-d results into scalars.
         if e[0] == "arg":
-            v = np.ones((), dtype=arg_dtypes[e[1]])
+            v = np.ones((1,), dtype=arg_dtypes[e[1]])
         elif e[0] == "const":
-            v = np.asarray(e[1], dtype=e[2])
+            v = np.full((1,), e[1], dtype=e[2])
         else:
             op, attrs, children = e
             if op not in KERNELS:
@@ -152,7 +153,7 @@ def identity(reduce, dtype) -> str:
 
 
 # -- device functions -------------------------------------------------------------------------
-_PRELUDE = r"""#define FC_D static __device__ __forceinline__
+_PRELUDE = r"""#define FC_D __device__ __forceinline__
 FC_D float fc_exp(float x) { return expf(x); }
 FC_D double fc_exp(double x) { return exp(x); }
 FC_D float fc_log(float x) { return logf(x); }
@@ -213,9 +214,10 @@ _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 _COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=",
             "equal": "==", "not_equal": "!="}
 # Every elementwise op the fuse pass may put in an expression (flowc ops with elementwise=True).
-ELEMENTWISE_OPS = tuple(sorted(set(_UNARY) | set(_INFIX) | set(_COMPARE) | {
-    "neg", "square", "pow", "maximum", "minimum", "where", "clip", "cast", "zeros_like",
-    "ones_like"}))
+ARITY = {**{op: 1 for op in _UNARY}, **{op: 2 for op in (*_INFIX, *_COMPARE)},
+         "neg": 1, "square": 1, "cast": 1, "zeros_like": 1, "ones_like": 1, "pow": 2,
+         "maximum": 2, "minimum": 2, "where": 3, "clip": 3}
+ELEMENTWISE_OPS = tuple(sorted(ARITY))
 
 
 def _conv(value, src, dst):
@@ -353,10 +355,11 @@ def elementwise_source(expr, arg_dtypes, out_dtype, modes, ndim, index="int") ->
     body += [f"{I} j = ({I})blockIdx.x * ({I})blockDim.x + ({I})threadIdx.x;",
              f"for (; j + {UNROLL - 1} * G < n; j += {UNROLL} * G) {{"]
     body += [f"  {T[i]} w{i}[{UNROLL}];" for i, m in enumerate(modes) if m != "scalar"]
-    body += ["  #pragma unroll", f"  for (int u = 0; u < {UNROLL}; ++u) {{",
-             f"    const {I} k = j + u * G;"]
-    body += ["    " + ln for ln in loads("k", lambda i: f"w{i}[u]")]
-    body += ["  }", "  #pragma unroll", f"  for (int u = 0; u < {UNROLL}; ++u)",
+    if any(m != "scalar" for m in modes):
+        body += ["  #pragma unroll", f"  for (int u = 0; u < {UNROLL}; ++u) {{",
+                 f"    const {I} k = j + u * G;"]
+        body += ["    " + ln for ln in loads("k", lambda i: f"w{i}[u]")] + ["  }"]
+    body += ["  #pragma unroll", f"  for (int u = 0; u < {UNROLL}; ++u)",
              f"    out[j + u * G] = ({O})({call(w)});", "}", "for (; j < n; j += G) {"]
     body += ["  " + ln for ln in loads("j", lambda i: f"const {T[i]} x{i}")]
     body += [f"  out[j] = ({O})({call(x)});", "}"]
@@ -502,3 +505,38 @@ def finish_source(reduce, out_dtype, index="int") -> KernelSource:
            f"{_indent(body, 2)}}}\n")
     src, name = _finish(src)
     return KernelSource(name, src, params)
+
+
+# -- random numbers ---------------------------------------------------------------------------
+def random_uniform_source(dtype) -> KernelSource:
+    """Uniform [0, 1) numbers, bit for bit the CPU kernel's (runtime/kernels_extra.py):
+    SplitMix64 of base + (i + 1) * golden, base mixed from the state [key, counter] (read
+    on the device, so no copy to the host) and the stream number."""
+    name = np.dtype(dtype).name
+    T = ctype(name)
+    conv = ("(float)(z >> 40) * 5.9604644775390625e-08f" if name == "float32"
+            else "(double)(z >> 11) * 1.1102230246251565e-16")  # 2**-24, 2**-53: exact
+    params = (("const double*", "state"), (f"{T}*", "out"), ("long long", "n"),
+              ("unsigned long long", "stream"))
+    src = (f"// flowc generated: random_uniform -> {name}\n"
+           "#define FC_D __device__ __forceinline__\n"
+           "FC_D unsigned long long fc_mix(unsigned long long z) {\n"
+           "  z = z ^ (z >> 30); z = z * 0xBF58476D1CE4E5B9ULL;\n"
+           "  z = z ^ (z >> 27); z = z * 0x94D049BB133111EBULL;\n"
+           "  return z ^ (z >> 31);\n}\n\n"
+           "extern \"C\" __global__ void KERNEL_NAME(const double* __restrict__ state, "
+           f"{T}* out, long long n, unsigned long long stream) {{\n"
+           "  const unsigned long long G = 0x9E3779B97F4A7C15ULL;\n"
+           "  // key is in [0, 1): key * 2**53 is a whole number that fits (as int() gives it)\n"
+           "  const unsigned long long k = (unsigned long long)(long long)(state[0] * "
+           "9007199254740992.0);\n"
+           "  const unsigned long long c = (unsigned long long)(long long)state[1];\n"
+           "  const unsigned long long base = fc_mix(k ^ fc_mix(c ^ fc_mix(stream + G)));\n"
+           "  const long long S = (long long)blockDim.x * (long long)gridDim.x;\n"
+           "  for (long long i = (long long)blockIdx.x * (long long)blockDim.x + "
+           "(long long)threadIdx.x; i < n; i += S) {\n"
+           "    const unsigned long long z = fc_mix(base + (unsigned long long)(i + 1) * G);\n"
+           f"    out[i] = {conv};\n"
+           "  }\n}\n")
+    src, kname = _finish(src)
+    return KernelSource(kname, src, params)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,11 +29,16 @@ def _pool():
 
 
 def _source(expr, kernels):
-    """Python source of `f(a0, a1, ..., out)` evaluating expr, plus the names it needs."""
-    lines, env, counter, seen = [], {}, [0], {}
+    """Python source of the block functions for expr, their environment and operand count.
 
-    def emit(e, out=None):
-        if out is None and e in seen:  # a repeated subexpression is computed once per block
+    Three functions share one body: `block(a.., out=None)` allocates its temporaries,
+    `probe(a..)` also returns them (to learn their shapes), and `block_s(a.., out, S)`
+    writes temporary j into scratch array S[j] (or allocates where S[j] is None).
+    """
+    steps, env, seen = [], {}, {}
+
+    def emit(e, root=False):
+        if not root and e in seen:  # a repeated subexpression is computed once per block
             return seen[e]
         kind = e[0]
         if kind == "arg":
@@ -48,17 +54,28 @@ def _source(expr, kernels):
         attrs = dict(attrs)
         env[fname] = (lambda f, a: (lambda *x, out=None: f(*x, out=out, **a)))(fn, attrs) \
             if attrs else fn
-        counter[0] += 1
-        target = f"t{counter[0]}"
-        dest = f", out={out}" if out else ""
-        lines.append(f"    {target} = {fname}({', '.join(args)}{dest})")
+        target = f"t{len(steps)}"
+        steps.append((target, fname, args, root))
         seen[e] = target
         return target
 
-    result = emit(expr, out="out")
-    n = max([e for e in _args(expr)], default=-1) + 1
-    body = "\n".join(lines) if lines else f"    out[...] = {result}"
-    src = f"def block({', '.join(f'a{i}' for i in range(n))}, out=None):\n{body}\n    return {result}\n"
+    result = emit(expr, root=True)
+    n = max(_args(expr), default=-1) + 1
+    params = ", ".join([f"a{i}" for i in range(n)])
+    temps = [t for t, _, _, root in steps if not root]
+
+    def body(scratch):
+        lines = []
+        for j, (t, fname, args, root) in enumerate(steps):
+            dest = ", out=out" if root else (f", out=S[{j}]" if scratch else "")
+            lines.append(f"    {t} = {fname}({', '.join(args)}{dest})")
+        return lines or [f"    out[...] = {result}"]
+    sep = ", " if params else ""
+    src = "\n".join([f"def block({params}{sep}out=None):"] + body(False) + [f"    return {result}",
+                     f"def probe({params}{sep}out=None):"] + body(False) + [f"    return [{', '.join(temps)}]",
+                     f"def block_s({params}{sep}out=None, S=None):"] + body(True) +
+                    [f"    return {result}"]) + "\n"
+    env["_steps"] = steps
     return src, env, n
 
 
@@ -70,19 +87,77 @@ def _args(expr):
     return [i for c in expr[2] for i in _args(c)]
 
 
+class Block:
+    """A compiled fused expression: call(*args, out=None) evaluates one block of it.
+
+    Temporaries go into per-thread scratch arrays, allocated once per operand shapes and
+    shared between temporaries whose lives do not overlap. Allocating fresh arrays per
+    block instead makes malloc hand memory back to the OS and fault it in again on every
+    call, which cost ten times the arithmetic.
+    """
+
+    def __init__(self, expr, kernels):
+        src, env, self.n = _source(expr, kernels)
+        self.source = src
+        exec(compile(src, "<flowc-fused>", "exec"), env)
+        self.block, self.probe, self.block_s = env["block"], env["probe"], env["block_s"]
+        self.steps = env["_steps"]
+        self.inplace_ok = [isinstance(env[f], np.ufunc) for _, f, _, _ in self.steps]
+        self.local = threading.local()
+
+    def __call__(self, *args, out=None):
+        cache = getattr(self.local, "scratch", None)
+        if cache is None:
+            cache = self.local.scratch = {}
+        # Keyed by operand shapes and dtypes: one Block serves every caller of the same
+        # expression, float32 and float64 alike.
+        key = tuple([(getattr(a, "shape", ()), getattr(a, "dtype", None)) for a in args])
+        S = cache.get(key)
+        if S is None:
+            if len(cache) >= 8:
+                cache.pop(next(iter(cache)))
+            S = cache[key] = self._plan(self.probe(*args))
+        return self.block_s(*args, out=out, S=S)
+
+    def _plan(self, temps):
+        """Scratch arrays by liveness: a temporary takes the array of one that is dead."""
+        last = {}
+        for j, (_, _, args, _) in enumerate(self.steps):
+            for a in args:
+                last[a] = j
+        values = dict(zip([t for t, _, _, root in self.steps if not root], temps))
+        S, free, held = [None] * len(self.steps), {}, {}
+        for j, (t, _, args, root) in enumerate(self.steps):
+            v = values.get(t)
+            if not root and isinstance(v, np.ndarray) and v.ndim:
+                k = (v.shape, v.dtype.str)
+                # A ufunc may write over an operand that dies here (same shape and dtype).
+                reuse = None
+                if self.inplace_ok[j]:
+                    for a in args:
+                        h = held.get(a)
+                        if h is not None and last.get(a) == j and (h.shape, h.dtype.str) == k:
+                            reuse = held.pop(a)
+                            break
+                if reuse is None:
+                    reuse = free[k].pop() if free.get(k) else np.empty(v.shape, v.dtype)
+                S[j] = held[t] = reuse
+            for a in args:
+                if last.get(a) == j and a in held:
+                    arr = held.pop(a)
+                    free.setdefault((arr.shape, arr.dtype.str), []).append(arr)
+        return S
+
+
 _BLOCKS = {}
 
 
 def compile_block(expr, kernels):
-    """The expression as a function of its operands (an `out=` array receives the result).
-
-    Cached by expression: a deep network repeats the same few groups in every layer.
-    """
+    """The expression as a Block (cached: a deep network repeats the same few groups)."""
     key = (expr, id(kernels))
     if key not in _BLOCKS:
-        src, env, n = _source(expr, kernels)
-        exec(compile(src, "<flowc-fused>", "exec"), env)
-        _BLOCKS[key] = env["block"], n
+        blk = Block(expr, kernels)
+        _BLOCKS[key] = blk, blk.n
     return _BLOCKS[key]
 
 

@@ -1,24 +1,216 @@
-"""The CuPy (GPU) backend entry point: explains what is missing when no GPU can be used."""
+"""The CuPy (GPU) backend: the same Program on an NVIDIA GPU.
+
+`load_backend()` imports CuPy only when device="gpu" is asked for, and says clearly what is
+missing (CuPy, or a CUDA device) and how to fix it. The kernels are in runtime/kernels_cupy.py
+(generated CUDA for every elementwise op, reduction and fused group; cuBLAS matmul; cuSOLVER;
+CuPy functions for the rest) and the Executable in runtime/gpu_executable.py (parameters on
+the device, NumPy or CuPy inputs, CuPy or NumPy outputs, optional CUDA-graph replay).
+
+What does not need CuPy lives here too, so it works on any machine:
+  kernel_kinds(program)        which instructions run as cuBLAS / generated CUDA / CuPy / a view
+  preview(program, inputs)     the generated CUDA the GPU would launch for these inputs, planned
+                               from a CPU run of the Program (for reading, nvcc, emulation)
+"""
 from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import List, NamedTuple
+
+import numpy as np
+
+from .. import cuda_codegen as cg
+from .. import cuda_plan as cplan
+
+INSTALL = "pip install 'flowc[gpu]' (CuPy for CUDA 13: the cupy-cuda13x package)"
 
 
 class GPUUnavailable(RuntimeError):
     """device="gpu" was asked for where it cannot run."""
 
 
-def load_backend():
-    """The GPU backend, or a GPUUnavailable error that says what is missing and how to fix it."""
+def _import_cupy():
     try:
         import cupy
-    except ImportError:
-        raise GPUUnavailable("device='gpu' needs CuPy, which is not installed; install the "
-                             "GPU extra: pip install 'flowc[gpu]' (CuPy for CUDA 13)") from None
+    except ImportError as e:
+        raise GPUUnavailable(f"device='gpu' needs CuPy, which is not installed ({e}); install "
+                             f"the GPU extra: {INSTALL}") from None
+    return cupy
+
+
+def _require_device(cupy):
     try:
-        available = cupy.is_available()
-    except Exception:  # CuPy present but the CUDA runtime is not usable
-        available = False
+        available = bool(cupy.is_available())
+        reason = ""
+    except Exception as e:  # CuPy present but the CUDA driver or runtime is not usable
+        available, reason = False, f" ({type(e).__name__}: {e})"
     if not available:
-        raise GPUUnavailable("device='gpu' needs an NVIDIA GPU, but CuPy finds no CUDA device "
-                             "on this machine; use device='cpu'")
-    raise GPUUnavailable("the CuPy backend is not part of this flowc version yet; "
-                         "use device='cpu'")
+        raise GPUUnavailable("device='gpu' needs an NVIDIA GPU, but CuPy finds no usable CUDA "
+                             f"device on this machine{reason}; use device='cpu'")
+
+
+_BACKEND = None
+
+
+def load_backend():
+    """The GPU backend, or a GPUUnavailable error that says what is missing and how to fix it."""
+    global _BACKEND
+    cupy = _import_cupy()
+    _require_device(cupy)
+    if _BACKEND is None:
+        from .. import kernels_cupy
+        from ..gpu_executable import CupyExecutable
+        from .numpy_backend import Backend
+        _BACKEND = Backend("cupy", kernels_cupy.KERNELS, to_device=cupy.asarray,
+                           copy=lambda a: cupy.array(a, copy=True),
+                           input_checker=make_gpu_input_checker, executable=CupyExecutable)
+    return _BACKEND
+
+
+def make_gpu_input_checker(spec, downcast, error):
+    """Like the CPU's checker (same rules, same messages); CuPy arrays pass through, anything
+    else is checked on the host and copied to the device once."""
+    import cupy
+    from .numpy_backend import make_input_checker
+    host = make_input_checker(spec, downcast, error)
+    want = np.dtype(spec["dtype"])
+    shape = tuple(spec["shape"])
+    known = [(i, d) for i, d in enumerate(shape) if d is not None]
+    ndim = len(shape)
+
+    def check(x):
+        if type(x) is cupy.ndarray:
+            if x.dtype == want and x.ndim == ndim and all(x.shape[i] == d for i, d in known):
+                return x
+            # A zero-stride host stand-in of x's dtype and shape gets the CPU backend's errors.
+            host(np.broadcast_to(np.zeros((), x.dtype), x.shape))
+            return x.astype(want)
+        return cupy.asarray(host(x))
+    check.host = host  # the host-side check alone (graph replay uploads into its own buffers)
+    return check
+
+
+# -- which instruction runs as what (for pictures and profiles) --------------------------------
+GENERATED = set(cg.ELEMENTWISE_OPS) | set(cg.REDUCTIONS) | {"fused", "fused_reduce",
+                                                             "random_uniform"}
+CUSOLVER = {"solve", "inv", "slogdet"}
+VIEWS = {"reshape", "reshape_like", "transpose", "expand_dims", "squeeze", "broadcast_to",
+         "broadcast_like", "getitem", "concat_grad", "diag_part", "stop_gradient",
+         "custom_vjp"}
+
+
+def kernel_kind(kernel, dtype="float64") -> str:
+    """'generated CUDA', 'cuBLAS', 'cuSOLVER', 'view' (no launch) or 'CuPy' for one kernel."""
+    if kernel in GENERATED:
+        return "generated CUDA"
+    if kernel == "matmul":
+        return "cuBLAS" if np.dtype(dtype).kind in "fc" else "CuPy"
+    if kernel in CUSOLVER:
+        return "cuSOLVER"
+    if kernel in VIEWS:
+        return "view"
+    return "CuPy"
+
+
+def kernel_kinds(program):
+    """[(instruction index, kernel, node id, kind)] for every instruction of `program` on the
+    GPU; {node: kind} of it is what a picture needs to colour nodes by how they run."""
+    return [(k, ins.kernel, ins.node, kernel_kind(ins.kernel, ins.dtype))
+            for k, ins in enumerate(program.instrs)]
+
+
+# -- preview: the generated CUDA for a Program, planned from a CPU run ---------------------------
+class Generated(NamedTuple):
+    """One instruction the GPU runs as generated CUDA, recorded on the CPU."""
+
+    index: int                 # instruction index in the Program
+    kernel: str                # "fused", "add", "sum", ...
+    spec: tuple                # (expr, reduce, axis, keepdims)
+    args: list                 # the NumPy operands it got
+    result: np.ndarray         # what the NumPy kernel computed
+    plan: object               # runtime.cuda_plan.Plan (sources, grid, parameters)
+
+
+def generated_spec(kernel, attrs, nargs):
+    """(expr, reduce, axis, keepdims) of an instruction that runs as generated CUDA
+    (for random_uniform: ("random_uniform", stream, dtype))."""
+    if kernel == "random_uniform":
+        return "random_uniform", attrs.get("stream", 0), attrs.get("dtype", "float64")
+    if kernel == "fused":
+        return attrs["expr"], None, None, False
+    if kernel == "fused_reduce":
+        return attrs["expr"], attrs["reduce"], attrs.get("axis"), attrs.get("keepdims", False)
+    if kernel in cg.REDUCTIONS:
+        return cplan.ARG0, kernel, attrs.get("axis"), attrs.get("keepdims", False)
+    return cplan.node_expr(kernel, attrs, nargs), None, None, False
+
+
+def make_plan(spec, arrays, sms=cplan.DEFAULT_SMS):
+    """The launch plan of `spec` (see generated_spec) for operand arrays (NumPy or CuPy)."""
+    if spec[0] == "random_uniform":
+        return cplan.random_plan(arrays[0].shape, spec[2], spec[1], sms)
+    expr, reduce, axis, keepdims = spec
+    if reduce is None:
+        return cplan.elementwise_plan(expr, arrays, sms)
+    return cplan.reduce_plan(expr, arrays, reduce, axis, keepdims, sms)
+
+
+def preview(program, inputs, param_values=None, sms=cplan.DEFAULT_SMS) -> List[Generated]:
+    """Run `program` once on the CPU and plan, for each instruction the GPU would run as
+    generated CUDA, the kernels it would launch (sources are specialized to the operands'
+    layouts, so they come from real operands). Needs neither CuPy nor a GPU."""
+    from ..kernels_numpy import Kernel
+    from ..linker import Executable
+    from ..storage import Cell
+    from .numpy_backend import BACKEND
+    seen = []
+
+    def wrap_fn(name, fn):
+        def k(*args, out=None, **attrs):
+            r = fn(*args, out=out, **attrs)
+            seen.append((name, attrs, [np.array(a, copy=True) for a in args], np.array(r)))
+            return r
+        return k
+
+    def wrap_prepare(name, prepare):
+        def prep(**attrs):
+            inner = prepare(**attrs)
+
+            def k(*args, out=None):
+                r = inner(*args, out=out)
+                seen.append((name, attrs, [np.array(a, copy=True) for a in args], np.array(r)))
+                return r
+            return k
+        return prep
+
+    kernels = dict(BACKEND.kernels)
+    for name in GENERATED:
+        kern = kernels[name]
+        kernels[name] = (Kernel(None, kern.kind, wrap_prepare(name, kern.prepare), kern.inplace)
+                         if kern.prepare is not None else
+                         Kernel(wrap_fn(name, kern.fn), kern.kind, None, kern.inplace))
+    backend = dataclasses.replace(BACKEND, kernels=kernels)
+    values = param_values if param_values is not None else \
+        [program.values[f"param{i}"] for i in range(len(program.params))]
+    exe = Executable(program, backend, cells=[Cell(np.array(v, copy=True)) for v in values],
+                     single=False)
+    exe(*inputs)
+    # Straight-line code: the recorded calls are the generated instructions, in order.
+    which = [k for k, ins in enumerate(program.instrs) if ins.kernel in GENERATED]
+    out = []
+    for k, (name, attrs, args, result) in zip(which, seen):
+        spec = generated_spec(name, attrs, len(args))
+        try:
+            plan = make_plan(spec, args, sms)
+        except cg.Unsupported:
+            plan = None  # the GPU evaluates this one with CuPy functions
+        out.append(Generated(k, name, spec, args, result, plan))
+    return out
+
+
+def print_sources(generated, file=None):
+    """Print each previewed instruction's generated CUDA."""
+    file = file or sys.stdout
+    for g in generated:
+        for ks in (g.plan.sources if g.plan else []):
+            print(f"// instruction {g.index} ({g.kernel})\n{ks.source}", file=file)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
@@ -18,6 +18,9 @@ class Backend:
     to_device: Callable
     copy: Callable
     input_checker: Callable
+    # Builds the Executable: (program, backend, cells=, single=, downcast=, **options).
+    # None: the linker's Executable (the GPU backend subclasses it for its device options).
+    executable: Optional[Callable] = None
 
 
 def make_input_checker(spec, downcast, error, asarray=np.asarray, ndarray=np.ndarray):

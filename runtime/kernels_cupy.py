@@ -1,0 +1,407 @@
+"""CuPy kernels, keyed by op name: the GPU twin of runtime/kernels_numpy.py.
+
+Imported only by the GPU backend, after it has checked that CuPy and a device are there.
+Every elementwise op, every plain reduction and every fused group runs as CUDA source the
+project generates (runtime/cuda_codegen.py), so types and numerics follow the CPU backend
+op for op; matmul is cuBLAS (cupy.matmul); solve/inv/slogdet are cuSOLVER (cupy.linalg);
+the rest (softmax family, indexing, scatter-adds, joins) are CuPy functions. No kernel
+copies between host and device.
+"""
+from __future__ import annotations
+
+import cupy as cp
+import cupyx
+import numpy as np
+
+from . import cuda_codegen as cg
+from . import cuda_plan as cplan
+from .fused_numpy import compile_block
+from .kernels_numpy import Kernel, _index
+
+_RAW = {}      # kernel name (a hash of its source) -> cupy.RawKernel, compiled on first launch
+_PLANS = {}    # (spec, layout, SMs) -> (Plan, bound launches)
+_SMS = {}
+
+
+def _sms():
+    dev = cp.cuda.Device().id
+    if dev not in _SMS:
+        _SMS[dev] = cp.cuda.Device(dev).attributes["MultiProcessorCount"]
+    return _SMS[dev]
+
+
+def _raw(ks):
+    f = _RAW.get(ks.name)
+    if f is None:
+        f = _RAW[ks.name] = cp.RawKernel(ks.source, ks.name)
+    return f
+
+
+class GeneratedKernel:
+    """An elementwise expression tree, or its reduction, run as generated CUDA.
+
+    Called like the other kernels: k(*operands, out=None). The source is specialized to the
+    operands' layout at the first call with that layout (then cached); `cuda_source` is the
+    latest source, `cuda_sources` all that this instruction has used.
+    """
+
+    kind = "generated CUDA"
+
+    def __init__(self, expr, reduce=None, axis=None, keepdims=False):
+        self.expr, self.reduce = expr, reduce
+        self.axis = None if axis is None else tuple(axis)
+        self.keepdims = bool(keepdims)
+        self._spec = (expr, reduce, self.axis, self.keepdims)
+        self._mine = {}       # layout -> bound launches, for this instruction
+        self._fallback = None
+        self.cuda_sources = []
+
+    @property
+    def cuda_source(self):
+        return self.cuda_sources[-1] if self.cuda_sources else None
+
+    def _bind(self, args, layout):
+        key = (self._spec, layout, _sms())
+        hit = _PLANS.get(key)
+        if hit is None:
+            if self.reduce is None:
+                plan = cplan.elementwise_plan(self.expr, args, _sms())
+            else:
+                plan = cplan.reduce_plan(self.expr, args, self.reduce, self.axis,
+                                         self.keepdims, _sms())
+            hit = _PLANS[key] = _bound(plan)
+        plan = hit[0]
+        for ks in plan.sources:
+            if ks.source not in self.cuda_sources:
+                self.cuda_sources.append(ks.source)
+        self._mine[layout] = hit
+        return hit
+
+    def __call__(self, *args, out=None):
+        layout = tuple((a.shape, a.strides, a.dtype) for a in args)
+        hit = self._mine.get(layout)
+        if hit is None:
+            try:
+                hit = self._bind(args, layout)
+            except cg.Unsupported:  # e.g. float16: evaluate with CuPy functions instead
+                return self._slow(args, out)
+        return _execute(hit, args, out)
+
+    def _slow(self, args, out):
+        if self.expr[0] == "arg":
+            r = args[self.expr[1]]
+        else:
+            if self._fallback is None:
+                self._fallback = compile_block(self.expr, FALLBACK)[0]
+            r = self._fallback(*args)
+        if self.reduce is not None:
+            red = {"sum": cp.sum, "mean": cp.mean, "max": cp.max, "min": cp.min,
+                   "prod": cp.prod}[self.reduce]
+            r = red(r, axis=self.axis, keepdims=self.keepdims)
+        if out is None:
+            return cp.asarray(r)
+        cp.copyto(out, r)
+        return out
+
+
+def _execute(hit, args, out):
+    """Launch a bound plan's kernels on `args`, into `out` (or a fresh C-contiguous array)."""
+    plan, bound = hit
+    dst = out
+    if dst is None or not dst.flags.c_contiguous:
+        dst = cp.empty(plan.out_shape, dtype=plan.out_dtype)
+    work = cp.empty(plan.work[0], dtype=plan.work[1]) if plan.work else None
+    for fn, grid, block, spec in bound:
+        fn(grid, block, tuple(args[s] if type(s) is int and s >= 0 else
+                              dst if s == -1 else work if s == -2 else s for s in spec))
+    if out is not None and dst is not out:
+        cp.copyto(out, dst)
+        return out
+    return dst
+
+
+def _bound(plan):
+    return plan, tuple((_raw(ln.kernel), ln.grid, (ln.block,), tuple(map(_marker, ln.args)))
+                       for ln in plan.launches)
+
+
+class RandomKernel:
+    """random_uniform(like, state) as generated CUDA: the CPU kernel's numbers, bit for bit."""
+
+    kind = "generated CUDA"
+
+    def __init__(self, stream=0, dtype="float64"):
+        self.stream, self.dtype = stream, dtype
+        self._mine = {}
+        self.cuda_sources = []
+
+    @property
+    def cuda_source(self):
+        return self.cuda_sources[-1] if self.cuda_sources else None
+
+    def __call__(self, like, state, out=None):
+        hit = self._mine.get(like.shape)
+        if hit is None:
+            hit = self._mine[like.shape] = _bound(
+                cplan.random_plan(like.shape, self.dtype, self.stream, _sms()))
+            for ks in hit[0].sources:
+                if ks.source not in self.cuda_sources:
+                    self.cuda_sources.append(ks.source)
+        return _execute(hit, (like, state), out)
+
+
+def _marker(a):
+    """A launch argument as bound at call time: operand index, -1 out, -2 work, or a scalar."""
+    if not isinstance(a, tuple):
+        return a
+    return a[1] if a[0] == "arg" else -1 if a[0] == "out" else -2
+
+
+def _elementwise_kernel(op):
+    n = cg.ARITY[op]
+    return Kernel(None, "out", inplace=True,
+                  prepare=lambda **attrs: GeneratedKernel(cplan.node_expr(op, attrs, n)))
+
+
+def _reduce_kernel(op):
+    return Kernel(None, "out", prepare=lambda axis=None, keepdims=False:
+                  GeneratedKernel(cplan.ARG0, op, axis, keepdims))
+
+
+# -- CuPy-function kernels --------------------------------------------------------------------
+def _store(r, out):
+    if out is None:
+        return r
+    cp.copyto(out, r)
+    return out
+
+
+def _floating_dtype(dt):
+    return np.result_type(dt, np.float16)
+
+
+def _logsumexp(x, axis=None, keepdims=False, out=None):
+    m = cp.max(x, axis=axis, keepdims=True)
+    m = cp.where(cp.isfinite(m), m, cp.zeros((), m.dtype))
+    s = cp.log(cp.sum(cp.exp(x - m), axis=axis, keepdims=True)) + m
+    if not keepdims:
+        s = cp.squeeze(s, axis=axis) if axis is not None else s.reshape(())
+    return _store(s.astype(_floating_dtype(x.dtype), copy=False), out)
+
+
+def _softmax(x, axis=-1, out=None):
+    e = cp.exp(x - cp.max(x, axis=axis, keepdims=True))
+    return cp.divide(e, cp.sum(e, axis=axis, keepdims=True), out=out)
+
+
+def _log_softmax(x, axis=-1, out=None):
+    z = x - cp.max(x, axis=axis, keepdims=True)
+    return cp.subtract(z, cp.log(cp.sum(cp.exp(z), axis=axis, keepdims=True)), out=out)
+
+
+def _arg(fn):
+    def k(x, axis=None, keepdims=False):
+        return fn(x, axis=axis, keepdims=keepdims).astype(cp.int64, copy=False)
+    return k
+
+
+def _count(x, axis=None, dtype="float64"):
+    n = x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
+    return cp.full((), n, dtype=dtype)  # a fill on the device: no host-to-device copy
+
+
+def _expand_dims(x, axis):
+    shape = list(x.shape)
+    for a in axis:
+        shape.insert(a, 1)
+    return x.reshape(shape)
+
+
+def _getitem_grad(x, g, index, out=None):
+    out = cp.zeros_like(x) if out is None else out
+    out.fill(0)
+    out[_index(index)] = g
+    return out
+
+
+def _concat_grad(g, *xs, axis=0, index=0):
+    start = sum(x.shape[axis] for x in xs[:index])
+    sl = [slice(None)] * g.ndim
+    sl[axis] = slice(start, start + xs[index].shape[axis])
+    return g[tuple(sl)]
+
+
+def _take(x, idx, axis=None, out=None):
+    return cp.take(x, idx, axis=axis, out=out)
+
+
+def _take_grad(x, idx, g, axis=None, out=None):
+    out = cp.zeros_like(x) if out is None else out
+    out.fill(0)
+    if axis is None:
+        cupyx.scatter_add(out.reshape(-1), idx.reshape(-1), g.reshape(-1))
+    else:
+        cupyx.scatter_add(out, (slice(None),) * axis + (idx,), g)
+    return out
+
+
+def _sum_like(g, x):
+    if g.shape == x.shape:
+        return g
+    lead = g.ndim - x.ndim
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(x.shape)
+                                      if d == 1 and g.shape[lead + i] != 1)
+    return cp.sum(g, axis=axes, keepdims=True).reshape(x.shape)
+
+
+def _concatenate(*xs, axis=0, out=None):
+    return cp.concatenate(xs, axis=axis, out=out)
+
+
+def _matmul(a, b, out=None):
+    if a.ndim >= 2 and b.ndim >= 2:  # cuBLAS GEMM straight into the buffer
+        return cp.matmul(a, b, out=out)
+    return _store(cp.matmul(a, b), out)  # vector operands: the result is small
+
+
+# -- linear algebra, selection, steering --------------------------------------------------------
+def _solve(a, b, out=None):
+    return _store(cp.linalg.solve(a, b), out)
+
+
+def _inv(a, out=None):
+    return _store(cp.linalg.inv(a), out)
+
+
+def _slogdet(a, part="logabsdet"):
+    sign, logdet = cp.linalg.slogdet(a)
+    return sign if part == "sign" else logdet
+
+
+def _diag_rows_cols(shape, k):
+    n, m = shape[-2], shape[-1]
+    size = max(0, min(n + min(k, 0), m - max(k, 0)))
+    rows = cp.arange(size) - min(k, 0)
+    return rows, rows + k
+
+
+def _diag_part_grad(x, g, k=0, out=None):
+    out = cp.zeros_like(x) if out is None else out
+    out.fill(0)
+    r, c = _diag_rows_cols(x.shape, k)
+    out[..., r, c] = g
+    return out
+
+
+def _diag_embed(v, k=0, out=None):
+    n = v.shape[-1] + abs(k)
+    out = cp.zeros(v.shape[:-1] + (n, n), dtype=v.dtype) if out is None else out
+    out.fill(0)
+    r, c = _diag_rows_cols((n, n), k)
+    out[..., r, c] = v
+    return out
+
+
+def _norm2(x, axis=None, keepdims=False, out=None):
+    # Scale by the largest magnitude first so squares neither overflow nor underflow.
+    m = cp.max(cp.abs(x), axis=axis, keepdims=True)
+    safe = cp.where(m == 0, cp.ones((), m.dtype), m)
+    r = cp.sqrt(cp.sum(cp.square(x / safe), axis=axis, keepdims=True)) * m
+    r = r if keepdims else (cp.squeeze(r, axis) if axis is not None else r.reshape(()))
+    return _store(r.astype(_floating_dtype(x.dtype), copy=False), out)
+
+
+def _topk_indices(x, k, axis=-1, largest=True):
+    order = cp.argsort(-x if largest else x, axis=axis)  # CuPy's sort is stable
+    return cp.take(order, cp.arange(k), axis=axis).astype(cp.int64, copy=False)
+
+
+def _put_along_axis_grad(x, idx, g, axis=-1, out=None):
+    out = cp.zeros_like(x) if out is None else out
+    out.fill(0)
+    ax = axis % x.ndim
+    grids = cp.ix_(*[cp.arange(d) for d in idx.shape])
+    full = tuple(idx if i == ax else cp.broadcast_to(grids[i], idx.shape) for i in range(x.ndim))
+    cupyx.scatter_add(out, full, g)
+    return out
+
+
+def _basis(t):
+    n = t.size
+    return cp.eye(n, dtype=t.dtype).reshape((n,) + t.shape)
+
+
+KERNELS = {op: _elementwise_kernel(op) for op in cg.ELEMENTWISE_OPS}
+KERNELS.update({op: _reduce_kernel(op) for op in cg.REDUCTIONS})
+KERNELS["fused"] = Kernel(None, "out", inplace=True, prepare=lambda expr: GeneratedKernel(expr))
+KERNELS["fused_reduce"] = Kernel(None, "out", prepare=lambda expr, reduce, axis=None,
+                                 keepdims=False: GeneratedKernel(expr, reduce, axis, keepdims))
+KERNELS["random_uniform"] = Kernel(None, "out", prepare=lambda stream=0, dtype="float64":
+                                   RandomKernel(stream, dtype))
+KERNELS.update({name: Kernel(fn, "out") for name, fn in {
+    "logsumexp": _logsumexp, "softmax": _softmax, "log_softmax": _log_softmax,
+    "matmul": _matmul, "getitem_grad": _getitem_grad, "take": _take, "take_grad": _take_grad,
+    "concatenate": _concatenate, "solve": _solve, "inv": _inv,
+    "diag_part_grad": _diag_part_grad, "diag_embed": _diag_embed, "norm2": _norm2,
+    "put_along_axis_grad": _put_along_axis_grad,
+}.items()})
+KERNELS.update({name: Kernel(fn, "view") for name, fn in {
+    "argmax": _arg(cp.argmax), "argmin": _arg(cp.argmin), "count": _count,
+    "reshape": lambda x, shape: cp.reshape(x, shape),
+    "reshape_like": lambda a, b: cp.reshape(a, b.shape),
+    "transpose": lambda x, axes=None: cp.transpose(x, axes),
+    "expand_dims": _expand_dims,
+    "squeeze": lambda x, axis: cp.squeeze(x, axis),
+    "broadcast_to": lambda x, shape: cp.broadcast_to(x, shape),
+    "broadcast_like": lambda a, b: cp.broadcast_to(a, b.shape), "sum_like": _sum_like,
+    "getitem": lambda x, index: x[_index(index)], "concat_grad": _concat_grad,
+    "slogdet": _slogdet, "diag_part": lambda x, k=0: cp.diagonal(x, offset=k, axis1=-2, axis2=-1),
+    "topk_indices": _topk_indices,
+    "take_along_axis": lambda x, idx, axis=-1: cp.take_along_axis(x, idx, axis=axis),
+    "basis": _basis, "stop_gradient": lambda x: x, "custom_vjp": lambda y, *rest, rule=None: y,
+}.items()})
+
+
+# -- the CuPy-function evaluation of expressions the generator does not cover (float16, ...) --
+def _sigmoid(x, out=None):
+    x = x if x.dtype.kind == "f" else x.astype(_floating_dtype(x.dtype))
+    e = cp.exp(-cp.abs(x))
+    return cp.divide(cp.where(x >= 0, cp.ones((), x.dtype), e), 1 + e, out=out)
+
+
+def _softplus(x, out=None):
+    x = x if x.dtype.kind == "f" else x.astype(_floating_dtype(x.dtype))
+    return cp.add(cp.maximum(x, cp.zeros((), x.dtype)), cp.log1p(cp.exp(-cp.abs(x))), out=out)
+
+
+def _cast(x, dtype, out=None):
+    if out is None:
+        return x.astype(dtype)
+    cp.copyto(out, x, casting="unsafe")
+    return out
+
+
+def _like(value):
+    def k(x, out=None):
+        if out is None:
+            return cp.full_like(x, value)
+        out.fill(value)
+        return out
+    return k
+
+
+def _where(c, a, b, out=None):
+    return _store(cp.where(c, a, b), out)
+
+
+FALLBACK = {name: Kernel(fn, "out") for name, fn in {
+    "neg": cp.negative, "exp": cp.exp, "log": cp.log, "log1p": cp.log1p, "expm1": cp.expm1,
+    "sqrt": cp.sqrt, "square": cp.square, "abs": cp.absolute, "sign": cp.sign, "tanh": cp.tanh,
+    "sin": cp.sin, "cos": cp.cos, "sigmoid": _sigmoid, "softplus": _softplus,
+    "relu": lambda x, out=None: cp.maximum(x, cp.zeros((), x.dtype), out=out),
+    "add": cp.add, "sub": cp.subtract, "mul": cp.multiply, "div": cp.true_divide,
+    "pow": cp.power, "maximum": cp.maximum, "minimum": cp.minimum, "less": cp.less,
+    "less_equal": cp.less_equal, "greater": cp.greater, "greater_equal": cp.greater_equal,
+    "equal": cp.equal, "not_equal": cp.not_equal, "where": _where, "clip": cp.clip,
+    "cast": _cast, "zeros_like": _like(0), "ones_like": _like(1),
+}.items()}
