@@ -62,17 +62,21 @@ def _source(expr, kernels):
     result = emit(expr, root=True)
     n = max(_args(expr), default=-1) + 1
     params = ", ".join([f"a{i}" for i in range(n)])
-    temps = [t for t, _, _, root in steps if not root]
+    temps = [t for t, _, _, root in steps if not root and t != result]
 
     def body(scratch):
         lines = []
         for j, (t, fname, args, root) in enumerate(steps):
-            dest = ", out=out" if root else (f", out=S[{j}]" if scratch else "")
+            if root:  # with no out= given, the root too goes to scratch (reductions read it)
+                dest = f", out=out if out is not None else S[{j}]" if scratch else ", out=out"
+            else:
+                dest = f", out=S[{j}]" if scratch else ""
             lines.append(f"    {t} = {fname}({', '.join(args)}{dest})")
         return lines or [f"    out[...] = {result}"]
     sep = ", " if params else ""
     src = "\n".join([f"def block({params}{sep}out=None):"] + body(False) + [f"    return {result}",
-                     f"def probe({params}{sep}out=None):"] + body(False) + [f"    return [{', '.join(temps)}]",
+                     f"def probe({params}{sep}out=None):"] + body(False) +
+                    [f"    return [{', '.join(temps + [result])}]",
                      f"def block_s({params}{sep}out=None, S=None):"] + body(True) +
                     [f"    return {result}"]) + "\n"
     env["_steps"] = steps
@@ -125,11 +129,12 @@ class Block:
         for j, (_, _, args, _) in enumerate(self.steps):
             for a in args:
                 last[a] = j
-        values = dict(zip([t for t, _, _, root in self.steps if not root], temps))
+        names = [t for t, _, _, root in self.steps if not root] + [s[0] for s in self.steps[-1:]]
+        values = dict(zip(names, temps))
         S, free, held = [None] * len(self.steps), {}, {}
         for j, (t, _, args, root) in enumerate(self.steps):
             v = values.get(t)
-            if not root and isinstance(v, np.ndarray) and v.ndim:
+            if isinstance(v, np.ndarray) and v.ndim:
                 k = (v.shape, v.dtype.str)
                 # A ufunc may write over an operand that dies here (same shape and dtype).
                 reuse = None
