@@ -94,6 +94,9 @@ def _args(expr):
 class Block:
     """A compiled fused expression: call(*args, out=None) evaluates one block of it.
 
+    Without out=, the result itself lands in scratch and is valid only until the next call
+    on this thread (reductions consume it at once); `block(*args)` allocates instead.
+
     Temporaries go into per-thread scratch arrays, allocated once per operand shapes and
     shared between temporaries whose lives do not overlap. Allocating fresh arrays per
     block instead makes malloc hand memory back to the OS and fault it in again on every
@@ -189,11 +192,12 @@ def fused_kernel(expr, kernels):
             if getattr(a, "size", 0) >= PARALLEL_MIN:
                 break
         else:  # small: one block on this thread (most calls of a training step)
-            r = block(*args, out=out)
-            return r if out is not None else np.asarray(r)
+            if out is None:  # the result is kept by the caller: never a scratch array
+                return np.asarray(block.block(*args))
+            return block(*args, out=out)
         shape = np.broadcast_shapes(*[np.shape(a) for a in args])
         if out is None:
-            probe = block(*[a[:1] if c else a for a, c in zip(args, _slicer(args, shape))])
+            probe = block.block(*[a[:1] if c else a for a, c in zip(args, _slicer(args, shape))])
             out = np.empty(shape, dtype=np.asarray(probe).dtype)
         cut = _slicer(args, shape)
 

@@ -108,3 +108,32 @@ def test_fixed_point_cap_names_the_rule():
         return _build(G, n, lambda t: fc.neg(fc.neg(fc.neg(t[0]))), a)
     with pytest.raises(fc.FlowcError, match="flip"):
         simplify(f.graph, rules=RULES + [("flip", "neg", flip)])
+
+
+def _train(level, steps=5):
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((64, 8)), rng.integers(0, 3, 64)
+    with fc.Graph():
+        x, y = fc.input("x", (None, 8)), fc.input("y", (None,), "int64")
+        W = fc.param("W", np.linspace(-1, 1, 24).reshape(8, 3) * 0.1)
+        V = fc.param("V", np.linspace(1, -1, 9).reshape(3, 3) * 0.1)
+        h = fc.tanh(x @ W)
+        h2 = fc.tanh(h @ V)  # the same fused expression twice in one program
+        lp = fc.log_softmax(h2)
+        loss = -fc.mean(fc.take_along_axis(lp, fc.expand_dims(y, 1), 1))
+        f = fc.function([x, y], [loss, h2], updates=fc.optim.adam(loss, [W, V], lr=0.05),
+                        optimize=level)
+        losses = []
+        for _ in range(steps):  # later calls run the buffered body with shared buffers
+            out = f(X, Y)
+            losses.append(float(out[0]))
+        return losses, out[1], W.get_value(), V.get_value()
+
+
+def test_training_steps_agree_at_every_level():
+    ref = _train("O0")
+    for level in ("O1", "O2"):
+        got = _train(level)
+        np.testing.assert_allclose(got[0], ref[0], rtol=1e-12)
+        for a, b in zip(got[1:], ref[1:]):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
