@@ -79,7 +79,15 @@ def _source(expr, kernels):
                     [f"    return [{', '.join(temps + [result])}]",
                      f"def block_s({params}{sep}out=None, S=None):"] + body(True) +
                     [f"    return {result}"]) + "\n"
+    # `fast`: the entry point of `fused` instructions. Small operands (most of a training
+    # step) run the body inline, with no call layer; large ones go to the chunked runner.
+    total = " + ".join(f"a{i}.size" for i in range(n)) or "0"
+    src += "\n".join([f"def fast({params}{sep}out=None):",
+                       f"    if {total} >= _PARALLEL_MIN:",
+                       f"        return _big({params}{sep}out=out)"] + body(False) +
+                      [f"    return {result}"]) + "\n"
     env["_steps"] = steps
+    env["_PARALLEL_MIN"] = PARALLEL_MIN
     return src, env, n
 
 
@@ -108,6 +116,7 @@ class Block:
         self.source = src
         exec(compile(src, "<flowc-fused>", "exec"), env)
         self.block, self.probe, self.block_s = env["block"], env["probe"], env["block_s"]
+        self.fast, self._env = env["fast"], env
         self.steps = env["_steps"]
         self.inplace_ok = [isinstance(env[f], np.ufunc) for _, f, _, _ in self.steps]
         self.local = threading.local()
@@ -187,14 +196,7 @@ def fused_kernel(expr, kernels):
     """A kernel fn(*args, out=None) for a `fused` instruction."""
     block, _ = compile_block(expr, kernels)
 
-    def run(*args, out=None):
-        for a in args:
-            if getattr(a, "size", 0) >= PARALLEL_MIN:
-                break
-        else:  # small: one block on this thread (most calls of a training step)
-            if out is None:  # the result is kept by the caller: never a scratch array
-                return np.asarray(block.block(*args))
-            return block(*args, out=out)
+    def big(*args, out=None):
         shape = np.broadcast_shapes(*[np.shape(a) for a in args])
         if out is None:
             probe = block.block(*[a[:1] if c else a for a, c in zip(args, _slicer(args, shape))])
@@ -206,7 +208,8 @@ def fused_kernel(expr, kernels):
             block(*[a[lo:hi] if c else a for a, c in zip(args, cut)], out=out[lo:hi])
         list(_pool().map(one, _blocks(shape, out.dtype.itemsize)))
         return out
-    return run
+    block._env["_big"] = big  # any instruction's copy will do: it only reads `block`
+    return block.fast
 
 
 _COMBINE = {"sum": np.add, "mean": np.add, "max": np.maximum, "min": np.minimum,
@@ -216,6 +219,7 @@ _COMBINE = {"sum": np.add, "mean": np.add, "max": np.maximum, "min": np.minimum,
 def fused_reduce_kernel(expr, reduce, axis, keepdims, kernels):
     """A kernel fn(*args, out=None) for a `fused_reduce` instruction."""
     block, _ = compile_block(expr, kernels)
+    plain = block.block
     red = kernels["sum" if reduce == "mean" else reduce].fn
 
     small_red = kernels[reduce].fn
@@ -225,7 +229,7 @@ def fused_reduce_kernel(expr, reduce, axis, keepdims, kernels):
             if getattr(a, "size", 0) >= PARALLEL_MIN:
                 break
         else:
-            return small_red(block(*args), axis=axis, keepdims=keepdims, out=out)
+            return small_red(plain(*args), axis=axis, keepdims=keepdims, out=out)
         shape = np.broadcast_shapes(*[np.shape(a) for a in args])
         nd = len(shape)
         axes = tuple(range(nd)) if axis is None else tuple(axis)

@@ -16,7 +16,8 @@ import numpy as np
 from . import cuda_codegen as cg
 from . import cuda_plan as cplan
 from .fused_numpy import compile_block
-from .kernels_numpy import Kernel, _index
+# Pure shape and slicing kernels work on CuPy arrays unchanged.
+from .kernels_numpy import Kernel, _concat_grad, _expand_dims, _index
 
 _RAW = {}      # kernel name (a hash of its source) -> cupy.RawKernel, compiled on first launch
 _PLANS = {}    # (spec, layout, SMs) -> (Plan, bound launches)
@@ -210,25 +211,11 @@ def _count(x, axis=None, dtype="float64"):
     return cp.full((), n, dtype=dtype)  # a fill on the device: no host-to-device copy
 
 
-def _expand_dims(x, axis):
-    shape = list(x.shape)
-    for a in axis:
-        shape.insert(a, 1)
-    return x.reshape(shape)
-
-
 def _getitem_grad(x, g, index, out=None):
     out = cp.zeros_like(x) if out is None else out
     out.fill(0)
     out[_index(index)] = g
     return out
-
-
-def _concat_grad(g, *xs, axis=0, index=0):
-    start = sum(x.shape[axis] for x in xs[:index])
-    sl = [slice(None)] * g.ndim
-    sl[axis] = slice(start, start + xs[index].shape[axis])
-    return g[tuple(sl)]
 
 
 def _take(x, idx, axis=None, out=None):

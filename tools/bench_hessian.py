@@ -118,7 +118,7 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=5, help="consecutive calls per timed repeat")
     ap.add_argument("--repeats", type=int, default=7, help="timed repeats (median reported)")
-    ap.add_argument("--optimize", default="O1", help="flowc optimization level")
+    ap.add_argument("--optimize", default="O2", help="flowc optimization level (default: the library default)")
     ap.add_argument("--profile", action="store_true", help="time each instruction of flowc's call")
     a = ap.parse_args(argv)
 

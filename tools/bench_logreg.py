@@ -108,7 +108,7 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=2000, help="steps per timed repeat")
     ap.add_argument("--repeats", type=int, default=7, help="timed repeats (median reported)")
-    ap.add_argument("--optimize", default="O1", help="flowc optimization level")
+    ap.add_argument("--optimize", default="O2", help="flowc optimization level (default: the library default)")
     a = ap.parse_args(argv)
 
     X, Y = data()

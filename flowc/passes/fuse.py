@@ -14,6 +14,7 @@ from .rewrite import copy_graph, log, operands, replace, roots, topo
 REDUCIBLE = ("sum", "mean", "max", "min", "prod")
 NOT_FUSED = ("fused", "fused_reduce", "stop_gradient")
 MAX_RECOMPUTE = 6  # ops a shared subexpression may have and still be recomputed per group
+EXPENSIVE = frozenset("exp log log1p expm1 tanh sigmoid softplus sin cos sqrt pow".split())
 
 
 def fusable(G, n) -> bool:
@@ -52,7 +53,14 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
         users = set(H.successors(n))
         if not users or not all(fusable(H, c) or H.nodes[c]["op"] in REDUCIBLE for c in users):
             return False
-        return len(users) == 1 or inline_size(n) <= MAX_RECOMPUTE
+        return len(users) == 1 or (inline_size(n) <= MAX_RECOMPUTE and cheap(n))
+
+    def cheap(n):
+        # Recompute arithmetic freely, but not transcendental functions: on small tensors
+        # a second exp/tanh/sigmoid costs more than keeping the first one's result.
+        if H.nodes[n]["op"] in EXPENSIVE:
+            return False
+        return all(cheap(u) for u in operands(H, n) if absorbed(u))
 
     def build(n, args, index):
         op = H.nodes[n]["op"]
