@@ -17,7 +17,16 @@ import numpy as np
 
 BLOCK_BYTES = 1 << 16    # bytes per block and temporary: in L2, and under malloc's mmap line
 PARALLEL_MIN = 1 << 17   # below this many elements, one block on the calling thread
+THREADS_MIN = 1 << 21    # below this, blocks run on the calling thread: waking pool threads
+                         # next to BLAS's own (spinning) threads slowed the next GEMM 2x
 _POOL = None
+
+
+def _map(fn, spans, size):
+    """Run fn over the blocks: on the pool for big work, else on this thread."""
+    if size >= THREADS_MIN:
+        return list(_pool().map(fn, spans))
+    return [fn(sp) for sp in spans]
 
 
 def _pool():
@@ -130,7 +139,7 @@ class Block:
         key = tuple([(getattr(a, "shape", ()), getattr(a, "dtype", None)) for a in args])
         S = cache.get(key)
         if S is None:
-            if len(cache) >= 8:
+            if len(cache) >= 64:  # one Block serves every instruction with its expression
                 cache.pop(next(iter(cache)))
             S = cache[key] = self._plan(self.probe(*args))
         return self.block_s(*args, out=out, S=S)
@@ -198,15 +207,21 @@ def fused_kernel(expr, kernels):
 
     def big(*args, out=None):
         shape = np.broadcast_shapes(*[np.shape(a) for a in args])
+        cut = _slicer(args, shape)
+        if not all(a.flags.c_contiguous for a, c in zip(args, cut) if c):
+            # Row blocks of a transposed operand are strided gathers: whole-array ufuncs
+            # read it better (temporaries in reused scratch, so no page faults per call).
+            if out is None:
+                return np.asarray(block.block(*args))
+            return block(*args, out=out)
         if out is None:
             probe = block.block(*[a[:1] if c else a for a, c in zip(args, _slicer(args, shape))])
             out = np.empty(shape, dtype=np.asarray(probe).dtype)
-        cut = _slicer(args, shape)
 
         def one(span):
             lo, hi = span
             block(*[a[lo:hi] if c else a for a, c in zip(args, cut)], out=out[lo:hi])
-        list(_pool().map(one, _blocks(shape, out.dtype.itemsize)))
+        _map(one, _blocks(shape, out.dtype.itemsize), out.size)
         return out
     block._env["_big"] = big  # any instruction's copy will do: it only reads `block`
     return block.fast
@@ -247,14 +262,14 @@ def fused_reduce_kernel(expr, reduce, axis, keepdims, kernels):
                 v = block(*[a[lo:hi] if c else a for a, c in zip(args, cut)])
                 r = red(v, axis=axes, keepdims=keepdims)
                 out[lo:hi] = r / count if reduce == "mean" else r
-            list(_pool().map(rows, spans))
+            _map(rows, spans, math.prod(shape))
             return out
 
         def part(span):
             lo, hi = span
             v = block(*[a[lo:hi] if c else a for a, c in zip(args, cut)])
             return red(v, axis=axes, keepdims=True)
-        parts = list(_pool().map(part, spans))
+        parts = _map(part, spans, math.prod(shape))
         total = parts[0]
         for p in parts[1:]:
             total = _COMBINE[reduce](total, p)

@@ -8,9 +8,9 @@ from .build import apply
 
 def materialize(x, ref):
     """Unbatched x repeated along the batch axis of the batched tensor `ref`: (B,) + x.shape."""
-    rest = tuple(range(1, ref.ndim))
-    zb = F.sum(F.zeros_like(ref), rest) if rest else F.zeros_like(ref)  # zeros of shape (B,)
-    zb = F.cast(zb, x.dtype)
+    # Zeros of shape (B,): from one element per batch entry (a view), not a sum over ref.
+    first = ref[(slice(None),) + (0,) * (ref.ndim - 1)] if ref.ndim > 1 else ref
+    zb = F.cast(F.zeros_like(first), x.dtype)
     if x.ndim:
         zb = F.expand_dims(zb, tuple(range(1, x.ndim + 1)))
     return zb + F.expand_dims(x, 0)
