@@ -38,14 +38,15 @@ def _sigmoid(x, out=None):
         t = np.logaddexp(0.0, np.negative(x))
         np.negative(t, out=t)
         return np.exp(t, out=out if out is not None else t)
-    # Large arrays: exp's vectorized loop; exp(-|x|) never overflows, and e/(1+e) for x < 0
-    # keeps tiny results exact (sigmoid(-40) = 4.2e-18, not 0).
-    e = np.abs(x)
-    np.negative(e, out=e)
-    np.exp(e, out=e)
-    r = np.divide(1.0, np.add(e, 1.0), out=out)
-    np.multiply(r, e, out=r, where=x < 0)
-    return r
+    # Large arrays: 1 / (1 + exp(-x)) with exp's vectorized loop, four unmasked passes (a
+    # where= mask made the multiply 6x slower). It keeps relative precision for negative x
+    # (sigmoid(-40) = 4.2e-18); past exp's overflow (x < -709, or -88 in float32) it gives 0,
+    # below the smallest normal number anyway.
+    t = np.negative(x)
+    with np.errstate(over="ignore"):
+        np.exp(t, out=t)
+    np.add(t, 1.0, out=t)
+    return np.divide(1.0, t, out=out if out is not None else t)
 
 
 def _softplus(x, out=None):

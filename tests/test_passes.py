@@ -137,3 +137,13 @@ def test_training_steps_agree_at_every_level():
         np.testing.assert_allclose(got[0], ref[0], rtol=1e-12)
         for a, b in zip(got[1:], ref[1:]):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_identity_matmul_is_dropped():
+    x = fc.input("x", (3, 4))
+    f = fc.function([x], [fc.constant(np.eye(3)) @ x, x @ fc.constant(np.eye(4))])
+    assert "matmul_identity" in f.explain()
+    assert not any(i.kernel == "matmul" for i in f.program.instrs)
+    X = np.arange(12.0).reshape(3, 4)
+    for got in f(X):
+        np.testing.assert_array_equal(got, X)

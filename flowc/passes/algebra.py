@@ -29,6 +29,12 @@ def _op(G, n):
 
 # Each rule: (name, op, fn(G, node, operands) -> replacement node id, or None).
 # A replacement must have exactly the node's type; the driver checks that.
+def _is_identity(G, n):
+    v = _const(G, n)
+    return (v is not None and v.ndim == 2 and v.shape[0] == v.shape[1]
+            and bool(np.array_equal(v, np.eye(v.shape[0], dtype=v.dtype))))
+
+
 RULES = [
     # x * 1 -> x   and   1 * x -> x
     ("mul_one", "mul", lambda G, n, a: a[0] if _is(G, a[1], 1) else a[1] if _is(G, a[0], 1) else None),
@@ -49,6 +55,9 @@ RULES = [
     # x ** 2 -> square(x)
     ("pow_two", "pow", lambda G, n, a: _build(G, n, lambda t: F.square(t[0]), a[:1])
      if _is(G, a[1], 2) else None),
+    # I @ x -> x   and   x @ I -> x   (Jacobians batch over an identity basis)
+    ("matmul_identity", "matmul", lambda G, n, a: a[1] if _is_identity(G, a[0])
+     else a[0] if _is_identity(G, a[1]) else None),
     # cast(x, dtype of x) -> x
     ("cast_noop", "cast", lambda G, n, a: a[0] if G.nodes[a[0]]["type"].dtype
      == G.nodes[n]["type"].dtype else None),
