@@ -224,6 +224,7 @@ def fused_kernel(expr, kernels):
         _map(one, _blocks(shape, out.dtype.itemsize), out.size)
         return out
     block._env["_big"] = big  # any instruction's copy will do: it only reads `block`
+    block.fast.chunk = block  # loop groups call the scratch-backed body per chunk
     return block.fast
 
 
@@ -278,6 +279,11 @@ def fused_reduce_kernel(expr, reduce, axis, keepdims, kernels):
         if not keepdims:
             total = np.squeeze(total, axis=axes)
         return _store(total, out)
+
+    def partial(*args):  # for loop groups (full reductions): one partial per row chunk
+        v = block(*args)
+        return red(v, axis=tuple(range(np.ndim(v))), keepdims=True)
+    run.partial = partial
     return run
 
 

@@ -13,7 +13,7 @@ import functools
 import itertools
 import time
 
-from . import memory
+from . import loop_groups, memory
 
 from .storage import Cell
 
@@ -46,8 +46,17 @@ class Executable:
         self._bufs = {}
         self.timings = [0.0] * len(program.instrs)
         self._single = single
-        self.source, self._line_instr = _generate(program, self._kinds, single, timed=False)
+        # Runs of elementwise instructions over one large shape share a chunked loop.
+        self.loop_groups = loop_groups.find_groups(program, backend.kernels) \
+            if backend.loop_groups else []
+        self.source, self._line_instr = _generate(program, self._kinds, single, timed=False,
+                                                  groups=self.loop_groups)
         env = _runtime_env(program, backend, cells, downcast)
+        for g, members in enumerate(self.loop_groups):
+            esc = loop_groups.escaping(program, self._kinds, members)
+            fns = [env[_kname(k, program.instrs[k])] for k in members]
+            env[f"_grp{g}"] = loop_groups.LoopGroup(program, members, fns, esc,
+                                                        backend.kernels)
         env.update(_bufs=self._bufs, _plan=self._plan, _T=self.timings, _pc=time.perf_counter)
         self._env = env
         exec(compile(self.source, f"<flowc-generated-{next(_COUNTER)}>", "exec"), env)
@@ -60,7 +69,8 @@ class Executable:
     def call_timed(self, *inputs):
         """Call once, adding each instruction's seconds to `self.timings` (after a warm call)."""
         if self._run_timed is None:
-            src, _ = _generate(self.program, self._kinds, self._single, timed=True)
+            src, _ = _generate(self.program, self._kinds, self._single, timed=True,
+                               groups=self.loop_groups)
             exec(compile(src, f"<flowc-generated-{next(_COUNTER)}>", "exec"), self._env)
             self._run_timed = self._env["run_timed"]
         return self._guarded(self._run_timed, inputs)
@@ -102,7 +112,9 @@ class Executable:
             if tb.tb_frame.f_code.co_filename.startswith("<flowc-generated"):
                 line = tb.tb_lineno
             tb = tb.tb_next
-        i = self._line_instr.get(line)
+        i = getattr(e, "flowc_member", None)  # raised inside a loop group: that member
+        if i is None:
+            i = self._line_instr.get(line)
         if i is None:
             return ProgramError(f"{type(e).__name__}: {e}")
         ins = self.program.instrs[i]
@@ -133,8 +145,22 @@ def _kname(k, ins):
     return f"{ins.kernel}_{k}"
 
 
-def _generate(program, kinds, single, timed):
+def _group_call(program, members, g, buffered):
+    """`s.., s.. = _grpG(external slots[, B=B])`: one statement for a loop group's members."""
+    made, ext = set(), []
+    for k in members:
+        ins = program.instrs[k]
+        ext += [a for a in ins.args if a not in made and a not in ext]
+        made.add(ins.out)
+    outs = ", ".join(f"s{program.instrs[k].out}" for k in members)
+    args = ", ".join(f"s{a}" for a in ext) + (", B=B" if buffered else "")
+    return f"{outs}, = _grp{g}({args})"
+
+
+def _generate(program, kinds, single, timed, groups=()):
     """Python source of `run(*inputs)` (or `run_timed`), and its line → instruction map."""
+    first = {m[0]: g for g, m in enumerate(groups)}
+    inside = {k for m in groups for k in m[1:]}
     out_slots = set(program.outputs)
     fresh = {ins.out for ins, kind in zip(program.instrs, kinds) if kind == "out"}
     upd_swap = [u for u in program.updates if u["slot"] in fresh and u["slot"] not in out_slots]
@@ -153,6 +179,12 @@ def _generate(program, kinds, single, timed):
     lines.append("    if B is None:")
     # Allocating body: the first call with these shapes; its arrays seed the memory plan.
     for k, (ins, kind) in enumerate(zip(program.instrs, kinds)):
+        if k in inside:
+            continue
+        if k in first:
+            line_instr[len(lines) + 1] = k
+            lines.append(f"        {_group_call(program, groups[first[k]], first[k], False)}")
+            continue
         call = f"{_kname(k, ins)}({', '.join(f's{a}' for a in ins.args)}"
         # A 0-d reduction returns a NumPy scalar; keep a 0-d array so it can be a buffer.
         wrap = ("_arr(", ")") if kind == "out" and not ins.shape else ("", "")
@@ -162,14 +194,24 @@ def _generate(program, kinds, single, timed):
     lines.append("    else:")
     # Buffered body: every kernel writes into its planned buffer.
     for k, (ins, kind) in enumerate(zip(program.instrs, kinds)):
+        if k in inside:
+            continue
         call = f"{_kname(k, ins)}({', '.join(f's{a}' for a in ins.args)}"
-        stmt = (f"s{ins.out} = {call}, out=B[{ins.out}])" if kind == "out" and ins.out not in out_slots
-                else f"s{ins.out} = {call})")
+        if kind == "out" and ins.out not in out_slots:
+            stmt = f"s{ins.out} = {call}, out=B[{ins.out}])"
+        elif kind == "out" and not ins.shape:  # a 0-d output: an array on every call
+            stmt = f"s{ins.out} = _arr({call}))"
+        else:
+            stmt = f"s{ins.out} = {call})"
+        note = _comment(ins)
+        if k in first:  # a loop group's time goes to its first member
+            stmt = _group_call(program, groups[first[k]], first[k], True)
+            note = f"loop group of instructions {k}-{groups[first[k]][-1]}"
         line_instr[len(lines) + 1] = k
         if timed:
             lines.append(f"        _t = _pc(); {stmt}; _T[{k}] += _pc() - _t")
         else:  # the readable copy says which node each line computes
-            lines.append(f"        {stmt}  # {_comment(ins)}")
+            lines.append(f"        {stmt}  # {note}")
     if not program.instrs:
         lines.append("        pass")
     # Outputs: fresh arrays; leaves, views and repeats are copied.

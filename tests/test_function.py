@@ -127,3 +127,11 @@ def test_generated_source_is_printable_python():
     f = fc.function([x], fc.exp(x) + 1.0)
     assert "def run(" in f.source and "exp" in f.source
     compile(f.source, "<check>", "exec")
+
+
+def test_scalar_outputs_are_arrays_on_every_call():
+    x = fc.input("x", shape=(None,))
+    f = fc.function([x], [fc.sum(x), fc.max(x * 2.0)])
+    for _ in range(3):
+        for r in f(np.arange(5.0)):
+            assert type(r) is np.ndarray and r.shape == ()

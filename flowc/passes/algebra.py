@@ -52,6 +52,30 @@ RULES = [
     ("exp_log", "exp", lambda G, n, a: operands(G, a[0])[0] if _op(G, a[0]) == "log" else None),
     # log(exp x) -> x
     ("log_exp", "log", lambda G, n, a: operands(G, a[0])[0] if _op(G, a[0]) == "exp" else None),
+    # x + x -> x * 2   (a gradient through x * x adds the same cotangent twice)
+    ("add_self", "add", lambda G, n, a: _build(G, n, lambda t: t[0] * 2, a[:1])
+     if a[0] == a[1] else None),
+    # x * (-y) -> -(x * y)   and   (-x) * y -> -(x * y)   (negations meet and cancel, and CSE
+    # merges the product with the same product elsewhere)
+    ("mul_neg", "mul", lambda G, n, a: _build(G, n, lambda t: -(t[0] * t[1]),
+                                              [operands(G, a[0])[0], a[1]])
+     if _op(G, a[0]) == "neg" else _build(G, n, lambda t: -(t[0] * t[1]),
+                                         [a[0], operands(G, a[1])[0]])
+     if _op(G, a[1]) == "neg" else None),
+    # x + (-y) -> x - y   and   (-x) + y -> y - x
+    ("add_neg", "add", lambda G, n, a: _build(G, n, lambda t: t[0] - t[1],
+                                              [a[0], operands(G, a[1])[0]])
+     if _op(G, a[1]) == "neg" else _build(G, n, lambda t: t[0] - t[1],
+                                         [a[1], operands(G, a[0])[0]])
+     if _op(G, a[0]) == "neg" else None),
+    # x - (-y) -> x + y
+    ("sub_neg", "sub", lambda G, n, a: _build(G, n, lambda t: t[0] + t[1],
+                                              [a[0], operands(G, a[1])[0]])
+     if _op(G, a[1]) == "neg" else None),
+    # (-x) - y -> -(x + y)
+    ("neg_sub", "sub", lambda G, n, a: _build(G, n, lambda t: -(t[0] + t[1]),
+                                              [operands(G, a[0])[0], a[1]])
+     if _op(G, a[0]) == "neg" else None),
     # x ** 2 -> square(x)
     ("pow_two", "pow", lambda G, n, a: _build(G, n, lambda t: F.square(t[0]), a[:1])
      if _is(G, a[1], 2) else None),

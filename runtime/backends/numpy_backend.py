@@ -21,6 +21,9 @@ class Backend:
     # Builds the Executable: (program, backend, cells=, single=, downcast=, **options).
     # None: the linker's Executable (the GPU backend subclasses it for its device options).
     executable: Optional[Callable] = None
+    # Whether the linker may run consecutive elementwise instructions as one chunked loop
+    # (runtime/loop_groups.py; its members must be NumPy kernels).
+    loop_groups: bool = False
 
 
 def make_input_checker(spec, downcast, error, asarray=np.asarray, ndarray=np.ndarray):
@@ -49,4 +52,4 @@ def make_input_checker(spec, downcast, error, asarray=np.asarray, ndarray=np.nda
 
 
 BACKEND = Backend("numpy", KERNELS, to_device=np.asarray, copy=lambda a: np.array(a, copy=True),
-                  input_checker=make_input_checker)
+                  input_checker=make_input_checker, loop_groups=True)
