@@ -17,14 +17,17 @@ from .leaves import input
 def numerical_grad(f, args, method="central", eps=None):
     """Finite-difference gradient of a scalar function f(*arrays) at `args`, one array per arg.
 
+    `args` is a list of arrays (a list of gradients comes back) or one array (one comes back).
+
     method="central" uses (f(x+h) - f(x-h)) / 2h (error O(h^2)); "forward" uses
     (f(x+h) - f(x)) / h (error O(h)). `f` may be any Python function of arrays, including a
     compiled flowc function.
     """
     if method not in ("central", "forward"):
         raise ValueError(f"method must be 'central' or 'forward', got {method!r}")
+    single = _is_single(args)
     xs = [np.array(a, dtype=np.float64 if np.asarray(a).dtype.kind != "f" else None, copy=True)
-          for a in args]
+          for a in ([args] if single else args)]
     if eps is None:
         eps = 1e-6 if method == "central" else 1e-7
     f0 = float(f(*xs)) if method == "forward" else None
@@ -45,7 +48,12 @@ def numerical_grad(f, args, method="central", eps=None):
                 gflat[i] = (fp - f0) / h
             flat[i] = old
         grads.append(g)
-    return grads
+    return grads[0] if single else grads
+
+
+def _is_single(args):
+    """True when `args` is one array or number rather than a list of them."""
+    return isinstance(args, (np.ndarray, np.generic, int, float))
 
 
 def check_grad(fn, args, method="central", eps=None, optimize="O1", modes=("rev", "fwd"),
@@ -67,7 +75,7 @@ def check_grad(fn, args, method="central", eps=None, optimize="O1", modes=("rev"
         raise ValueError(f"modes must be a non-empty tuple of 'rev' and 'fwd', got {modes!r}")
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
-    arrays = [np.asarray(a, dtype=np.float64) for a in args]
+    arrays = [np.asarray(a, dtype=np.float64) for a in ([args] if _is_single(args) else args)]
     with Graph():
         xs = [input(f"arg{i}", a.shape) for i, a in enumerate(arrays)]
         cost = fn(*xs)

@@ -35,9 +35,10 @@ def _sigmoid(x, out=None):
     x = _floating(x)
     if x.size < SMALL:
         # exp(-log(1 + exp(-x))): three calls, stable, and tiny results keep their digits.
-        t = np.logaddexp(0.0, np.negative(x))
+        # A fresh buffer when none is given: on a 0-d x the ufuncs would return scalars.
+        t = np.logaddexp(0.0, np.negative(x), out=np.empty_like(x) if out is None else out)
         np.negative(t, out=t)
-        return np.exp(t, out=out if out is not None else t)
+        return np.exp(t, out=t)
     # Large arrays: 1 / (1 + exp(-x)) with exp's vectorized loop, four unmasked passes (a
     # where= mask made the multiply 6x slower). It keeps relative precision for negative x
     # (sigmoid(-40) = 4.2e-18); past exp's overflow (x < -709, or -88 in float32) it gives 0,

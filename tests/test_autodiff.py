@@ -123,3 +123,31 @@ def test_numerical_grad_central_is_more_accurate_than_forward():
     np.testing.assert_allclose(num, [2.0, 4.0], rtol=1e-7)
     (fwd,) = fc.numerical_grad(f, [np.array([1.0, 2.0])], method="forward")
     assert np.max(np.abs(fwd - [2.0, 4.0])) > np.max(np.abs(num - [2.0, 4.0]))
+
+
+UNARY_REF = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
+             "sqrt": np.sqrt, "square": np.square, "abs": np.abs, "tanh": np.tanh,
+             "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "relu": lambda v: np.maximum(v, 0),
+             "softplus": lambda v: np.log1p(np.exp(v)), "sin": np.sin, "cos": np.cos}
+
+
+@pytest.mark.parametrize("level", ["O0", "O1", "O2"])
+@pytest.mark.parametrize("name", sorted(UNARY_REF))
+def test_scalar_inputs_value_and_second_derivative(name, level):
+    # 0-d arrays make NumPy ufuncs return scalars; every kernel must still run on them.
+    y = fc.scalar("y")
+    g = fc.grad(getattr(fc, name)(y), y)
+    val, d1, d2 = fc.function([y], [getattr(fc, name)(y), g, fc.grad(g, y)], optimize=level)(0.7)
+    ref = UNARY_REF[name]
+    np.testing.assert_allclose(val, ref(0.7), rtol=1e-12)
+    np.testing.assert_allclose(d1, fc.numerical_grad(ref, 0.7), rtol=1e-6)
+    np.testing.assert_allclose(d2, fc.numerical_grad(lambda v: fc.numerical_grad(ref, v), 0.7),
+                               rtol=1e-3)
+
+
+def test_numerical_grad_and_check_grad_take_one_array():
+    v = np.array([[1.0, 2.0], [3.0, 4.0]])
+    g = fc.numerical_grad(lambda a: np.sum(a ** 3), v)
+    assert isinstance(g, np.ndarray) and g.shape == v.shape
+    np.testing.assert_allclose(g, 3 * v ** 2, rtol=1e-7)
+    assert fc.check_grad(lambda t: fc.sum(fc.tanh(t)), v) < 1e-6
