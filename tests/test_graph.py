@@ -34,7 +34,7 @@ def test_hand_built_graph_compiles_like_an_api_graph():
 def test_unknown_op_is_named():
     G = hand_built()
     G.nodes[2]["op"] = "matmull"
-    with pytest.raises(fc.GraphError, match="unknown op 'matmull'.*known ops"):
+    with pytest.raises(fc.GraphError, match="node 2.*unknown op 'matmull'.*known ops"):
         fc.Graph.from_networkx(G)
 
 

@@ -33,7 +33,10 @@ def normalize_and_verify(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
         d = H.nodes[n]
         if "op" not in d:
             raise GraphError(f"{_where(H, n)} has no 'op' attribute")
-        opdef = get_op(d["op"]) if d["op"] not in LEAVES else None
+        try:
+            opdef = get_op(d["op"]) if d["op"] not in LEAVES else None
+        except GraphError as e:
+            raise GraphError(f"{_where(H, n)}: {e}") from None
         d.setdefault("name", None)
         d.setdefault("phase", "forward")
         d.setdefault("trace", "<networkx>")
