@@ -122,8 +122,46 @@ def test_pp_and_pydotprint(tmp_path):
 
 @pytest.mark.parametrize("feature", [
     lambda: theano.scan, lambda: T.nnet.conv2d, lambda: theano.function([], [], mode="DebugMode"),
-    lambda: T.signal,
+    lambda: T.signal, lambda: (lambda s: theano.function([s], s + 1))(T.dscalar()).copy(),
 ])
 def test_unsupported_features_are_named(feature):
     with pytest.raises(NotImplementedError, match="Theano feature"):
         feature()
+
+
+def test_tutorial_shared_variables_with_python_ints():
+    # Theano's tutorial: shared(0), an iscalar increment, Python ints in, givens.
+    state = theano.shared(0)
+    inc = T.iscalar("inc")
+    acc = theano.function([inc], state, updates=[(state, state + inc)])
+    assert [int(acc(1)), int(acc(300))] == [0, 1] and state.get_value() == 301
+    state.set_value(-1)
+    assert int(acc(3)) == -1 and state.get_value() == 2
+    foo = T.scalar(dtype=state.dtype)
+    skip = theano.function([inc, foo], state * 2 + inc, givens=[(state, foo)])
+    assert skip(1, 3) == 7 and state.get_value() == 2
+    with pytest.raises(fc.InputError, match="int32"):
+        acc(1.5)                         # a value that does not fit is still refused
+    with pytest.raises(fc.InputError, match="int32"):
+        acc(np.int64(1))                 # NumPy values keep the safe-casting rule
+
+
+def test_plural_constructors_and_in_defaults():
+    a, b = T.dmatrices("a", "b")
+    f = theano.function([a, b], [a - b, abs(a - b), (a - b) ** 2])
+    A, B = np.array([[1.0, 1.0], [1.0, 1.0]]), np.array([[0.0, 1.0], [2.0, 3.0]])
+    for got, ref in zip(f([[1, 1], [1, 1]], [[0, 1], [2, 3]]), [A - B, abs(A - B), (A - B) ** 2]):
+        np.testing.assert_array_equal(got, ref)
+    assert [t.dtype for t in T.fvectors("u", "v")] == ["float32", "float32"]
+    assert [t.dtype for t in T.iscalars(2)] == ["int32", "int32"] and T.scalars("s").ndim == 0
+    x, y, w = T.dscalars("x", "y", "w")
+    g = theano.function([x, theano.In(y, value=1), theano.In(w, value=2, name="w_by_name")],
+                        (x + y) * w)
+    assert [float(g(33)), float(g(33, 2)), float(g(33, 0, 1)), float(g(33, w_by_name=1, y=0))] \
+        == [68.0, 70.0, 33.0, 33.0]
+
+
+def test_submodule_imports_and_hasattr_are_plain_python():
+    assert not hasattr(T, "__wrapped__")     # dunder lookups are not Theano features
+    with pytest.raises(ModuleNotFoundError, match="shared_randomstreams"):
+        __import__("flowc.theano.tensor.shared_randomstreams")

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import function as _fc_function_mod  # noqa: F401
-from ..function import function as _function
 from ..ir.tensor import Tensor
 from ..leaves import param as _param
 from ..render.text import pp  # noqa: F401
 from . import printing, tensor  # noqa: F401
 from .config import config  # noqa: F401
+from .function import In, TheanoFunction
 from .unsupported import unsupported
 
-__all__ = ["config", "function", "grad", "pp", "printing", "shared", "tensor"]
+__all__ = ["In", "config", "function", "grad", "pp", "printing", "shared", "tensor"]
 
 
 def shared(value, name=None, borrow=False, strict=False, allow_downcast=None):
@@ -27,18 +26,16 @@ def shared(value, name=None, borrow=False, strict=False, allow_downcast=None):
 
 def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
              allow_input_downcast=None, on_unused_input=None, profile=None, no_default_updates=False):
-    """theano.function: list outputs give a list, a single output gives one array."""
+    """theano.function: list outputs give a list, one output one array; In() defaults."""
     if mode not in (None, "FAST_RUN", "FAST_COMPILE"):
         unsupported(f"theano.function(mode={mode!r})")
     if profile:
         unsupported("theano.function(profile=True)")
     if updates is not None and not isinstance(updates, dict):
         updates = list(updates)
-    f = _function(list(inputs), outputs if outputs is not None else [], updates=updates,
-                  givens=givens, allow_input_downcast=bool(allow_input_downcast),
-                  optimize="O0" if mode == "FAST_COMPILE" else "O2",
-                  single_output=isinstance(outputs, Tensor))
-    return f
+    return TheanoFunction(list(inputs), outputs if outputs is not None else [], updates, "cpu",
+                          "O0" if mode == "FAST_COMPILE" else "O2", bool(allow_input_downcast),
+                          False, givens, isinstance(outputs, Tensor))
 
 
 def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
@@ -49,4 +46,6 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
 
 def __getattr__(name):
     # Only to name what is missing: nothing is forwarded anywhere.
+    if name.startswith("__"):  # import machinery, hasattr(), copy: not a Theano feature
+        raise AttributeError(name)
     unsupported(f"theano.{name}")

@@ -31,4 +31,6 @@ def categorical_crossentropy(coding_dist, true_dist):
 
 
 def __getattr__(name):
+    if name.startswith("__"):  # import machinery, hasattr(), copy: not a Theano feature
+        raise AttributeError(name)
     unsupported(f"theano.tensor.nnet.{name}")

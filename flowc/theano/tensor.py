@@ -20,10 +20,23 @@ def _maker(shape, dtype):
     return make
 
 
+def _plural(make):
+    def many(*names, **kw):
+        if len(names) == 1 and isinstance(names[0], int):
+            return [make(None, **kw) for _ in range(names[0])]
+        out = [make(n, **kw) for n in names]
+        return out[0] if len(out) == 1 else out
+    return many
+
+
 for _kind, _shape in _RANKS.items():
     globals()[_kind] = _maker(_shape, None)
+    globals()[_kind + "s"] = _plural(_maker(_shape, None))  # T.scalars("a", "b"), T.matrices
     for _p, _dt in _PREFIX.items():
         globals()[_p + _kind] = _maker(_shape, _dt)
+        globals()[_p + _kind + "s"] = _plural(_maker(_shape, _dt))  # T.dmatrices("a", "b")
+for _p in [""] + list(_PREFIX):
+    globals()[_p + "matrices"] = globals().pop(_p + "matrixs")
 
 # -- math ---------------------------------------------------------------------------------
 dot, exp, log, log1p, sqrt, tanh = F.dot, F.exp, F.log, F.log1p, F.sqrt, F.tanh
@@ -78,4 +91,6 @@ def Lop(f, wrt, eval_points):
 
 
 def __getattr__(name):
+    if name.startswith("__"):  # import machinery, hasattr(), copy: not a Theano feature
+        raise AttributeError(name)
     unsupported(f"theano.tensor.{name}")
