@@ -109,6 +109,17 @@ def test_render_compile_export(work):
     assert "reg: compiled training step at O0" in r.stdout
 
 
+def test_render_every_stage_of_the_shipped_models(work):
+    from flowc.render.files import find_renderer
+    if find_renderer() is None:
+        pytest.skip("no Graphviz renderer (pip install -e '.[render]')")
+    for model in ("digits_mlp.toml", "breast_cancer.toml"):
+        for stage in ("all", "forward", "backward", "optimized"):
+            r = flowc("render", model, "-o", f"pics/{stage}.svg", "--stage", stage, cwd=work)
+            assert r.returncode == 0, (model, stage, r.stderr)
+            assert "<svg" in (work / "pics" / f"{stage}.svg").read_text()
+
+
 def test_train_from_csv_with_checkpoint_and_resume(work):
     r = flowc("train", "reg.toml", "--data", "reg.csv", "--epochs", "2", "--checkpoint", "ck",
               "--out", "o", cwd=work)

@@ -194,3 +194,28 @@ def test_renderer_is_found_beside_the_python_of_a_venv(tmp_path, monkeypatch):
     monkeypatch.setattr(files.shutil, "which", lambda name: None)
     monkeypatch.setattr(sys, "executable", str(bindir / "python"))
     assert files.find_renderer() == str(exe)
+
+
+def test_init_rank_failures_are_retried_with_looser_ranking(tmp_path, monkeypatch):
+    # A fake renderer that, like graphviz-pure on the digits model's "all" picture, fails with
+    # "trouble in init_rank" while any edge has constraint=false; it logs every attempt.
+    fake, log = tmp_path / "picky-dot", tmp_path / "attempts"
+    fake.write_text('#!/bin/sh\ncat "$2" >> "%s"; echo "@@" >> "%s"\n'
+                    'if grep -q "constraint=false" "$2"; then\n'
+                    '  echo "Error: trouble in init_rank" >&2; exit 1; fi\n'
+                    'echo "<svg/>" > "$4"\n' % (log, log))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(files, "find_renderer", lambda: str(fake))
+    m = small_model()
+    out = tmp_path / "pics" / "all.svg"
+    assert fc.render([m["cost"], m["gw"], m["gb"]], out, stage="all") == str(out)
+    assert out.read_text() == "<svg/>\n"
+    attempts = log.read_text().split("@@\n")[:-1]
+    assert len(attempts) == 3 and "constraint=false" in attempts[0]
+    assert "newrank=false" in attempts[1] and "constraint=false" not in attempts[2]
+    assert "newrank=true" in attempts[2]  # the aligned ranking is kept where it can be
+    assert sorted(os.listdir(tmp_path / "pics")) == ["all.dot", "all.svg"]  # no temp files
+    # Another error is not retried.
+    fake.write_text('#!/bin/sh\necho "syntax error" >&2\nexit 1\n')
+    with pytest.raises(fc.FlowcError, match="syntax error"):
+        fc.render(m["cost"], tmp_path / "pics" / "f.svg", stage="forward")

@@ -55,6 +55,16 @@ def find_renderer():
     return None
 
 
+# Graphviz (and graphviz-pure) sometimes cannot rank a graph with clusters ("trouble in
+# init_rank"). Each retry gives up a little of the layout: classic ranking (less aligned
+# columns), then rank constraints from forward values into the backward column, then both.
+RETRIES = (
+    (("newrank=true", "newrank=false"),),
+    (("constraint=false, ", ""),),
+    (("newrank=true", "newrank=false"), ("constraint=false, ", "")),
+)
+
+
 def _run(exe, fmt, dot_path, path):
     """Render into a temp file beside `path` and rename it, so a failure leaves no half file."""
     tmp = _temp_name(path)
@@ -62,13 +72,16 @@ def _run(exe, fmt, dot_path, path):
     try:
         res = subprocess.run([exe, f"-T{fmt}", dot_path, "-o", tmp], capture_output=True,
                              text=True, timeout=300)
-        if res.returncode != 0 and "init_rank" in res.stderr:
-            # Graphviz's newrank sometimes cannot rank clusters ("trouble in init_rank"); the
-            # classic ranking always can, at the price of less aligned columns.
-            retry = _temp_name(dot_path)
+        for edits in RETRIES:
+            if res.returncode == 0 or "init_rank" not in res.stderr:
+                break
+            retry = retry or _temp_name(dot_path)
             with open(dot_path) as f:
-                text = f.read().replace("newrank=true", "newrank=false", 1)
-            _write_atomic(retry, text.encode())
+                text = f.read()
+            for old, new in edits:
+                text = text.replace(old, new)
+            with open(retry, "w") as f:
+                f.write(text)
             res = subprocess.run([exe, f"-T{fmt}", retry, "-o", tmp], capture_output=True,
                                  text=True, timeout=300)
         if res.returncode != 0 or not os.path.isfile(tmp) or os.path.getsize(tmp) == 0:
