@@ -17,6 +17,7 @@ verifier checks it (known ops, ports, attrs, stored types).
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -28,6 +29,8 @@ from ..ir.errors import FlowcError
 from ..ir.graph import Graph
 from ..ir.tensor import Tensor
 from ..ir.types import TensorType
+from ..ir.verify import LEAVES
+from ..ops.registry import OPS
 
 FORMAT = "flowc-graph"
 VERSION = 1
@@ -213,6 +216,10 @@ class _Reader:
         f = f"{f} (id {nid})"
         if not isinstance(rec.get("op"), str):
             self.fail(f"{f}.op", "an op name (a string)", rec.get("op"), nid)
+        if rec["op"] not in LEAVES and rec["op"] not in OPS:
+            near = difflib.get_close_matches(rec["op"], list(OPS) + list(LEAVES), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            self.fail(f"{f}.op", f"a known op{hint}; `flowc ops` lists them", rec["op"], nid)
         data = {k: rec[k] for k in _NODE_KEYS if k in rec}
         t = rec.get("type")
         if t is not None:
