@@ -188,6 +188,7 @@ def test_bad_files_and_flags_exit_2(work, monkeypatch, capsys):
     # The same cases, in this process (faster): the code and the message on stderr.
     monkeypatch.chdir(work)
     (work / "bad.csv").write_text("a,b,c,d,target\n1,2,3,4,5\n1,2,x,4,5\n")
+    (work / "nan.csv").write_text("a,b,c,d,target\n1,2,3,4,5\n1,nan,3,4,5\n")
     for argv, message in [
             (["render", "nothere.toml"], "nothere.toml: no such model file"),
             (["train", "reg.toml", "--epochs", "many"],
@@ -197,6 +198,8 @@ def test_bad_files_and_flags_exit_2(work, monkeypatch, capsys):
             (["train", "reg.toml", "--data", "bad.csv"],
              "bad.csv:3: column 3 ('c'): expected a number, got 'x'"),
             (["train", "reg.toml", "--data", "nothere.csv"], "nothere.csv: cannot read the file"),
+            (["train", "reg.toml", "--data", "nan.csv"],
+             "nan.csv:3: column 2 ('b'): expected a finite number, got 'nan'"),
             (["profile", "reg.toml", "-o", "p.pdf"], "-o p.pdf: the picture must end in"),
             (["export", "reg.toml", "-o", "g.txt"], "a graph file must end in .json"),
             (["ops", "nosuchop"], "no op name contains 'nosuchop'"),

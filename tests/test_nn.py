@@ -262,8 +262,23 @@ def test_nan_in_the_data_is_named():
     X, y = blobs(40)
     X[17, 2] = np.nan
     tr = nn.Trainer(task, "sgd", lr=0.1)
-    with pytest.raises(nn.TrainingDiverged, match="first shows in input 'x' of this batch"):
+    with pytest.raises(nn.TrainingDiverged, match="first shows in input 'x' of this batch") as e:
         tr.fit([X, y], epochs=1, batch_size=40)
+    # The advice is about the data, not the learning rate.
+    assert "NaN) and infinite values in the data" in str(e.value)
+    assert "learning rate" not in str(e.value)
+
+
+def test_nan_in_the_held_out_data_is_named_before_training():
+    task, _ = make_task()
+    X, y = blobs(40)
+    Xv = X.copy()
+    Xv[5, 1] = np.inf
+    tr = nn.Trainer(task, "sgd", lr=0.1)
+    with pytest.raises(fc.FlowcError, match=r"validation: input 'x' holds NaN or inf \(first in "
+                       r"row 5\)"):
+        tr.fit([X, y], epochs=1, validation=[Xv, y])
+    assert tr.epoch == 0 and tr.steps == 0
 
 
 def test_nan_in_a_gradient_is_named():

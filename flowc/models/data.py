@@ -91,11 +91,13 @@ def read_csv(path, target=None):
             raise DataError(f"{path}:{line}: expected {width} columns, got {len(cells)}")
         for j, c in enumerate(cells):
             try:
-                data[r, j] = float(c)
+                data[r, j] = v = float(c)
             except ValueError:
+                v = None
+            if v is None or not np.isfinite(v):  # nan/inf would only stop training later
                 name = f" ({header[j]!r})" if header else ""
-                raise DataError(f"{path}:{line}: column {j + 1}{name}: expected a number, got "
-                                f"{c!r}") from None
+                raise DataError(f"{path}:{line}: column {j + 1}{name}: expected a "
+                                f"{'number' if v is None else 'finite number'}, got {c!r}")
     y = data[:, col]
     if np.all(y == np.round(y)):
         y = y.astype(np.int64)

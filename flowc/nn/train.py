@@ -94,6 +94,8 @@ class Trainer:
              stream, columns):
         data = self._arrays(data, "data")
         val = self._arrays(validation, "validation") if validation is not None else None
+        if val is not None:
+            self._check_finite(val, "validation")
         if batch_size <= 0:
             raise FlowcError(f"batch_size must be positive, got {batch_size}")
         n = len(data[0])
@@ -175,6 +177,14 @@ class Trainer:
                              f"of equal length, got lengths {[len(a) for a in arrays]}")
         return arrays
 
+    def _check_finite(self, arrays, what):
+        """Held-out data with NaN or inf would only give NaN scores; say where it is."""
+        for t, a in zip(self.task.inputs, arrays):
+            if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+                row = int(np.argwhere(~np.isfinite(a))[0][0])
+                raise FlowcError(f"{what}: input {t.name!r} holds NaN or inf (first in row "
+                                 f"{row}); remove or fill those values")
+
     def _check_start(self):
         for p in self.state_params:
             v = p.get_value(borrow=True)
@@ -193,7 +203,10 @@ class Trainer:
             msg += (f"The last good state is the checkpoint "
                     f"{os.path.join(checkpoint, CHECKPOINT_FILE)} (epoch {self.epoch}). ")
         lr = self.opt_kwargs.get("lr")
-        msg += "Try a smaller learning rate" + (f" than {lr:g}." if lr is not None else ".")
+        if where.endswith("(the data itself)"):
+            msg += "Remove or fill the missing (NaN) and infinite values in the data."
+        else:
+            msg += "Try a smaller learning rate" + (f" than {lr:g}." if lr is not None else ".")
         raise TrainingDiverged(msg, e, b + 1, where, self.history)
 
     def _first_bad(self, vals, batch):
