@@ -52,6 +52,18 @@ def test_save_and_load_round_trip_everything(tmp_path):
     assert other.history.as_dict() == tr.history.as_dict()
 
 
+def test_any_parameter_name_can_be_saved(tmp_path):
+    # np.savez(f, **arrays) takes "file" and "allow_pickle" as its own arguments.
+    with fc.Graph():
+        ps = [fc.param(n, np.arange(3.0) + i) for i, n in
+              enumerate(["file", "allow_pickle", "args", "dense1.W"])]
+        path = ckpt.save_params(str(tmp_path / "odd.npz"), ps, {"note": "x"})
+        arrays, meta = ckpt.load(path)
+    assert sorted(arrays) == ["allow_pickle", "args", "dense1.W", "file"]
+    assert all(np.array_equal(arrays[p.name], p.get_value()) for p in ps)
+    assert meta["note"] == "x"
+
+
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
     X, y = data()
     Xv, yv = data(40, seed=1)
