@@ -215,6 +215,20 @@ def test_a_failing_run_exits_1(work):
     assert "first shows in the loss" in r.stderr and "diverge.toml:" in r.stderr
 
 
+def test_a_wrong_gradient_fails_check_grad_with_exit_1(work):
+    (work / "wrongmod.py").write_text(
+        "import numpy as np, flowc as fc\n"
+        "def loss():\n"
+        "    x = fc.input('x', (None, 3))\n"
+        "    w = fc.param('w', np.linspace(-1, 1, 3))\n"
+        "    bad = fc.custom_vjp(lambda t: fc.tanh(t), lambda xs, y, g: [2.0 * g])\n"
+        "    return {'loss': fc.mean(bad(x @ w))}\n")
+    r = flowc("check-grad", "wrongmod:loss", cwd=work)
+    assert r.returncode == 1, r.stderr
+    assert re.search(r"^w\s+\[3\]\s+3/3 .* FAIL$", r.stdout, re.M)
+    assert "gradient check failed for w" in r.stderr
+
+
 def test_pyproject_declares_the_command_and_ships_the_model_files():
     text = open(os.path.join(ROOT, "pyproject.toml")).read()
     assert 'flowc = "flowc.cli:main"' in text
