@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-BLOCK_BYTES = 1 << 16    # bytes per block and temporary: in L2, and under malloc's mmap line
+BLOCK_BYTES = 1 << 18    # bytes per block and temporary: a few fit in L2; smaller blocks
+                         # cost more in per-block calls than they save (W2's update: 1.2x)
 PARALLEL_MIN = 1 << 17   # below this many elements, one block on the calling thread
 THREADS_MIN = 1 << 21    # below this, blocks run on the calling thread: waking pool threads
                          # next to BLAS's own (spinning) threads slowed the next GEMM 2x

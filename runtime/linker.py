@@ -92,8 +92,11 @@ class Executable:
 
     def _plan(self, key, arrays):
         """Buffers for a new shape signature, shared by liveness (see runtime/memory.py)."""
-        arrays = {s: a for s, a in arrays.items() if hasattr(a, "shape")}
-        B = memory.plan(self.program, self._kinds, self._inplace, arrays, self._exclusive)
+        ghosts = {id(p) for g in range(len(self.loop_groups))
+                  for p in self._env[f"_grp{g}"].placeholders}
+        arrays = {s: a for s, a in arrays.items() if hasattr(a, "shape") and id(a) not in ghosts}
+        B = memory.plan(self.program, self._kinds, self._inplace, arrays, self._exclusive,
+                        self.loop_groups)
         if len(self._bufs) >= 4:  # keep a few signatures (say, a training and an eval batch)
             self._bufs.pop(next(iter(self._bufs)))
         self._bufs[key] = B

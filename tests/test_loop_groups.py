@@ -122,12 +122,20 @@ def test_sizes_that_differ_at_run_time_fall_back_and_errors_name_the_member():
 
 def test_transposed_operand_runs_one_by_one():
     x = fc.input("x", shape=(None, None))
-    f = fc.function([x], [fc.sum(fc.exp(x) * x), fc.tanh(x) + 1.0])
+    t = fc.tanh(x)  # kept once for its two readers, dies inside the group
+    f = fc.function([x], [fc.sum(t * x), t + 1.0])
     X = np.random.default_rng(5).standard_normal((3, N // 3)).T  # F-ordered
     s, t = f(X)
-    np.testing.assert_allclose(s, (np.exp(X) * X).sum(), rtol=1e-12)
+    np.testing.assert_allclose(s, (np.tanh(X) * X).sum(), rtol=1e-12)
     np.testing.assert_allclose(t, np.tanh(X) + 1, rtol=1e-15)
     assert f.exe.loop_groups and chunked_calls(f) == 0
+
+
+def test_groups_form_only_where_they_pay():
+    z = fc.input("z", shape=(None, 8))
+    h = z + fc.param("b", np.zeros(8))
+    f = fc.function([z], [h, fc.relu(h)], optimize="O1")  # both values escape
+    assert f.exe.loop_groups == []
 
 
 def test_find_groups_needs_one_static_shape():
