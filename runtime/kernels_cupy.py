@@ -251,6 +251,15 @@ def _matmul(a, b, out=None):
     return _store(cp.matmul(a, b), out)  # vector operands: the result is small
 
 
+def _gemm(a, b, c, alpha=1.0, beta=1.0, out=None):
+    # cuBLAS GEMM into the buffer, then the scaled C: two launches, no host round trip.
+    out = cp.matmul(a, b, out=out)
+    if alpha != 1.0:
+        out *= alpha
+    out += c if beta == 1.0 else beta * c
+    return out
+
+
 # -- linear algebra, selection, steering --------------------------------------------------------
 def _solve(a, b, out=None):
     return _store(cp.linalg.solve(a, b), out)
@@ -327,7 +336,7 @@ KERNELS["random_uniform"] = Kernel(None, "out", prepare=lambda stream=0, dtype="
                                    RandomKernel(stream, dtype))
 KERNELS.update({name: Kernel(fn, "out") for name, fn in {
     "logsumexp": _logsumexp, "softmax": _softmax, "log_softmax": _log_softmax,
-    "matmul": _matmul, "getitem_grad": _getitem_grad, "take": _take, "take_grad": _take_grad,
+    "matmul": _matmul, "gemm": _gemm, "getitem_grad": _getitem_grad, "take": _take, "take_grad": _take_grad,
     "concatenate": _concatenate, "solve": _solve, "inv": _inv,
     "diag_part_grad": _diag_part_grad, "diag_embed": _diag_embed, "norm2": _norm2,
     "put_along_axis_grad": _put_along_axis_grad,

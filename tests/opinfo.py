@@ -643,6 +643,16 @@ S("fused_reduce_big_all_f32", lambda a, b: F.apply("fused_reduce", [a, b], expr=
   compiled_only=True, rtol=1e-4, atol=1e-3)
 
 
+# -- gemm (made by the O2 specialize pass; built directly here) ---------------------------------
+S("gemm_bias", lambda a, b, c: F.apply("gemm", [a, b, c]), [A(4, 3, decl=(None, 3)), A(3, 5), A(5)],
+  lambda a, b, c: a @ b + c, compiled_only=True)
+S("gemm_update_transposed", lambda a, b, c: F.apply("gemm", [fc.transpose(a), b, c], alpha=-0.1),
+  [A(4, 3), A(4, 5), A(3, 5)], lambda a, b, c: c - 0.1 * (a.T @ b), compiled_only=True)
+S("gemm_beta_f32", lambda a, b, c: F.apply("gemm", [a, fc.transpose(b), c], alpha=2.0, beta=-0.5),
+  [A(6, 4, dt="float32"), A(5, 4, dt="float32"), A(6, 1, dt="float32")],
+  lambda a, b, c: 2 * (a @ b.T) - 0.5 * c, compiled_only=True, rtol=1e-5, atol=1e-5)
+
+
 # -- random numbers (reference: the same SplitMix64 counter hash written out in NumPy) ----------
 def _splitmix_ref(like, state, stream=0):
     mask = (1 << 64) - 1

@@ -9,7 +9,7 @@ import networkx as nx
 
 from ..ops.registry import get_op
 from .cleanup import prune
-from .rewrite import copy_graph, log, operands, replace, roots, topo
+from .rewrite import add_like, copy_graph, log, operands, replace, roots, topo
 
 REDUCIBLE = ("sum", "mean", "max", "min", "prod")
 NOT_FUSED = ("fused", "fused_reduce", "stop_gradient")
@@ -90,7 +90,7 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
                 continue
             args = []
             expr = build(u, args, {})
-            new = _add(H, n, "fused_reduce", args,
+            new = add_like(H, n, "fused_reduce", args,
                        dict(expr=expr, reduce=d["op"], axis=d["attrs"]["axis"],
                             keepdims=d["attrs"]["keepdims"]), next(ids))
         elif fusable(H, n) and not absorbed(n):
@@ -100,24 +100,9 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
                 continue  # recomputed inside each consumer instead
             args = []
             expr = build(n, args, {})
-            new = _add(H, n, "fused", args, dict(expr=expr), next(ids))
+            new = add_like(H, n, "fused", args, dict(expr=expr), next(ids))
         else:
             continue
         replace(H, n, new)
         log(H, "fuse", n)
     return prune(H)
-
-
-def _add(H, n, op, args, attrs, nid):
-    """A new node computing node n's value from `args`; it inherits n's name, phase, line."""
-    from ..ops.registry import canonical_attrs
-    d = H.nodes[n]
-    opdef = get_op(op)
-    attrs = canonical_attrs(opdef, attrs)
-    t = opdef.infer([H.nodes[a]["type"] for a in args], attrs)
-    assert t == d["type"], f"fused type {t} != {d['type']}"
-    H.add_node(nid, op=op, attrs=attrs, type=t, name=d.get("name"), phase=d["phase"],
-               trace=d.get("trace"), **({"origin": d["origin"]} if "origin" in d else {}))
-    for port, a in enumerate(args):
-        H.add_edge(a, nid, key=port)
-    return nid

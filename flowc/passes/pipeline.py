@@ -5,17 +5,19 @@ from .algebra import simplify
 from .cleanup import cse, dce, fold_constants
 from .fuse import fuse
 from .shapes import drop_identity_shape_ops
+from .specialize import specialize
 from .stabilize import simplify_and_stabilize
 
 # cleanup -> canonicalize + stabilize (one fixed point over both rule tables) -> cleanup
-# -> shape-class cleanup, in PyTensor's order; O2 then fuses. build_unit already dropped
-# everything the outputs do not need, and every pass prunes what it made dead.
+# -> shape-class cleanup, in PyTensor's order; O2 then specializes (GEMM) and fuses.
+# build_unit already dropped everything the outputs do not need, and every pass prunes
+# what it made dead.
 PIPELINES = {
     "O0": (dce,),
     "O1": (fold_constants, cse, simplify_and_stabilize, fold_constants, cse,
            drop_identity_shape_ops, simplify),
 }
-PIPELINES["O2"] = PIPELINES["O1"] + (fuse,)
+PIPELINES["O2"] = PIPELINES["O1"] + (specialize, fuse)
 
 
 def optimize(G, level="O1", verify=False):

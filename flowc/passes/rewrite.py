@@ -4,6 +4,7 @@ from __future__ import annotations
 import networkx as nx
 
 from ..ir.graph import Graph, copy_graph, operands, topological, upstream  # noqa: F401
+from ..ops.registry import canonical_attrs, get_op
 
 
 def replace(G: nx.MultiDiGraph, old: int, new: int) -> None:
@@ -47,3 +48,17 @@ def topo(G):
 def builder(G) -> Graph:
     """A Graph wrapper over G so rewrite rules can build nodes with the public op API."""
     return Graph(G)
+
+
+def add_like(H, n, op, args, attrs, nid):
+    """A new node computing node n's value from `args`; it inherits n's name, phase, line."""
+    d = H.nodes[n]
+    opdef = get_op(op)
+    attrs = canonical_attrs(opdef, attrs)
+    t = opdef.infer([H.nodes[a]["type"] for a in args], attrs)
+    assert t == d["type"], f"{op} type {t} != {d['type']}"
+    H.add_node(nid, op=op, attrs=attrs, type=t, name=d.get("name"), phase=d["phase"],
+               trace=d.get("trace"), **({"origin": d["origin"]} if "origin" in d else {}))
+    for port, a in enumerate(args):
+        H.add_edge(a, nid, key=port)
+    return nid

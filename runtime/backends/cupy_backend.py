@@ -103,7 +103,7 @@ def kernel_kind(kernel, dtype="float64") -> str:
     """'generated CUDA', 'cuBLAS', 'cuSOLVER', 'view' (no launch) or 'CuPy' for one kernel."""
     if kernel in GENERATED:
         return "generated CUDA"
-    if kernel == "matmul":
+    if kernel in ("matmul", "gemm"):
         return "cuBLAS" if np.dtype(dtype).kind in "fc" else "CuPy"
     if kernel in CUSOLVER:
         return "cuSOLVER"

@@ -1,0 +1,114 @@
+"""Specialization: a matrix product and the scaled add that consumes it become one GEMM.
+
+BLAS computes C := alpha * A @ B + beta * C in one call, so `x @ W + b` (a layer) and
+`W - lr * (X.T @ g)` (an SGD update of a weight matrix) need no second pass over the
+product. Transposed operands stay views: the runtime hands BLAS the transpose flags.
+"""
+from __future__ import annotations
+
+import itertools
+
+import networkx as nx
+
+from .cleanup import prune
+from .rewrite import add_like, copy_graph, log, operands, replace, roots, topo
+from .shapes import SHAPE_OF
+
+
+def _shape_readers(H, n):
+    """Edges (consumer, port) through which n is read for its shape only."""
+    return [(v, k) for _, v, k in H.out_edges(n, keys=True)
+            if SHAPE_OF.get(H.nodes[v]["op"]) == k]
+
+
+def _single_consumer(H, n, keep):
+    """The one node that reads n's values (through one edge), or None; returned values and
+    values read twice stay as they are. Readers of n's shape alone do not count."""
+    if n in keep:
+        return None
+    shape_only = _shape_readers(H, n)
+    if H.out_degree(n) - len(shape_only) != 1:
+        return None
+    return next(v for _, v, k in H.out_edges(n, keys=True) if (v, k) not in shape_only)
+
+
+def _move_shape_readers(H, n, new):
+    """Shape-only readers of n read `new` instead (same type), so n can be dropped."""
+    for v, k in _shape_readers(H, n):
+        H.remove_edge(n, v, key=k)
+        H.add_edge(new, v, key=k)
+
+
+def _scalar(H, n):
+    d = H.nodes[n]
+    if d["op"] == "const" and d["value"].size == 1 and d["value"].dtype.kind == "f":
+        return float(d["value"].reshape(()))
+    return None
+
+
+def _scaled(H, m, keep):
+    """(node carrying k * (A @ B), k, its consumer): m itself, or mul(m, scalar const)."""
+    u = _single_consumer(H, m, keep)
+    if u is None:
+        return None
+    if H.nodes[u]["op"] == "mul":
+        a, b = operands(H, u)
+        k = _scalar(H, b) if a == m else _scalar(H, a) if b == m else None
+        if k is not None and H.nodes[u]["type"] == H.nodes[m]["type"]:
+            n = _single_consumer(H, u, keep)
+            return (u, k, n) if n is not None else None
+    return m, 1.0, u
+
+
+def _gemm_form(H, m, keep):
+    """(A, B, C, alpha, beta, node replaced, k * (A @ B) node) when m's value flows into
+    C +- k * (A @ B)."""
+    found = _scaled(H, m, keep)
+    if found is None:
+        return None
+    side, k, n = found
+    op = H.nodes[n]["op"]
+    if op not in ("add", "sub") or H.nodes[n]["type"] != H.nodes[m]["type"]:
+        return None
+    x, y = operands(H, n)
+    if x == y:
+        return None
+    if op == "add":
+        c, alpha, beta = (y if x == side else x), k, 1.0
+    elif y == side:
+        c, alpha, beta = x, -k, 1.0
+    else:
+        c, alpha, beta = y, k, -1.0
+    if H.nodes[c]["type"].dtype != H.nodes[m]["type"].dtype:
+        return None
+    a, b = operands(H, m)
+    return a, b, c, alpha, beta, n, side
+
+
+def specialize(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    """Fold `C +- k * (A @ B)` (2-D float A, B; C broadcasting into the product) into one
+    gemm node. Guarantee: same values (up to BLAS's rounding) and types."""
+    H = None
+    for m in topo(G):
+        d = G.nodes[m]
+        if d["op"] != "matmul" or d["type"].dtype not in ("float32", "float64"):
+            continue
+        if any(G.nodes[a]["type"].ndim != 2 for a in operands(G, m)):
+            continue
+        if H is None:  # copy on the first match only: no-op passes return their input
+            H = copy_graph(G)
+            keep = set(roots(H))
+            ids = itertools.count(max(H.nodes, default=-1) + 1)
+        if m not in H:
+            continue
+        form = _gemm_form(H, m, keep)
+        if form is None:
+            continue
+        a, b, c, alpha, beta, n, side = form
+        new = add_like(H, n, "gemm", [a, b, c], dict(alpha=alpha, beta=beta), next(ids))
+        for old in {m, side}:  # both have the product's type, as the gemm has
+            _move_shape_readers(H, old, new)
+        replace(H, n, new)
+        log(H, "gemm", n)
+    return G if H is None else prune(H)
+
