@@ -107,7 +107,9 @@ def _arena(program, kinds, inplace, arrays, exclusive, groups):
         placed.append((first, last, nbytes, at))
         offset[b] = at
         size = max(size, at + nbytes)
-    arena = np.empty(max(size, 1), np.uint8)
+    raw = np.empty(size + ALIGN, np.uint8)  # NumPy aligns to 16 bytes: shift to ALIGN
+    shift = -raw.ctypes.data % ALIGN
+    arena = raw[shift:shift + size]
     assigned = {}
     for b, (_, _, nbytes, slots) in buffers.items():
         for s in slots:

@@ -63,3 +63,37 @@ def test_rules_are_listed_by_explain():
     x = fc.input("x", (2,))
     f = fc.function([x], fc.log(fc.softmax(x)))
     assert "log_softmax" in f.explain()
+
+
+def test_binary_cross_entropy_needs_one_softplus_and_is_exact_at_plus_minus_1000():
+    z, y = fc.input("z", (None,)), fc.input("y", (None,))
+    p = fc.sigmoid(z)
+    cost = fc.mean(-y * fc.log(p) - (1 - y) * fc.log(1 - p))
+    g = fc.grad(cost, z)
+    f = fc.function([z, y], [cost, g], optimize="O1", verify=True)
+    assert "binary_cross_entropy" in f.explain()
+    assert [ins.kernel for ins in f.program.instrs].count("softplus") == 1
+    Z, Y = np.array([1000.0, -1000.0, 0.3, -2.0]), np.array([0.0, 1.0, 1.0, 0.0])
+    c, gz = f(Z, Y)
+    want = np.logaddexp(0, Z) - Y * Z  # softplus(z) - y z, exactly the cross-entropy
+    assert c == pytest.approx(want.mean(), rel=1e-14)
+    sig = np.array([1.0, 0.0, 1 / (1 + np.exp(-0.3)), 1 / (1 + np.exp(2.0))])
+    np.testing.assert_allclose(gz, (sig - Y) / 4, atol=1e-15)
+
+
+def test_shape_references_do_not_keep_forward_values_alive():
+    # The logistic-regression step: after the rewrite above, the gradient's shape-fixing
+    # nodes must not keep y * softplus(-z) or (1 - y) * softplus(z) computed for their
+    # shapes alone (shape classes: both have the broadcast shape of y and z).
+    x, y = fc.input("x", (None, 5)), fc.input("y", (None,))
+    w, b = fc.param("w", np.zeros(5)), fc.param("b", 0.0)
+    p = fc.sigmoid(x @ w + b)
+    cost = fc.mean(-y * fc.log(p) - (1 - y) * fc.log(1 - p))
+    gw, gb = fc.grad(cost, [w, b])
+    f = fc.function([x, y], [cost, gw, gb], optimize="O1", verify=True)
+    assert [ins.kernel for ins in f.program.instrs].count("softplus") == 1
+    X = np.random.default_rng(0).standard_normal((7, 5))
+    Y = (X[:, 0] > 0).astype(float)
+    ref = fc.function([x, y], [cost, gw, gb], optimize="O0")
+    for got, want in zip(f(X, Y), ref(X, Y)):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)

@@ -2,7 +2,7 @@
 shape-fixing nodes (sum_like, broadcast_like, reshape_like) that are identities then.
 
 Two tensors are in one class when their shapes are equal at every call: a fully known shape
-is its own class; an elementwise result is in its operands' class when they share one
+is its own class; an elementwise result's class is the union of its operands' classes
 (operands whose dims are all 1, such as scalars, broadcast without changing it);
 broadcast_like / reshape_like / sum_like results are in the class of the tensor whose shape
 they copy. Everything else gets a class of its own.
@@ -13,19 +13,25 @@ import networkx as nx
 
 from ..ops.registry import get_op
 from .cleanup import prune
-from .rewrite import copy_graph, log, operands, replace, topo
+from .rewrite import copy_graph, log, operands, replace, roots, topo
 
 SHAPE_OF = {"broadcast_like": 1, "reshape_like": 1, "sum_like": 1}
 
 
 def shape_classes(G):
-    """A class key per node: equal keys mean equal run-time shapes."""
+    """A class key per node: equal keys mean equal run-time shapes.
+
+    A key is the set of shapes a tensor's shape is the broadcast of: an elementwise result
+    takes the union of its operands' sets (broadcasting is associative and commutative), so
+    `y * softplus(-z)` and `softplus(z) - y * z` share a class even though neither has the
+    class of y or of z.
+    """
     cls = {}
     for n in topo(G):
         d = G.nodes[n]
         shape = d["type"].shape
         if None not in shape:
-            cls[n] = ("static", shape)
+            cls[n] = frozenset([("static", shape)])
             continue
         op = d["op"]
         args = operands(G, n)
@@ -33,11 +39,11 @@ def shape_classes(G):
             cls[n] = cls[args[SHAPE_OF[op]]]
             continue
         if op not in ("input", "param", "const") and get_op(op).elementwise:
-            keys = {cls[a] for a in args if not _trivial(G, a, len(shape))}
-            if len(keys) == 1:
-                cls[n] = keys.pop()
+            keys = [cls[a] for a in args if not _trivial(G, a, len(shape))]
+            if keys:
+                cls[n] = frozenset().union(*keys)
                 continue
-        cls[n] = ("node", n)
+        cls[n] = frozenset([("node", n)])
     return cls
 
 
@@ -56,21 +62,10 @@ def drop_identity_shape_ops(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
     - broadcast_like(a, ref) feeding an elementwise op whose other operand has ref's shape
       becomes plain a (the op broadcasts it anyway).
     """
-    H = copy_graph(G)
+    H = _shape_operands(G, prefer_needed=True)
+    if not nx.is_directed_acyclic_graph(H):  # a preferred tensor depended on its reader
+        H = _shape_operands(G, prefer_needed=False)
     cls = shape_classes(H)
-    first = {}
-    for n in topo(H):
-        first.setdefault(cls[n], n)
-    for n in topo(H):
-        d = H.nodes[n]
-        if d["op"] not in SHAPE_OF:
-            continue
-        src, like = operands(H, n)
-        if cls[src] == cls[like] and H.nodes[src]["type"] == d["type"]:
-            replace(H, n, src)
-            log(H, "identity_" + d["op"], n)
-        elif first[cls[like]] != like:
-            _set_operand(H, n, 1, first[cls[like]])
     for n in topo(H):
         d = H.nodes[n]
         if d["op"] in ("input", "param", "const") or not get_op(d["op"]).elementwise:
@@ -86,6 +81,53 @@ def drop_identity_shape_ops(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
                 _set_operand(H, n, port, src)
                 log(H, "broadcast_into_elementwise", n)
     return prune(H)
+
+
+def _shape_operands(G, prefer_needed):
+    """Drop identity shape ops; point shape-only operands at one tensor of their class: the
+    earliest whose value is needed anyway (an input, or an output of the forward pass that
+    a gradient reads) when prefer_needed, else the earliest."""
+    H = copy_graph(G)
+    cls = shape_classes(H)
+    order = {n: i for i, n in enumerate(topo(H))}
+    first, needed = {}, {}
+    live = _values_needed(H, order) if prefer_needed else set()
+    for n in order:
+        first.setdefault(cls[n], n)
+        if n in live:
+            needed.setdefault(cls[n], n)
+    for n in order:
+        d = H.nodes[n]
+        if d["op"] not in SHAPE_OF:
+            continue
+        src, like = operands(H, n)
+        if cls[src] == cls[like] and H.nodes[src]["type"] == d["type"]:
+            replace(H, n, src)
+            log(H, "identity_" + d["op"], n)
+            continue
+        pick = needed.get(cls[like])
+        # Before n in this order, or a forward value read by a backward node: not n's
+        # descendant. (The caller checks for cycles all the same.)
+        if pick is None or not (order[pick] < order[n] or (
+                H.nodes[pick]["phase"] == "forward" and d["phase"] != "forward")):
+            pick = first[cls[like]]
+        if pick != like:
+            _set_operand(H, n, 1, pick)
+    return H
+
+
+def _values_needed(H, order):
+    """Nodes whose values the unit needs: inputs, parameters, roots, and whatever those read
+    for their values (nodes kept only as shape references are not)."""
+    live = set(roots(H))
+    for n in reversed(list(order)):
+        if n in live or H.nodes[n]["op"] in ("input", "param"):
+            live.add(n)
+            continue
+        if any(v in live and SHAPE_OF.get(H.nodes[v]["op"]) != k
+               for _, v, k in H.out_edges(n, keys=True)):
+            live.add(n)
+    return live
 
 
 def _set_operand(H, n, port, new):

@@ -80,6 +80,32 @@ def _log_sum_exp(G, n, a):
     return _build(G, n, lambda t: F.logsumexp(t[0], at["axis"], at["keepdims"]), [z])
 
 
+def _factors(G, n):
+    """(x, y) and (y, x) for n = x * y, else nothing."""
+    if _op(G, n) != "mul":
+        return []
+    x, y = operands(G, n)
+    return [(x, y), (y, x)]
+
+
+def _binary_cross_entropy(G, n, a):
+    # y * softplus(-z) + (1 - y) * softplus(z) -> softplus(z) - y * z, since softplus(-z) =
+    # softplus(z) - z: what -y log(sigmoid z) - (1 - y) log(1 - sigmoid z) becomes after the
+    # rules above, with one softplus instead of two.
+    for p, q in (a, a[::-1]):
+        for y, s1 in _factors(G, p):
+            if _op(G, s1) != "softplus" or _op(G, operands(G, s1)[0]) != "neg":
+                continue
+            z = operands(G, operands(G, s1)[0])[0]
+            for one_minus_y, s2 in _factors(G, q):
+                if (_op(G, s2) == "softplus" and operands(G, s2)[0] == z
+                        and _op(G, one_minus_y) == "sub"
+                        and _is(G, operands(G, one_minus_y)[0], 1)
+                        and operands(G, one_minus_y)[1] == y):
+                    return _build(G, n, lambda t: F.softplus(t[0]) - t[1] * t[0], [z, y])
+    return None
+
+
 RULES = [
     ("inv_1p_exp->sigmoid", "div", _inv_one_plus_exp),
     ("log(1-sigmoid)->-softplus(x)", "log", _log_one_minus_sigmoid),
@@ -88,6 +114,7 @@ RULES = [
     ("exp(x)-1->expm1", "sub", _exp_minus_one),
     ("log_softmax", "log", _log_softmax),
     ("log_sum_exp->logsumexp", "log", _log_sum_exp),
+    ("binary_cross_entropy->softplus(z)-y*z", "add", _binary_cross_entropy),
 ]
 
 
