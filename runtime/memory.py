@@ -167,12 +167,15 @@ def report(program, kinds, arrays, buffers):
             b = b.base
         if b is not None:
             distinct[id(b)] = b.nbytes
+    # Update values are committed only after every value is computed (Theano's semantics),
+    # so they live to the end of the call however early their last read is.
+    committed = {u["slot"] for u in program.updates}
     bound = 0
     live = {}
     for i, ins in enumerate(program.instrs):
         if ins.out in arrays:
             live[ins.out] = arrays[ins.out].nbytes
         bound = max(bound, sum(live.values()))
-        for s in [s for s in live if ends.get(s, -1) <= i]:
+        for s in [s for s in live if ends.get(s, -1) <= i and s not in committed]:
             del live[s]
     return sum(distinct.values()), bound
