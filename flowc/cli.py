@@ -308,7 +308,8 @@ def cmd_train(args):
     opts = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in opt_kwargs.items())
     print(f"training {loaded.name} on {ds.name}: {len(ds.ytr)} training / {len(ds.yte)} "
-          f"held-out samples, {loaded.optimizer}({opts}), {epochs} epochs, batches of {batch}")
+          f"held-out samples, {loaded.optimizer}({opts}), {epochs} epoch{'s' * (epochs != 1)}, "
+          f"batches of {batch}")
     columns = shutil.get_terminal_size((100, 24)).columns
     history = None
     try:

@@ -9,7 +9,7 @@ import networkx as nx
 
 from ..ops.registry import get_op
 from .cleanup import prune
-from .rewrite import add_like, copy_graph, log, operands, replace, roots, topo
+from .rewrite import add_like, copy_graph, log, move_roots, operands, replace, roots, topo
 
 REDUCIBLE = ("sum", "mean", "max", "min", "prod")
 NOT_FUSED = ("fused", "fused_reduce", "stop_gradient")
@@ -80,6 +80,7 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
         return (op, attrs, tuple(children))
 
     ids = itertools.count(max(H.nodes, default=-1) + 1)
+    moved = {}
     for n in reversed(topo(H)):
         if n not in H:
             continue
@@ -91,8 +92,8 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
             args = []
             expr = build(u, args, {})
             new = add_like(H, n, "fused_reduce", args,
-                       dict(expr=expr, reduce=d["op"], axis=d["attrs"]["axis"],
-                            keepdims=d["attrs"]["keepdims"]), next(ids))
+                           dict(expr=expr, reduce=d["op"], axis=d["attrs"]["axis"],
+                                keepdims=d["attrs"]["keepdims"]), next(ids))
         elif fusable(H, n) and not absorbed(n):
             if not any(absorbed(u) for u in operands(H, n)):
                 continue  # a group of one: nothing to gain
@@ -103,6 +104,7 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
             new = add_like(H, n, "fused", args, dict(expr=expr), next(ids))
         else:
             continue
-        replace(H, n, new)
+        replace(H, n, new, moved)
         log(H, "fuse", n)
+    move_roots(H, moved)
     return prune(H)

@@ -7,16 +7,37 @@ from ..ir.graph import Graph, copy_graph, operands, topological, upstream  # noq
 from ..ops.registry import canonical_attrs, get_op
 
 
-def replace(G: nx.MultiDiGraph, old: int, new: int) -> None:
-    """Make every consumer (and unit root) of `old` read `new` instead, keeping ports."""
+def replace(G: nx.MultiDiGraph, old: int, new: int, moved=None) -> None:
+    """Make every consumer (and unit root) of `old` read `new` instead, keeping ports.
+
+    With a dict `moved`, root changes are recorded there instead and applied by
+    move_roots() once: a pass that replaces many roots (one per parameter update) would
+    otherwise rebuild the root lists each time, quadratic in a deep network.
+    """
     if old == new:
         return
     for _, v, k in list(G.out_edges(old, keys=True)):
         G.remove_edge(old, v, key=k)
         G.add_edge(new, v, key=k)
     if old in _root_set(G):
+        if moved is not None:
+            moved[old] = new
+            return
         G.graph["outputs"] = [new if n == old else n for n in G.graph["outputs"]]
         G.graph["updates"] = [(p, new if v == old else v) for p, v in G.graph["updates"]]
+
+
+def move_roots(G: nx.MultiDiGraph, moved) -> None:
+    """Apply the root changes replace() recorded in `moved` (chains followed)."""
+    if not moved:
+        return
+
+    def final(n):
+        while n in moved:
+            n = moved[n]
+        return n
+    G.graph["outputs"] = [final(n) for n in G.graph["outputs"]]
+    G.graph["updates"] = [(p, final(v)) for p, v in G.graph["updates"]]
 
 
 def _root_set(G) -> frozenset:

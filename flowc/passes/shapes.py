@@ -26,12 +26,14 @@ def shape_classes(G):
     `y * softplus(-z)` and `softplus(z) - y * z` share a class even though neither has the
     class of y or of z.
     """
-    cls = {}
+    cls, static = {}, {}
     for n in topo(G):
         d = G.nodes[n]
         shape = d["type"].shape
         if None not in shape:
-            cls[n] = frozenset([("static", shape)])
+            if shape not in static:
+                static[shape] = frozenset([("static", shape)])
+            cls[n] = static[shape]
             continue
         op = d["op"]
         args = operands(G, n)
@@ -39,9 +41,15 @@ def shape_classes(G):
             cls[n] = cls[args[SHAPE_OF[op]]]
             continue
         if op not in ("input", "param", "const") and get_op(op).elementwise:
-            keys = [cls[a] for a in args if not _trivial(G, a, len(shape))]
-            if keys:
-                cls[n] = frozenset().union(*keys)
+            key = None
+            for a in args:
+                if _trivial(G, a, len(shape)):
+                    continue
+                k = cls[a]
+                # Most operands share one class object: union only when they differ.
+                key = k if key is None or key is k else key | k
+            if key is not None:
+                cls[n] = key
                 continue
         cls[n] = frozenset([("node", n)])
     return cls
@@ -62,10 +70,9 @@ def drop_identity_shape_ops(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
     - broadcast_like(a, ref) feeding an elementwise op whose other operand has ref's shape
       becomes plain a (the op broadcasts it anyway).
     """
-    H = _shape_operands(G, prefer_needed=True)
+    H, cls = _shape_operands(G, prefer_needed=True)
     if not nx.is_directed_acyclic_graph(H):  # a preferred tensor depended on its reader
-        H = _shape_operands(G, prefer_needed=False)
-    cls = shape_classes(H)
+        H, cls = _shape_operands(G, prefer_needed=False)
     for n in topo(H):
         d = H.nodes[n]
         if d["op"] in ("input", "param", "const") or not get_op(d["op"]).elementwise:
@@ -113,7 +120,7 @@ def _shape_operands(G, prefer_needed):
             pick = first[cls[like]]
         if pick != like:
             _set_operand(H, n, 1, pick)
-    return H
+    return H, cls  # classes hold: every rewrite kept a tensor's shape and its class
 
 
 def _values_needed(H, order):

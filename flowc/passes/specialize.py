@@ -11,7 +11,7 @@ import itertools
 import networkx as nx
 
 from .cleanup import prune
-from .rewrite import add_like, copy_graph, log, operands, replace, roots, topo
+from .rewrite import add_like, copy_graph, log, move_roots, operands, replace, roots, topo
 from .shapes import SHAPE_OF
 
 
@@ -99,6 +99,7 @@ def specialize(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
             H = copy_graph(G)
             keep = set(roots(H))
             ids = itertools.count(max(H.nodes, default=-1) + 1)
+            moved = {}
         if m not in H:
             continue
         form = _gemm_form(H, m, keep)
@@ -108,7 +109,10 @@ def specialize(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
         new = add_like(H, n, "gemm", [a, b, c], dict(alpha=alpha, beta=beta), next(ids))
         for old in {m, side}:  # both have the product's type, as the gemm has
             _move_shape_readers(H, old, new)
-        replace(H, n, new)
+        replace(H, n, new, moved)
         log(H, "gemm", n)
-    return G if H is None else prune(H)
+    if H is None:
+        return G
+    move_roots(H, moved)
+    return prune(H)
 
