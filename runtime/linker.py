@@ -57,7 +57,8 @@ class Executable:
             fns = [env[_kname(k, program.instrs[k])] for k in members]
             env[f"_grp{g}"] = loop_groups.LoopGroup(program, members, fns, esc,
                                                         backend.kernels)
-        env.update(_bufs=self._bufs, _plan=self._plan, _T=self.timings, _pc=time.perf_counter)
+        env.update(_bufs=self._bufs, _plan=self._plan, _T=self.timings, _pc=time.perf_counter,
+                   _GM=loop_groups.GROUP_MIN)
         self._env = env
         exec(compile(self.source, f"<flowc-generated-{next(_COUNTER)}>", "exec"), env)
         self._run = env["run"]
@@ -148,13 +149,19 @@ def _kname(k, ins):
     return f"{ins.kernel}_{k}"
 
 
-def _group_call(program, members, g, buffered):
-    """`s.., s.. = _grpG(external slots[, B=B])`: one statement for a loop group's members."""
+def _group_external(program, members):
+    """The slots a loop group reads that none of its members writes, in first-use order."""
     made, ext = set(), []
     for k in members:
         ins = program.instrs[k]
         ext += [a for a in ins.args if a not in made and a not in ext]
         made.add(ins.out)
+    return ext
+
+
+def _group_call(program, members, g, buffered):
+    """`s.., s.. = _grpG(external slots[, B=B])`: one statement for a loop group's members."""
+    ext = _group_external(program, members)
     outs = ", ".join(f"s{program.instrs[k].out}" for k in members)
     args = ", ".join(f"s{a}" for a in ext) + (", B=B" if buffered else "")
     return f"{outs}, = _grp{g}({args})"
@@ -180,41 +187,53 @@ def _generate(program, kinds, single, timed, groups=()):
     lines.append(f"    key = ({sig}{',' if sig else ''})")
     lines.append("    B = _bufs.get(key)")
     lines.append("    if B is None:")
-    # Allocating body: the first call with these shapes; its arrays seed the memory plan.
-    for k, (ins, kind) in enumerate(zip(program.instrs, kinds)):
-        if k in inside:
-            continue
-        if k in first:
-            line_instr[len(lines) + 1] = k
-            lines.append(f"        {_group_call(program, groups[first[k]], first[k], False)}")
-            continue
-        call = f"{_kname(k, ins)}({', '.join(f's{a}' for a in ins.args)}"
+
+    def alloc(k, ins, kind):
         # A 0-d reduction returns a NumPy scalar; keep a 0-d array so it can be a buffer.
+        call = f"{_kname(k, ins)}({', '.join(f's{a}' for a in ins.args)}"
         wrap = ("_arr(", ")") if kind == "out" and not ins.shape else ("", "")
+        return f"s{ins.out} = {wrap[0]}{call}){wrap[1]}", _comment(ins)
+
+    def buffer(k, ins, kind):
+        call = f"{_kname(k, ins)}({', '.join(f's{a}' for a in ins.args)}"
+        if kind == "out" and ins.out not in out_slots:
+            return f"s{ins.out} = {call}, out=B[{ins.out}])", _comment(ins)
+        if kind == "out" and not ins.shape:  # a 0-d output: an array on every call
+            return f"s{ins.out} = _arr({call}))", _comment(ins)
+        return f"s{ins.out} = {call})", _comment(ins)
+
+    def emit(k, stmt, note, pad):
         line_instr[len(lines) + 1] = k
-        lines.append(f"        s{ins.out} = {wrap[0]}{call}){wrap[1]}")
+        if timed:
+            lines.append(f"{pad}_t = _pc(); {stmt}; _T[{k}] += _pc() - _t")
+        else:  # the readable copy says which node each line computes
+            lines.append(f"{pad}{stmt}  # {note}")
+
+    def body(make, buffered_call):
+        for k, (ins, kind) in enumerate(zip(program.instrs, kinds)):
+            if k in inside:
+                continue
+            if k not in first:
+                emit(k, *make(k, ins, kind), "        ")
+                continue
+            # A loop group: small operands run its members as plain lines (no call layer);
+            # large ones go to the group, which decides per shape signature.
+            g = first[k]
+            members, ext = groups[g], _group_external(program, groups[g])
+            small = " and ".join(f"s{a}.size < _GM" for a in ext) or "True"
+            lines.append(f"        if {small}:")
+            for m in members:
+                emit(m, *make(m, program.instrs[m], kinds[m]), "            ")
+            lines.append("        else:")
+            emit(k, _group_call(program, members, g, buffered_call),
+                 f"loop group of instructions {k}-{members[-1]}", "            ")
+
+    # Allocating body: the first call with these shapes; its arrays seed the memory plan.
+    body(alloc, False)
     lines.append("        B = _plan(key, {" + ", ".join(f"{s}: s{s}" for s in buffered) + "})")
     lines.append("    else:")
     # Buffered body: every kernel writes into its planned buffer.
-    for k, (ins, kind) in enumerate(zip(program.instrs, kinds)):
-        if k in inside:
-            continue
-        call = f"{_kname(k, ins)}({', '.join(f's{a}' for a in ins.args)}"
-        if kind == "out" and ins.out not in out_slots:
-            stmt = f"s{ins.out} = {call}, out=B[{ins.out}])"
-        elif kind == "out" and not ins.shape:  # a 0-d output: an array on every call
-            stmt = f"s{ins.out} = _arr({call}))"
-        else:
-            stmt = f"s{ins.out} = {call})"
-        note = _comment(ins)
-        if k in first:  # a loop group's time goes to its first member
-            stmt = _group_call(program, groups[first[k]], first[k], True)
-            note = f"loop group of instructions {k}-{groups[first[k]][-1]}"
-        line_instr[len(lines) + 1] = k
-        if timed:
-            lines.append(f"        _t = _pc(); {stmt}; _T[{k}] += _pc() - _t")
-        else:  # the readable copy says which node each line computes
-            lines.append(f"        {stmt}  # {note}")
+    body(buffer, True)
     if not program.instrs:
         lines.append("        pass")
     # Outputs: fresh arrays; leaves, views and repeats are copied.
