@@ -13,7 +13,7 @@ import functools
 import itertools
 import time
 
-from . import loop_groups, memory
+from . import arena, loop_groups, memory
 
 from .storage import Cell
 
@@ -58,7 +58,7 @@ class Executable:
             env[f"_grp{g}"] = loop_groups.LoopGroup(program, members, fns, esc,
                                                         backend.kernels)
         env.update(_bufs=self._bufs, _plan=self._plan, _T=self.timings, _pc=time.perf_counter,
-                   _GM=loop_groups.GROUP_MIN)
+                   _GM=loop_groups.GROUP_MIN, _lend=arena.lend)
         self._env = env
         exec(compile(self.source, f"<flowc-generated-{next(_COUNTER)}>", "exec"), env)
         self._run = env["run"]
@@ -232,7 +232,9 @@ def _generate(program, kinds, single, timed, groups=()):
     body(alloc, False)
     lines.append("        B = _plan(key, {" + ", ".join(f"{s}: s{s}" for s in buffered) + "})")
     lines.append("    else:")
-    # Buffered body: every kernel writes into its planned buffer.
+    # Buffered body: every kernel writes into its planned buffer. Values that borrow bytes
+    # from an update's spare get views into this call's spare first (runtime/arena.py).
+    lines.append("        if B.lent: _lend(B)")
     body(buffer, True)
     if not program.instrs:
         lines.append("        pass")

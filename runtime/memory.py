@@ -45,7 +45,13 @@ def live_ends(program, kinds):
     return last
 
 
-ALIGN = 64  # bytes: every arena offset is cache-line aligned (and SIMD/BLAS friendly)
+class Buffers(dict):
+    """{slot: array} for one shape signature, and the slots whose bytes are lent by a spare
+    (see runtime/arena.py); the linker refreshes those with lend() before each call."""
+
+    lent = ()
+
+
 
 
 def plan(program, kinds, inplace, arrays, exclusive, groups=()):
@@ -55,74 +61,9 @@ def plan(program, kinds, inplace, arrays, exclusive, groups=()):
     reads or writes stays live over the whole group, since its members run interleaved."""
     import numpy as np
     if arrays and all(type(a) is np.ndarray for a in arrays.values()):
-        return _arena(program, kinds, inplace, arrays, exclusive, groups)
-    return _pooled(program, kinds, inplace, arrays, exclusive)
-
-
-def _arena(program, kinds, inplace, arrays, exclusive, groups):
-    import numpy as np
-    ends = live_ends(program, kinds)
-    start = {ins.out: i for i, ins in enumerate(program.instrs)}
-    span = {}
-    for members in groups:  # interleaved members: everything they touch is live throughout
-        lo, hi = members[0], members[-1]
-        for k in members:
-            for s in list(program.instrs[k].args) + [program.instrs[k].out]:
-                a, b = span.get(s, (start.get(s, -1), ends.get(s, start.get(s, -1))))
-                span[s] = (min(a, lo), max(b, hi))
-    # 1. In place: a slot takes over an operand's bytes when the operand dies at its
-    #    instruction and has the same shape and dtype. Chains of such slots are one buffer.
-    owner, buffers = {}, {}  # slot -> buffer id; buffer id -> [first, last, nbytes, slots]
-    for i, ins in enumerate(program.instrs):
-        s = ins.out
-        if s not in arrays or s in exclusive:
-            continue
-        arr, took = arrays[s], None
-        if inplace[i] and s not in span:
-            for a in ins.args:
-                b = owner.get(a)
-                if (b is not None and ends.get(a) == i and a not in span
-                        and _key(arrays[a]) == _key(arr) and buffers[b][1] == i):
-                    took = b
-                    break
-        first, last = span.get(s, (i, max(ends.get(s, i), i)))
-        if took is None:
-            took = len(buffers)
-            buffers[took] = [first, last, arr.nbytes, []]
-        buf = buffers[took]
-        buf[1] = max(buf[1], last)
-        buf[3].append(s)
-        owner[s] = took
-    # 2. Offsets: largest buffers first, each at the lowest offset free of every placed
-    #    buffer whose live range meets its own (ranges are closed: an operand read by the
-    #    instruction that writes another value still needs its bytes).
-    placed, offset, size = [], {}, 0
-    for b, (first, last, nbytes, _) in sorted(buffers.items(), key=lambda kv: -kv[1][2]):
-        busy = sorted((o, o + n) for f, l, n, o in placed if f <= last and first <= l)
-        at = 0
-        for lo, hi in busy:
-            if at + nbytes <= lo:
-                break
-            at = max(at, _up(hi))
-        placed.append((first, last, nbytes, at))
-        offset[b] = at
-        size = max(size, at + nbytes)
-    raw = np.empty(size + ALIGN, np.uint8)  # NumPy aligns to 16 bytes: shift to ALIGN
-    shift = -raw.ctypes.data % ALIGN
-    arena = raw[shift:shift + size]
-    assigned = {}
-    for b, (_, _, nbytes, slots) in buffers.items():
-        for s in slots:
-            a = arrays[s]
-            assigned[s] = arena[offset[b]:offset[b] + nbytes].view(a.dtype).reshape(a.shape)
-    for s in arrays:
-        if s in exclusive:
-            assigned[s] = arrays[s]
-    return assigned
-
-
-def _up(n):
-    return -(-n // ALIGN) * ALIGN
+        from .arena import plan_arena
+        return plan_arena(program, kinds, inplace, arrays, exclusive, groups)
+    return Buffers(_pooled(program, kinds, inplace, arrays, exclusive))
 
 
 def _pooled(program, kinds, inplace, arrays, exclusive):
@@ -162,7 +103,10 @@ def report(program, kinds, arrays, buffers):
     """(plan bytes, liveness lower bound bytes) for one shape signature."""
     ends = live_ends(program, kinds)
     distinct = {}
-    for b in buffers.values():
+    lent = {s for s, *_ in getattr(buffers, "lent", ())}  # their bytes are a spare's
+    for s, b in buffers.items():
+        if s in lent:
+            continue
         while getattr(b, "base", None) is not None:  # arena views count as their arena
             b = b.base
         if b is not None:
