@@ -104,10 +104,13 @@ def wide_mlp(optimize, seed=0):
                        optimize=optimize), ps
 
 
+def wide_batch(seed):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((64, 256)).astype("float32"), rng.integers(0, 10, 64)
+
+
 def test_values_borrowing_an_update_spare_give_the_same_training():
-    rng = np.random.default_rng(4)
-    X = rng.standard_normal((64, 256)).astype("float32")
-    Y = rng.integers(0, 10, 64)
+    X, Y = wide_batch(4)
     with fc.Graph():
         f, p2 = wide_mlp("O2")
     with fc.Graph():
@@ -128,9 +131,7 @@ def test_values_borrowing_an_update_spare_give_the_same_training():
 
 
 def test_a_failed_call_with_lent_buffers_changes_no_parameter():
-    rng = np.random.default_rng(5)
-    X = rng.standard_normal((64, 256)).astype("float32")
-    Y = rng.integers(0, 10, 64)
+    X, Y = wide_batch(5)
     with fc.Graph():
         f, ps = wide_mlp("O2")
     f(X, Y)
