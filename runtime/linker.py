@@ -104,6 +104,10 @@ class Executable:
         self._last = (arrays, B)
         return B
 
+    def chunked_calls(self):
+        """Per loop group (see self.loop_groups): how many calls ran it as one chunked loop."""
+        return [self._env[f"_grp{g}"].chunked_calls for g in range(len(self.loop_groups))]
+
     def memory(self):
         """(bytes of the buffers the plan keeps, liveness lower bound) for the last new shapes."""
         if not hasattr(self, "_last"):
@@ -149,19 +153,9 @@ def _kname(k, ins):
     return f"{ins.kernel}_{k}"
 
 
-def _group_external(program, members):
-    """The slots a loop group reads that none of its members writes, in first-use order."""
-    made, ext = set(), []
-    for k in members:
-        ins = program.instrs[k]
-        ext += [a for a in ins.args if a not in made and a not in ext]
-        made.add(ins.out)
-    return ext
-
-
 def _group_call(program, members, g, buffered):
     """`s.., s.. = _grpG(external slots[, B=B])`: one statement for a loop group's members."""
-    ext = _group_external(program, members)
+    ext = loop_groups.external_slots(program, members)
     outs = ", ".join(f"s{program.instrs[k].out}" for k in members)
     args = ", ".join(f"s{a}" for a in ext) + (", B=B" if buffered else "")
     return f"{outs}, = _grp{g}({args})"
@@ -219,7 +213,7 @@ def _generate(program, kinds, single, timed, groups=()):
             # A loop group: small operands run its members as plain lines (no call layer);
             # large ones go to the group, which decides per shape signature.
             g = first[k]
-            members, ext = groups[g], _group_external(program, groups[g])
+            members, ext = groups[g], loop_groups.external_slots(program, groups[g])
             small = " and ".join(f"s{a}.size < _GM" for a in ext) or "True"
             lines.append(f"        if {small}:")
             for m in members:

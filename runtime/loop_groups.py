@@ -138,11 +138,7 @@ class LoopGroup:
         # Per-chunk partials and their combination, for full reductions.
         self.parts = [_reduction(ins, fn, kernels) if _is_reduction(ins) else None
                       for ins, fn in zip(self.instrs, fns)]
-        made, ext = set(), []
-        for ins in self.instrs:
-            ext += [a for a in ins.args if a not in made and a not in ext]
-            made.add(ins.out)
-        self.external = ext
+        self.external = external_slots(program, members)
         self.full = [ins.out in escaping for ins in self.instrs]
         self.reduce = [p is not None for p in self.parts]
         self._plans = {}
@@ -304,6 +300,16 @@ def _reduction(ins, fn, kernels):
             total = total / count
         return total if keep else total.reshape(())
     return partial, combine
+
+
+def external_slots(program, members):
+    """The slots a group reads that none of its members writes, in first-use order."""
+    made, ext = set(), []
+    for k in members:
+        ins = program.instrs[k]
+        ext += [a for a in ins.args if a not in made and a not in ext]
+        made.add(ins.out)
+    return ext
 
 
 def escaping(program, kinds, group):

@@ -146,3 +146,13 @@ def test_find_groups_needs_one_static_shape():
                   if not lg._is_reduction(f.program.instrs[i])}
         assert len(shapes) == 1
 
+
+
+def test_profile_names_a_chunked_loop():
+    x = np.random.default_rng(6).standard_normal(N).astype(np.float32)
+    with fc.Graph():
+        f = w3_function()
+    p = f.profile(x)
+    kinds = [r[1] for r in p.rows]
+    assert kinds[0] == f"loop 0-{len(kinds) - 1}" and p.rows[0][3] > 0
+    assert "loop 0-" in p.table()
