@@ -76,7 +76,7 @@ _unary("sign", np.sign, _zero, "-1, 0 or 1 (gradient zero)")
 _unary("tanh", np.tanh, lambda x, y: 1 - F.square(y), "hyperbolic tangent")
 _unary("sigmoid", None, lambda x, y: y * (1 - y), "1 / (1 + exp(-x)), stable",
        infer=float_unary)
-_unary("relu", _relu_np, lambda x, y: x > 0, "max(x, 0)")
+_unary("relu", _relu_np, lambda x, y: y > 0, "max(x, 0)")
 _unary("softplus", None, lambda x, y: F.sigmoid(x), "log(1 + exp(x)), stable",
        infer=float_unary)
 _unary("sin", np.sin, lambda x, y: F.cos(x), "sine")
