@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .memory import Buffers, live_ends
+from .memory import Buffers, live_ends, shape_key
 
 ALIGN = 64         # bytes: every offset is cache-line aligned (and SIMD/BLAS friendly)
 LEND_MIN = 1 << 16  # bytes: smaller spares are not worth a view per call
@@ -64,8 +64,7 @@ def plan_arena(program, kinds, inplace, arrays, exclusive, groups=()):
     for s in arrays:
         if s in exclusive:
             out[s] = arrays[s]
-    out.lent = tuple(lent)
-    lend(out)
+    out.lent = tuple(lent)  # their views are made by lend(), first thing in each call
     return out
 
 
@@ -103,7 +102,7 @@ def _chain_in_place(program, inplace, arrays, exclusive, ends, span):
             for a in ins.args:
                 b = owner.get(a)
                 if (b is not None and ends.get(a) == i and a not in span
-                        and _key(arrays[a]) == _key(arr) and buffers[b][1] == i):
+                        and shape_key(arrays[a]) == shape_key(arr) and buffers[b][1] == i):
                     took = b
                     break
         first, last = span.get(s, (i, max(ends.get(s, i), i)))
@@ -131,6 +130,3 @@ def _lowest_free(placed, first, last, nbytes):
 def _up(n):
     return -(-n // ALIGN) * ALIGN
 
-
-def _key(a):
-    return a.shape, a.dtype.str

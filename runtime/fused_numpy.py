@@ -26,11 +26,12 @@ _POOL = None
 def _map(fn, spans, size):
     """Run fn over the blocks: on the pool for big work, else on this thread."""
     if size >= THREADS_MIN:
-        return list(_pool().map(fn, spans))
+        return list(pool().map(fn, spans))
     return [fn(sp) for sp in spans]
 
 
-def _pool():
+def pool():
+    """The thread pool for large CPU loops (fused blocks and loop groups share it)."""
     global _POOL
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 8)),
@@ -271,12 +272,7 @@ def fused_reduce_kernel(expr, reduce, axis, keepdims, kernels):
             lo, hi = span
             v = block(*[a[lo:hi] if c else a for a, c in zip(args, cut)])
             return red(v, axis=axes, keepdims=True)
-        parts = _map(part, spans, math.prod(shape))
-        total = parts[0]
-        for p in parts[1:]:
-            total = _COMBINE[reduce](total, p)
-        if reduce == "mean":
-            total = total / count
+        total = combine_parts(_map(part, spans, math.prod(shape)), reduce, count)
         if not keepdims:
             total = np.squeeze(total, axis=axes)
         return _store(total, out)
@@ -286,6 +282,14 @@ def fused_reduce_kernel(expr, reduce, axis, keepdims, kernels):
         return red(v, axis=tuple(range(np.ndim(v))), keepdims=True)
     run.partial = partial
     return run
+
+
+def combine_parts(parts, reduce, count):
+    """The reduction of per-block partials (kept dims), in block order; mean divides by count."""
+    total = parts[0]
+    for p in parts[1:]:
+        total = _COMBINE[reduce](total, p)
+    return total / count if reduce == "mean" else total
 
 
 def _store(r, out):

@@ -336,7 +336,8 @@ KERNELS["random_uniform"] = Kernel(None, "out", prepare=lambda stream=0, dtype="
                                    RandomKernel(stream, dtype))
 KERNELS.update({name: Kernel(fn, "out") for name, fn in {
     "logsumexp": _logsumexp, "softmax": _softmax, "log_softmax": _log_softmax,
-    "matmul": _matmul, "gemm": _gemm, "getitem_grad": _getitem_grad, "take": _take, "take_grad": _take_grad,
+    "matmul": _matmul, "gemm": _gemm, "getitem_grad": _getitem_grad, "take": _take,
+    "take_grad": _take_grad,
     "concatenate": _concatenate, "solve": _solve, "inv": _inv,
     "diag_part_grad": _diag_part_grad, "diag_embed": _diag_embed, "norm2": _norm2,
     "put_along_axis_grad": _put_along_axis_grad,

@@ -52,8 +52,9 @@ class Executable:
         self.source, self._line_instr = _generate(program, self._kinds, single, timed=False,
                                                   groups=self.loop_groups)
         env = _runtime_env(program, backend, cells, downcast)
+        ends = memory.live_ends(program, self._kinds) if self.loop_groups else {}
         for g, members in enumerate(self.loop_groups):
-            esc = loop_groups.escaping(program, self._kinds, members)
+            esc = loop_groups.escaping(program, ends, members)
             fns = [env[_kname(k, program.instrs[k])] for k in members]
             env[f"_grp{g}"] = loop_groups.LoopGroup(program, members, fns, esc,
                                                         backend.kernels)

@@ -25,6 +25,9 @@ import threading
 
 import numpy as np
 
+from .fused_numpy import THREADS_MIN, combine_parts, pool
+from .memory import live_ends
+
 GROUP_MIN = 1 << 17    # elements of the loop shape below which members run one by one
 CHUNK_BYTES = 1 << 18  # bytes of the widest value per chunk: a few values fit in L2
 CHUNK_BYTES_THREADS = 1 << 20  # the same with two threads (fewer calls, fewer GIL waits)
@@ -50,17 +53,17 @@ def find_groups(program, kernels):
             reduced.add(ins.out)
     if len(cur) >= 2:
         groups.append(cur)
-    kinds = [kernels[ins.kernel].kind for ins in program.instrs]
-    return [g for g in groups if _pays(program, kinds, g)]
+    ends = live_ends(program, [kernels[ins.kernel].kind for ins in program.instrs])
+    return [g for g in groups if _pays(program, ends, g)]
 
 
-def _pays(program, kinds, group):
+def _pays(program, ends, group):
     """A group pays where a value dies inside it or a reduction reads a member's value.
 
     Members whose values all escape and are read by nothing but later instructions run
     faster one by one over whole arrays (W2's bias add and relu: 1.25x slower chunked).
     """
-    if len(escaping(program, kinds, group)) < len(group):
+    if len(escaping(program, ends, group)) < len(group):
         return True
     made = {program.instrs[k].out for k in group}
     return any(_is_reduction(program.instrs[k]) and made & set(program.instrs[k].args)
@@ -135,6 +138,7 @@ class LoopGroup:
         self.members = members
         self.instrs = [program.instrs[k] for k in members]
         self.fns = fns
+        self.chunk_fns = [getattr(fn, "chunk", fn) for fn in fns]  # scratch-backed bodies
         # Per-chunk partials and their combination, for full reductions.
         self.parts = [_reduction(ins, fn, kernels) if _is_reduction(ins) else None
                       for ins, fn in zip(self.instrs, fns)]
@@ -224,7 +228,8 @@ class LoopGroup:
                 buf = B.get(ins.out) if B is not None else None
                 full[ins.out] = buf if buf is not None else np.empty(shape, dt)
         parts = [[None] * len(spans) for _ in self.instrs]  # by chunk: sums are deterministic
-        members = list(zip(range(len(self.instrs)), self.instrs, self.fns, self.reduce, dtypes))
+        members = list(zip(range(len(self.instrs)), self.instrs, self.chunk_fns, self.reduce,
+                           dtypes))
 
         def run(todo):
             scratch, j = self._scratch(), 0
@@ -246,8 +251,7 @@ class LoopGroup:
                             if dest is None:
                                 dest = scratch[(ins.out, hi - lo)] = \
                                     np.empty((hi - lo,) + shape[1:], dt)
-                        vals[ins.out] = fn.chunk(*args, out=dest) if hasattr(fn, "chunk") \
-                            else fn(*args, out=dest)
+                        vals[ins.out] = fn(*args, out=dest)
             except Exception as e:
                 self._blame(e, j)
                 raise
@@ -278,10 +282,6 @@ class LoopGroup:
         return s
 
 
-_COMBINE = {"sum": np.add, "mean": np.add, "max": np.maximum, "min": np.minimum,
-            "prod": np.multiply}
-
-
 def _reduction(ins, fn, kernels):
     """(partial, combine) for a full reduction: per-chunk partials, then their total."""
     name = ins.attrs["reduce"] if ins.kernel == "fused_reduce" else ins.kernel
@@ -293,11 +293,7 @@ def _reduction(ins, fn, kernels):
     partial = getattr(fn, "partial", partial)  # a fused reduction evaluates its expression
 
     def combine(parts, count):
-        total = parts[0]
-        for p in parts[1:]:
-            total = _COMBINE[name](total, p)
-        if name == "mean":
-            total = total / count
+        total = combine_parts(parts, name, count)
         return total if keep else total.reshape(())
     return partial, combine
 
@@ -312,19 +308,16 @@ def external_slots(program, members):
     return ext
 
 
-def escaping(program, kinds, group):
-    """The member outputs that are read after the group, returned, or become parameters."""
-    from .memory import live_ends
-    ends = live_ends(program, kinds)
+def escaping(program, ends, group):
+    """The member outputs that are read after the group, returned, or become parameters
+    (`ends`: memory.live_ends of the program)."""
     last = group[-1]
     keep = set(program.outputs) | {u["slot"] for u in program.updates}
     return {program.instrs[k].out for k in group
             if program.instrs[k].out in keep or ends.get(program.instrs[k].out, -1) > last}
 
 
-THREADS = 2              # threads for one loop: the machine's cores, not more
-THREADS_MIN = 1 << 21    # elements below which one thread runs the whole loop
-_POOL = []
+THREADS = 2  # threads for one loop: the machine's cores, not more (from THREADS_MIN up)
 
 
 def _spread(run, n, size):
@@ -335,11 +328,8 @@ def _spread(run, n, size):
     """
     if n < 2 or size < THREADS_MIN or THREADS < 2:
         return run(iter(range(n)))
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL.append(ThreadPoolExecutor(max_workers=THREADS - 1, thread_name_prefix="flowc-loop"))
     todo = iter(range(n))  # next() on a range iterator is atomic under the GIL
-    futs = [_POOL[0].submit(run, todo) for _ in range(THREADS - 1)]
+    futs = [pool().submit(run, todo) for _ in range(THREADS - 1)]
     run(todo)
     for f in futs:
         f.result()

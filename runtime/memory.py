@@ -75,12 +75,13 @@ def _pooled(program, kinds, inplace, arrays, exclusive):
         s = ins.out
         if s in arrays:
             arr = arrays[s]
-            key = _key(arr)
+            key = shape_key(arr)
             chosen = arr if s in exclusive else None
             if chosen is None and inplace[i]:
                 for a in ins.args:
                     b = holds.get(a)
-                    if b is not None and ends.get(a) == i and a not in exclusive and _key(b) == key:
+                    if (b is not None and ends.get(a) == i and a not in exclusive
+                            and shape_key(b) == key):
                         chosen, holds[a] = b, None  # handed over, so not pooled again
                         break
             if chosen is None:
@@ -90,12 +91,13 @@ def _pooled(program, kinds, inplace, arrays, exclusive):
         for d in dying.get(i, ()):
             b = holds.get(d)
             if b is not None and d not in exclusive:
-                pool.setdefault(_key(b), []).append(b)
+                pool.setdefault(shape_key(b), []).append(b)
                 holds[d] = None
     return assigned
 
 
-def _key(a):
+def shape_key(a):
+    """(shape, dtype) of an array: buffers of one key may stand in for each other."""
     return a.shape, a.dtype.str
 
 

@@ -27,7 +27,8 @@ def mlp_step(optimize, rng=None):
 
 def test_mlp_step_uses_gemm_and_matches_the_unspecialized_step():
     rng = np.random.default_rng(1)
-    X, Y = rng.standard_normal((8, 6)).astype("float32"), rng.standard_normal((8, 3)).astype("float32")
+    X = rng.standard_normal((8, 6)).astype("float32")
+    Y = rng.standard_normal((8, 3)).astype("float32")
     with fc.Graph():
         f2, p2 = mlp_step("O2")
     with fc.Graph():
@@ -82,7 +83,8 @@ def test_gemm_kernel_layouts(dtype, blas, monkeypatch):
             B = rng.standard_normal((5, 6)).astype(dtype)
             a = np.ascontiguousarray(A.T).T if ta else A      # a column-major view
             b = np.ascontiguousarray(B.T).T if tb else B
-            for C in (rng.standard_normal(6), rng.standard_normal((7, 6)), rng.standard_normal((7, 1))):
+            for C in (rng.standard_normal(6), rng.standard_normal((7, 6)),
+                      rng.standard_normal((7, 1))):
                 C = C.astype(dtype)
                 out = np.full((7, 6), np.nan, dtype)
                 got = kg.gemm(a, b, C, alpha=-0.3, beta=0.7, out=out)

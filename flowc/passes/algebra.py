@@ -57,25 +57,15 @@ RULES = [
      if a[0] == a[1] else None),
     # x * (-y) -> -(x * y)   and   (-x) * y -> -(x * y)   (negations meet and cancel, and CSE
     # merges the product with the same product elsewhere)
-    ("mul_neg", "mul", lambda G, n, a: _build(G, n, lambda t: -(t[0] * t[1]),
-                                              [operands(G, a[0])[0], a[1]])
-     if _op(G, a[0]) == "neg" else _build(G, n, lambda t: -(t[0] * t[1]),
-                                         [a[0], operands(G, a[1])[0]])
-     if _op(G, a[1]) == "neg" else None),
+    ("mul_neg", "mul", lambda G, n, a: _unneg(G, n, a, 0, lambda x, y: -(x * y))
+     or _unneg(G, n, a, 1, lambda x, y: -(x * y))),
     # x + (-y) -> x - y   and   (-x) + y -> y - x
-    ("add_neg", "add", lambda G, n, a: _build(G, n, lambda t: t[0] - t[1],
-                                              [a[0], operands(G, a[1])[0]])
-     if _op(G, a[1]) == "neg" else _build(G, n, lambda t: t[0] - t[1],
-                                         [a[1], operands(G, a[0])[0]])
-     if _op(G, a[0]) == "neg" else None),
+    ("add_neg", "add", lambda G, n, a: _unneg(G, n, a, 1, lambda x, y: x - y)
+     or _unneg(G, n, a, 0, lambda x, y: y - x)),
     # x - (-y) -> x + y
-    ("sub_neg", "sub", lambda G, n, a: _build(G, n, lambda t: t[0] + t[1],
-                                              [a[0], operands(G, a[1])[0]])
-     if _op(G, a[1]) == "neg" else None),
+    ("sub_neg", "sub", lambda G, n, a: _unneg(G, n, a, 1, lambda x, y: x + y)),
     # (-x) - y -> -(x + y)
-    ("neg_sub", "sub", lambda G, n, a: _build(G, n, lambda t: -(t[0] + t[1]),
-                                              [operands(G, a[0])[0], a[1]])
-     if _op(G, a[0]) == "neg" else None),
+    ("neg_sub", "sub", lambda G, n, a: _unneg(G, n, a, 0, lambda x, y: -(x + y))),
     # x ** 2 -> square(x)
     ("pow_two", "pow", lambda G, n, a: _build(G, n, lambda t: F.square(t[0]), a[:1])
      if _is(G, a[1], 2) else None),
@@ -90,6 +80,15 @@ RULES = [
      if _op(G, a[0]) == "transpose" and G.nodes[n]["attrs"]["axes"] is None
      and G.nodes[a[0]]["attrs"]["axes"] is None else None),
 ]
+
+
+def _unneg(G, n, a, port, make):
+    """If operand `port` of n is -u: n rebuilt as make(x, y) with u in that operand's place."""
+    if _op(G, a[port]) != "neg":
+        return None
+    args = list(a)
+    args[port] = operands(G, a[port])[0]
+    return _build(G, n, lambda t: make(t[0], t[1]), args)
 
 
 def _build(G, n, make, args):

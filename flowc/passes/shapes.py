@@ -18,6 +18,11 @@ from .rewrite import copy_graph, log, operands, replace, roots, topo
 SHAPE_OF = {"broadcast_like": 1, "reshape_like": 1, "sum_like": 1}
 
 
+def shape_read(G, consumer, port):
+    """Does `consumer` read its operand at `port` for the shape alone?"""
+    return SHAPE_OF.get(G.nodes[consumer]["op"]) == port
+
+
 def shape_classes(G):
     """A class key per node: equal keys mean equal run-time shapes.
 
@@ -131,8 +136,7 @@ def _values_needed(H, order):
         if n in live or H.nodes[n]["op"] in ("input", "param"):
             live.add(n)
             continue
-        if any(v in live and SHAPE_OF.get(H.nodes[v]["op"]) != k
-               for _, v, k in H.out_edges(n, keys=True)):
+        if any(v in live and not shape_read(H, v, k) for _, v, k in H.out_edges(n, keys=True)):
             live.add(n)
     return live
 

@@ -10,15 +10,15 @@ import itertools
 
 import networkx as nx
 
+from .algebra import _const
 from .cleanup import prune
 from .rewrite import add_like, copy_graph, log, move_roots, operands, replace, roots, topo
-from .shapes import SHAPE_OF
+from .shapes import shape_read
 
 
 def _shape_readers(H, n):
     """Edges (consumer, port) through which n is read for its shape only."""
-    return [(v, k) for _, v, k in H.out_edges(n, keys=True)
-            if SHAPE_OF.get(H.nodes[v]["op"]) == k]
+    return [(v, k) for _, v, k in H.out_edges(n, keys=True) if shape_read(H, v, k)]
 
 
 def _single_consumer(H, n, keep):
@@ -40,10 +40,9 @@ def _move_shape_readers(H, n, new):
 
 
 def _scalar(H, n):
-    d = H.nodes[n]
-    if d["op"] == "const" and d["value"].size == 1 and d["value"].dtype.kind == "f":
-        return float(d["value"].reshape(()))
-    return None
+    v = _const(H, n)
+    return float(v.reshape(())) if v is not None and v.size == 1 and v.dtype.kind == "f" \
+        else None
 
 
 def _scaled(H, m, keep):
