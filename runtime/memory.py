@@ -4,14 +4,14 @@ Sizes are known only at call time (dims may be None in the Program), so the plan
 the first call of each shape signature, from the arrays that call allocated and the last-use
 lists the compiler put in the Program.
 
-NumPy arrays get offsets in one byte arena (as XLA's and TFLite's buffer assignment do):
-values whose live ranges overlap get disjoint bytes, others may share bytes whatever their
-shapes, so the arena is close to the liveness lower bound. Exact-shape pooling, which
-lets only arrays of the same shape and dtype share, kept 2.3x the bound on an MLP step
-whose layers all have different shapes. An elementwise instruction may write over an
-operand of the same shape that dies there (in place). Views keep the buffer they look
-into alive. Update values keep their own arrays (they are swapped into the parameters).
-Other array types (CuPy) are pooled by exact shape and dtype.
+NumPy arrays get offsets in one byte arena (runtime/arena.py, as XLA's and TFLite's buffer
+assignment do): values whose live ranges overlap get disjoint bytes, others may share bytes
+whatever their shapes. Exact-shape pooling, kept here for other array types (CuPy), lets
+only arrays of the same shape and dtype share; it kept 2.3x the liveness bound on an MLP
+step whose layers all have different shapes. Either way an elementwise instruction may
+write over an operand of the same shape that dies there (in place), views keep the buffer
+they look into alive, and update values keep their own arrays (they are swapped into the
+parameters).
 """
 from __future__ import annotations
 
@@ -50,8 +50,6 @@ class Buffers(dict):
     (see runtime/arena.py); the linker refreshes those with lend() before each call."""
 
     lent = ()
-
-
 
 
 def plan(program, kinds, inplace, arrays, exclusive, groups=()):

@@ -33,9 +33,10 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
         unsupported("theano.function(profile=True)")
     if updates is not None and not isinstance(updates, dict):
         updates = list(updates)
-    return TheanoFunction(list(inputs), outputs if outputs is not None else [], updates, "cpu",
-                          "O0" if mode == "FAST_COMPILE" else "O2", bool(allow_input_downcast),
-                          False, givens, isinstance(outputs, Tensor))
+    return TheanoFunction(list(inputs), outputs if outputs is not None else [], updates,
+                          device="cpu", optimize="O0" if mode == "FAST_COMPILE" else "O2",
+                          allow_input_downcast=bool(allow_input_downcast), verify=False,
+                          givens=givens, single_output=isinstance(outputs, Tensor))
 
 
 def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise"):

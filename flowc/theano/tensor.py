@@ -30,13 +30,10 @@ def _plural(make):
 
 
 for _kind, _shape in _RANKS.items():
-    globals()[_kind] = _maker(_shape, None)
-    globals()[_kind + "s"] = _plural(_maker(_shape, None))  # T.scalars("a", "b"), T.matrices
-    for _p, _dt in _PREFIX.items():
+    _many = "matrices" if _kind == "matrix" else _kind + "s"  # T.scalars, T.dmatrices(...)
+    for _p, _dt in [("", None)] + list(_PREFIX.items()):
         globals()[_p + _kind] = _maker(_shape, _dt)
-        globals()[_p + _kind + "s"] = _plural(_maker(_shape, _dt))  # T.dmatrices("a", "b")
-for _p in [""] + list(_PREFIX):
-    globals()[_p + "matrices"] = globals().pop(_p + "matrixs")
+        globals()[_p + _many] = _plural(_maker(_shape, _dt))
 
 # -- math ---------------------------------------------------------------------------------
 dot, exp, log, log1p, sqrt, tanh = F.dot, F.exp, F.log, F.log1p, F.sqrt, F.tanh
