@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import runtime
 
-from .ir.errors import FlowcError, InputError
+from .ir.errors import FlowcError, InputError, InputShapeError
 from .ir.tensor import Tensor
 from .lower.lower import lower
 from .lower.unit import build_unit, cast_updates
@@ -39,7 +39,8 @@ class Function:
         try:
             return self.exe(*args)
         except runtime.CallError as e:
-            raise InputError(str(e)) from None
+            shape = isinstance(e, runtime.CallShapeError)
+            raise (InputShapeError if shape else InputError)(str(e)) from None
 
     def explain(self) -> str:
         """The passes and rules that changed the graph, one line each, with the user's line,

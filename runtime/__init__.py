@@ -4,7 +4,8 @@
     f = runtime.link(prog, device="cpu")         # generated straight-line Python
     outputs = f(x, y)                            # parameters live in f.cells
 """
-from .linker import CallError, Executable, ProgramError
+from .errors import CallError, CallShapeError, FlowcError, ProgramError
+from .linker import Executable
 from .program import FORMAT_VERSION, Instr, Program
 from .storage import Cell
 
@@ -30,5 +31,5 @@ def load(path, device="cpu") -> Executable:
     return link(Program.load(path), device=device)
 
 
-__all__ = ["CallError", "Cell", "Executable", "FORMAT_VERSION", "Instr", "Program",
-           "ProgramError", "link", "load"]
+__all__ = ["CallError", "CallShapeError", "Cell", "Executable", "FlowcError", "FORMAT_VERSION",
+           "Instr", "Program", "ProgramError", "link", "load"]

@@ -15,17 +15,10 @@ import time
 
 from . import arena, loop_groups, memory
 
+from .errors import CallError, ProgramError  # noqa: F401  (defined there, re-exported)
 from .storage import Cell
 
 _COUNTER = itertools.count()
-
-
-class ProgramError(RuntimeError):
-    """A kernel failed while running a Program; the message names the instruction and node."""
-
-
-class CallError(TypeError):
-    """A compiled function was called with inputs that do not match the Program's inputs."""
 
 
 class Executable:

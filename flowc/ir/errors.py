@@ -1,8 +1,13 @@
-"""Errors raised by the compiler; each says what was expected, what came, and where."""
+"""Errors raised by the compiler; each says what was expected, what came, and where.
 
+FlowcError is the runtime's base class (runtime/errors.py), the same object: the runtime
+imports nothing of flowc, and `except FlowcError` must also catch its errors (a kernel that
+failed, a call with bad inputs).
+"""
+from runtime.errors import FlowcError
 
-class FlowcError(Exception):
-    """Base class of every error flowc raises on purpose."""
+__all__ = ["FlowcError", "GradError", "GraphError", "InputError", "InputShapeError",
+           "ShapeError"]
 
 
 class ShapeError(FlowcError, ValueError):
@@ -19,3 +24,7 @@ class GradError(FlowcError, ValueError):
 
 class InputError(FlowcError, TypeError):
     """A compiled function was called with inputs that do not match its declaration."""
+
+
+class InputShapeError(InputError, ShapeError):
+    """A compiled function was called with an input of the wrong shape (also a ValueError)."""

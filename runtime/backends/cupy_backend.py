@@ -21,11 +21,12 @@ import numpy as np
 
 from .. import cuda_codegen as cg
 from .. import cuda_plan as cplan
+from ..errors import FlowcError
 
 INSTALL = "pip install 'flowc[gpu]' (CuPy for CUDA 13: the cupy-cuda13x package)"
 
 
-class GPUUnavailable(RuntimeError):
+class GPUUnavailable(FlowcError, RuntimeError):
     """device="gpu" was asked for where it cannot run."""
 
 

@@ -1,0 +1,22 @@
+"""The error classes of the runtime, and the one base class of every error flowc raises.
+
+The base lives here because the runtime imports nothing of flowc: flowc re-exports this same
+class as `flowc.FlowcError`, so `except flowc.FlowcError` also catches a failing kernel
+(ProgramError) or a bad call (CallError).
+"""
+
+
+class FlowcError(Exception):
+    """Base class of every error flowc and its runtime raise on purpose."""
+
+
+class ProgramError(FlowcError, RuntimeError):
+    """A kernel failed while running a Program; the message names the instruction and node."""
+
+
+class CallError(FlowcError, TypeError):
+    """A compiled function was called with inputs that do not match the Program's inputs."""
+
+
+class CallShapeError(CallError, ValueError):
+    """An input has the wrong shape (a ValueError too, as Theano and NumPy raise for shapes)."""
