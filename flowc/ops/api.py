@@ -7,8 +7,8 @@ import numpy as np
 
 from ..ir.errors import ShapeError
 from ..ir.tensor import Tensor
-from ..ir.types import TensorType, normalize_axis
-from .build import apply, as_tensor, constant  # noqa: F401  (re-exported)
+from ..ir.types import TensorType
+from .build import apply, as_tensor, axis_tuple, constant, op_axes, op_error  # noqa: F401
 
 _bmax, _bmin, _babs, _bsum = builtins.max, builtins.min, builtins.abs, builtins.sum
 
@@ -92,18 +92,10 @@ def clip(x, lo, hi):
 
 
 # -- reductions ------------------------------------------------------------------------------
-def _axis_attr(axis):
-    if axis is None:
-        return None
-    return (int(axis),) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axis)
-
-
 def _red(op, doc):
     def f(x, axis=None, keepdims=False):
         x = as_tensor(x)
-        ax = _axis_attr(axis)
-        if ax is not None:
-            ax = normalize_axis(ax, x.ndim)
+        ax = None if axis is None else op_axes(op, x, axis)
         return apply(op, [x], axis=ax, keepdims=bool(keepdims))
     f.__name__ = op
     f.__doc__ = doc
@@ -121,21 +113,21 @@ logsumexp = _red("logsumexp", "log(sum(exp(x))) over `axis`, computed stably.")
 def argmax(x, axis=None, keepdims=False):
     """Index of the largest element along `axis` (of the flattened tensor if None)."""
     x = as_tensor(x)
-    return apply("argmax", [x], axis=None if axis is None else normalize_axis(axis, x.ndim)[0],
+    return apply("argmax", [x], axis=None if axis is None else op_axes("argmax", x, axis, one=True),
                  keepdims=bool(keepdims))
 
 
 def argmin(x, axis=None, keepdims=False):
     """Index of the smallest element along `axis` (of the flattened tensor if None)."""
     x = as_tensor(x)
-    return apply("argmin", [x], axis=None if axis is None else normalize_axis(axis, x.ndim)[0],
+    return apply("argmin", [x], axis=None if axis is None else op_axes("argmin", x, axis, one=True),
                  keepdims=bool(keepdims))
 
 
 def count(x, axis=None, dtype="float64"):
     """Number of elements of x over `axis`, as a scalar (shapes are read at run time)."""
     x = as_tensor(x)
-    ax = None if axis is None else normalize_axis(axis, x.ndim)
+    ax = None if axis is None else op_axes("count", x, axis)
     known = [x.shape[i] for i in (ax if ax is not None else range(x.ndim))]
     if None not in known:
         return constant(int(np.prod(known)), dtype=dtype, graph=x.graph)
@@ -145,13 +137,13 @@ def count(x, axis=None, dtype="float64"):
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along `axis`, computed stably."""
     x = as_tensor(x)
-    return apply("softmax", [x], axis=normalize_axis(axis, x.ndim)[0])
+    return apply("softmax", [x], axis=op_axes("softmax", x, axis, one=True))
 
 
 def log_softmax(x, axis=-1):
     """x - logsumexp(x) along `axis`, computed stably."""
     x = as_tensor(x)
-    return apply("log_softmax", [x], axis=normalize_axis(axis, x.ndim)[0])
+    return apply("log_softmax", [x], axis=op_axes("log_softmax", x, axis, one=True))
 
 
 # -- linear algebra ----------------------------------------------------------------------------
@@ -167,8 +159,8 @@ def dot(a, b):
     if a.ndim == 0 or b.ndim == 0:
         return mul(a, b)
     if a.ndim > 2 or b.ndim > 2:
-        raise ShapeError(f"dot of {a.ndim}-D and {b.ndim}-D tensors is not supported; "
-                         "use matmul (batched) or reshape first")
+        raise op_error("dot", [a, b], f"dot of {a.ndim}-D and {b.ndim}-D tensors is not "
+                       "supported; use matmul (batched) or reshape first")
     return matmul(a, b)
 
 
@@ -189,7 +181,12 @@ def transpose(x, axes=None):
     """Permute the axes of x (reverse them when axes is None)."""
     x = as_tensor(x)
     if axes is not None:
-        axes = tuple(int(a) % builtins.max(x.ndim, 1) for a in axes)
+        axes = axis_tuple(axes)
+        bad = [a for a in axes if not -x.ndim <= a < x.ndim]
+        if bad or len(axes) != x.ndim:
+            raise op_error("transpose", [x], f"axes {axes} are not a permutation of "
+                           f"{x.ndim} axes")
+        axes = tuple(a % x.ndim for a in axes)
     if x.ndim < 2 and axes is None:
         return x
     return apply("transpose", [x], axes=axes)
@@ -198,8 +195,11 @@ def transpose(x, axes=None):
 def expand_dims(x, axis):
     """x with new axes of size 1 at `axis`."""
     x = as_tensor(x)
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    return apply("expand_dims", [x], axis=normalize_axis(axes, x.ndim + len(axes)))
+    try:
+        n = len(axis_tuple(axis))
+    except ShapeError as e:
+        raise op_error("expand_dims", [x], str(e)) from None
+    return apply("expand_dims", [x], axis=op_axes("expand_dims", x, axis, x.ndim + n))
 
 
 def squeeze(x, axis=None):
@@ -208,7 +208,7 @@ def squeeze(x, axis=None):
     if axis is None:
         axes = tuple(i for i, d in enumerate(x.shape) if d == 1)
     else:
-        axes = normalize_axis(axis, x.ndim)
+        axes = op_axes("squeeze", x, axis)
     return apply("squeeze", [x], axis=axes) if axes else x
 
 
@@ -252,18 +252,18 @@ def concatenate(tensors, axis=0):
     """Join tensors along an existing axis."""
     tensors = list(tensors)
     if not tensors:
-        raise ShapeError("concatenate needs at least one tensor")
+        raise op_error("concatenate", [], "needs at least one tensor")
     first = next((t for t in tensors if isinstance(t, Tensor)), None)
     ts = [as_tensor(t, like=first) for t in tensors]
-    return apply("concatenate", ts, axis=normalize_axis(axis, ts[0].ndim)[0])
+    return apply("concatenate", ts, axis=op_axes("concatenate", ts[0], axis, one=True))
 
 
 def stack(tensors, axis=0):
     """Join tensors along a new axis."""
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
-        raise ShapeError("stack needs at least one tensor")
-    ax = normalize_axis(axis, tensors[0].ndim + 1)[0]
+        raise op_error("stack", [], "needs at least one tensor")
+    ax = op_axes("stack", tensors[0], axis, tensors[0].ndim + 1, one=True)
     return concatenate([expand_dims(t, ax) for t in tensors], ax)
 
 
@@ -272,7 +272,7 @@ def take(x, indices, axis=None):
     x = as_tensor(x)
     # Indices keep their own (integer) dtype: a weak scalar would take x's float dtype.
     idx = indices if isinstance(indices, Tensor) else constant(np.asarray(indices), graph=x.graph)
-    ax = None if axis is None else normalize_axis(axis, x.ndim)[0]
+    ax = None if axis is None else op_axes("take", x, axis, one=True)
     return apply("take", [x, idx], axis=ax)
 
 
@@ -294,10 +294,10 @@ def getitem(x, index):
         elif len(index) == 1 and isinstance(it, (Tensor, list, np.ndarray)):
             return take(x, it, axis=0)
         else:
-            raise ShapeError(f"unsupported index {it!r}: use slices, integers, None, ..., "
-                             "or flowc.take for integer arrays")
+            raise op_error("getitem", [x], f"unsupported index {it!r}: use slices, integers, "
+                           "None, ..., or flowc.take for integer arrays")
     if _bsum(1 for i in items if i[0] == "ellipsis") > 1:
-        raise ShapeError("an index can only have a single ellipsis")
+        raise op_error("getitem", [x], "an index can only have a single ellipsis")
     return apply("getitem", [x], index=tuple(items))
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.errors import ShapeError
-from ..ir.types import normalize_axis
 from . import api as F
-from .build import apply, as_tensor, constant
+from .build import apply, as_tensor, constant, op_axes, op_error
 
 
 def solve(a, b):
@@ -39,7 +37,7 @@ def diag(x, k=0):
         return apply("diag_embed", [x], k=int(k))
     if x.ndim == 2:
         return apply("diag_part", [x], k=int(k))
-    raise ShapeError(f"diag takes a vector or a matrix, got {x.ndim} dimensions")
+    raise op_error("diag", [x], f"takes a vector or a matrix, got {x.ndim} dimensions")
 
 
 def outer(a, b):
@@ -52,33 +50,34 @@ def trace(x, k=0):
     """Sum of the k-th diagonal of a matrix."""
     x = as_tensor(x)
     if x.ndim != 2:
-        raise ShapeError(f"trace takes a matrix, got {x.ndim} dimensions")
+        raise op_error("trace", [x], f"takes a matrix, got {x.ndim} dimensions")
     return F.sum(apply("diag_part", [x], k=int(k)))
 
 
 def norm(x, ord=None, axis=None, keepdims=False):
     """Vector norms (ord None/2, 1, inf) and the Frobenius norm (ord None/'fro' on a matrix)."""
     x = as_tensor(x)
-    ax = None if axis is None else normalize_axis(axis, x.ndim)
+    ax = None if axis is None else op_axes("norm", x, axis)
     nax = x.ndim if ax is None else len(ax)
     if ord in (None, "fro") or (ord == 2 and nax == 1):
         if ord == "fro" and nax != 2:
-            raise ShapeError("ord='fro' needs a matrix (two axes)")
+            raise op_error("norm", [x], "ord='fro' needs a matrix (two axes)")
         return apply("norm2", [x], axis=ax, keepdims=bool(keepdims))
     if nax != 1:
-        raise ShapeError(f"norm ord={ord!r} is supported for vectors only; matrix norms other "
-                         "than Frobenius are not available")
+        raise op_error("norm", [x], f"ord={ord!r} is supported for vectors only; matrix "
+                       "norms other than Frobenius are not available")
     if ord == 1:
         return F.sum(F.abs(x), ax, keepdims)
     if ord in (np.inf, "inf"):
         return F.max(F.abs(x), ax, keepdims)
-    raise ShapeError(f"norm ord={ord!r} is not supported (use None, 2, 1, inf or 'fro')")
+    raise op_error("norm", [x], f"ord={ord!r} is not supported (use None, 2, 1, inf or "
+                   "'fro')")
 
 
 def topk(x, k, axis=-1, largest=True):
     """(values, indices) of the k largest (or smallest) entries along axis, in order."""
     x = as_tensor(x)
-    ax = normalize_axis(axis, x.ndim)[0]
+    ax = op_axes("topk", x, axis, one=True)
     idx = apply("topk_indices", [x], k=int(k), axis=ax, largest=bool(largest))
     return take_along_axis(x, idx, ax), idx
 
@@ -87,4 +86,5 @@ def take_along_axis(x, indices, axis=-1):
     """x's entries at integer indices along axis (np.take_along_axis)."""
     x = as_tensor(x)
     idx = as_tensor(indices) if not isinstance(indices, np.ndarray) else constant(indices, graph=x.graph)
-    return apply("take_along_axis", [x, idx], axis=normalize_axis(axis, x.ndim)[0])
+    return apply("take_along_axis", [x, idx], axis=op_axes("take_along_axis", x, axis,
+                                                                    one=True))

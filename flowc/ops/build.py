@@ -7,7 +7,7 @@ from ..ir.errors import FlowcError, GraphError, ShapeError
 from ..ir.graph import default_graph
 from ..ir.tensor import Tensor
 from ..ir.trace import user_trace
-from ..ir.types import TensorType, is_float
+from ..ir.types import TensorType, is_float, normalize_axis
 from .registry import canonical_attrs, get_op
 
 
@@ -22,10 +22,44 @@ def apply(opname: str, inputs, name=None, **attrs) -> Tensor:
         attrs = canonical_attrs(opdef, attrs)
         ttype = opdef.infer([t.type for t in inputs], attrs)
     except FlowcError as e:
-        operands = "; ".join(t.describe() for t in inputs)
-        raise type(e)(f"{opname} at {graph._trace or trace}: {e}. Operands: {operands}") from None
+        raise op_error(opname, inputs, str(e), type(e), graph._trace or trace) from None
     nid = graph.add_node(opname, [t.id for t in inputs], attrs, ttype, name=name, trace=trace)
     return Tensor(graph, nid)
+
+
+def op_error(opname, inputs, message, cls=ShapeError, trace=None):
+    """The error for a bad use of `opname`: the op, the user's line, what the operands are."""
+    graph = inputs[0].graph if inputs else None
+    trace = trace or (graph._trace if graph is not None else None) or user_trace()
+    operands = "; ".join(t.describe() for t in inputs)
+    return cls(f"{opname} at {trace}: {message}" + (f". Operands: {operands}" if operands else ""))
+
+
+def op_axes(opname, x, axis, ndim=None, one=False):
+    """`axis` (an int or a sequence of ints) normalized for `opname` on x: a sorted tuple,
+    or with one=True the single axis. A bad axis names the op and the user's line."""
+    try:
+        if one and not _is_int(axis):
+            raise ShapeError(f"axis must be one integer, got {axis!r}")
+        axes = normalize_axis(axis_tuple(axis), x.ndim if ndim is None else ndim)
+    except ShapeError as e:
+        raise op_error(opname, [x], str(e)) from None
+    return axes[0] if one else axes
+
+
+def axis_tuple(axis):
+    """None, or `axis` (an int or a sequence of ints) as a tuple of Python ints."""
+    if axis is None:
+        return None
+    if _is_int(axis):
+        return (int(axis),)
+    if isinstance(axis, (list, tuple)) and all(_is_int(a) for a in axis):
+        return tuple(int(a) for a in axis)
+    raise ShapeError(f"axis must be an integer or a tuple of integers, got {axis!r}")
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def leaf(op: str, ttype: TensorType, name=None, value=None, graph=None) -> Tensor:
