@@ -9,6 +9,7 @@ the environment (the terminal width, through shutil).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -70,7 +71,7 @@ def _parser():
     s.add_argument("--epochs", type=_positive, help="epochs in total (default: model file)")
     s.add_argument("--batch-size", type=_positive, help="mini-batch size (default: model "
                    "file, else 32)")
-    s.add_argument("--lr", type=float, help="learning rate (default: model file)")
+    s.add_argument("--lr", type=_non_negative, help="learning rate (default: model file)")
     s.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     s.add_argument("--checkpoint", metavar="DIR", help="save parameters, optimizer state "
                    "and progress to DIR/checkpoint.npz after every epoch")
@@ -80,7 +81,8 @@ def _parser():
                    "plot go (default out)")
     s.add_argument("--seed", type=int, help="seed of the split and the shuffling (default: "
                    "model file, else 0)")
-    s.add_argument("--test-size", type=float, help="held-out fraction (default 0.25)")
+    s.add_argument("--test-size", type=_fraction, help="held-out fraction in [0, 1) (default "
+                   "0.25)")
     s.add_argument("--target", metavar="COLUMN", help="CSV target column: header name or "
                    "0-based index (default: the last)")
     s.add_argument("--standardize", action="store_true", help="scale CSV features to mean 0, "
@@ -96,7 +98,7 @@ def _parser():
     s.add_argument("--batch-size", type=_positive, default=8)
     s.add_argument("--entries", type=_positive, default=50,
                    help="entries checked per parameter (default 50)")
-    s.add_argument("--tol", type=float, help="largest relative error accepted (default 1e-5 "
+    s.add_argument("--tol", type=_non_negative, help="largest relative error accepted (default 1e-5 "
                    "for float64)")
     s.add_argument("--seed", type=int, default=0)
     level(s)
@@ -129,6 +131,24 @@ def _positive(text):
     if v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
     return v
+
+
+def _number(text, ok, expected):
+    try:
+        v = float(text)
+    except ValueError:
+        v = None
+    if v is None or not math.isfinite(v) or not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return v
+
+
+def _non_negative(text):
+    return _number(text, lambda v: v >= 0, "a finite number >= 0")
+
+
+def _fraction(text):
+    return _number(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def main(argv=None) -> int:

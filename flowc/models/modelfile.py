@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import sys
@@ -94,8 +95,9 @@ MISSING = "nothing (the field is missing)"
 class _Checker:
     """Reads one parsed file, raising ModelFileError with the line of the offending field."""
 
-    def __init__(self, path, text):
-        self.path, self.lines = path, locate(text)
+    def __init__(self, path, text, prefix=()):
+        # prefix: where the fields sit in the file (graph JSON keeps them in graph.roles)
+        self.path, self.lines, self.prefix = path, locate(text), tuple(prefix)
 
     def line(self, field):
         for n in range(len(field), 0, -1):
@@ -104,8 +106,8 @@ class _Checker:
         return None
 
     def fail(self, field, expected=None, got=None, message=None):
-        raise ModelFileError(self.path, self.line(field), fmt_field(field), expected, got,
-                             message)
+        raise ModelFileError(self.path, self.line(field), fmt_field(self.prefix + tuple(field)),
+                             expected, got, message)
 
     def table(self, v, field, allowed=None, required=()):
         if not isinstance(v, dict):
@@ -127,13 +129,16 @@ class _Checker:
             self.fail(field, "an integer" + (f" >= {lo}" if lo is not None else ""), describe(v))
         return v
 
-    def number(self, v, field, lo=None, hi=None, hi_open=False):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or \
-                (lo is not None and v < lo) or \
-                (hi is not None and (v >= hi if hi_open else v > hi)):
-            rng = "" if lo is None and hi is None else f" >= {lo:g}" if hi is None else \
-                f" in [{lo:g}, {hi:g}{')' if hi_open else ']'}"
-            self.fail(field, "a number" + rng, describe(v))
+    def number(self, v, field, lo=None, hi=None, hi_open=False, lo_open=False):
+        # nan passes every comparison and inf every lower bound: refuse both first.
+        bad = isinstance(v, bool) or not isinstance(v, (int, float))
+        if not bad and not math.isfinite(v):
+            bad = True
+        elif not bad:
+            bad = (lo is not None and (v <= lo if lo_open else v < lo)) or \
+                (hi is not None and (v >= hi if hi_open else v > hi))
+        if bad:
+            self.fail(field, _number_range(lo, hi, lo_open, hi_open, v), describe(v))
         return float(v)
 
     def choice(self, v, field, options, what="one of"):
@@ -150,6 +155,16 @@ class _Checker:
         if not isinstance(v, bool):
             self.fail(field, "true or false", describe(v))
         return v
+
+
+def _number_range(lo, hi, lo_open, hi_open, v):
+    """'a number >= 0', 'a number in [0, 1)', ...; 'a finite number ...' when v is nan or inf."""
+    kind = "a finite number" if isinstance(v, float) and not math.isfinite(v) else "a number"
+    if lo is None and hi is None:
+        return kind
+    if hi is None:
+        return f"{kind} {'>' if lo_open else '>='} {lo:g}"
+    return f"{kind} in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
 
 
 def _expect(field, k):
@@ -298,6 +313,15 @@ def _loss(c, v, inputs):
     return {"type": kind, "target": target, "line": c.line(f)}, target
 
 
+# Decay rates below 1 (at 1 nothing decays: momentum grows without bound, Adam's bias
+# correction divides by 0); eps > 0 (it guards a division by a running square).
+OPTION_RANGES = {"mu": dict(lo=0.0, hi=1.0, hi_open=True),
+                 "rho": dict(lo=0.0, hi=1.0, hi_open=True),
+                 "beta1": dict(lo=0.0, hi=1.0, hi_open=True),
+                 "beta2": dict(lo=0.0, hi=1.0, hi_open=True),
+                 "eps": dict(lo=0.0, lo_open=True)}
+
+
 def _optimizer(c, v):
     f = ("optimizer",)
     c.table(v, f, required=("type",))
@@ -311,7 +335,7 @@ def _optimizer(c, v):
         if k == "nesterov":
             out["options"][k] = c.boolean(val, f + (k,))
         else:
-            out["options"][k] = c.number(val, f + (k,), lo=0.0)
+            out["options"][k] = c.number(val, f + (k,), **OPTION_RANGES.get(k, {"lo": 0.0}))
     return out
 
 

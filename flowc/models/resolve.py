@@ -4,12 +4,14 @@ flowc.nn Task)."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ..io.graph_json import load_graph, save_graph
+from ..io.graph_json import GraphFileError, load_graph, save_graph
 from ..ir.errors import FlowcError
 from ..ir.graph import Graph
 from ..ir.tensor import Tensor
@@ -196,6 +198,7 @@ def from_graph_file(path) -> Loaded:
         if not outs:
             raise ModelError(f"{path}: the graph names no outputs (graph.outputs is empty)")
         return Loaded("graph", name, g, graph_inputs(outs), outs, source=path)
+    _check_roles(g, roles, path)
     try:
         T = g.tensor
         task = Task(inputs=[T(i) for i in roles["inputs"]], loss=T(roles["loss"]),
@@ -210,7 +213,87 @@ def from_graph_file(path) -> Loaded:
                     name=name)
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"{path}: graph.roles is damaged ({type(e).__name__}: {e})") from None
-    opt = dict(roles.get("optimizer") or {"type": "sgd"})
+    opt, train = _check_settings(roles, path)
     return Loaded("graph", name, g, list(task.inputs), task_outputs(task), task,
-                  opt.pop("type", "sgd"), opt, dict(roles.get("train") or {}), path,
-                  roles.get("trace"))
+                  opt.pop("type"), opt, train, path, roles.get("trace"))
+
+
+# role -> (what its node must be, the ops it may not be, must it be a scalar)
+_ROLE_NODES = {
+    "inputs": ("an input node", lambda op: op == "input", False),
+    "params": ("a param node", lambda op: op == "param", False),
+    "loss": ("a scalar node computed from the inputs and params (the loss)",
+             lambda op: op not in ("input", "param", "const"), True),
+    "eval_loss": ("a scalar node computed from the inputs and params (the loss)",
+                  lambda op: op not in ("input", "param", "const"), True),
+    "metrics": ("a scalar node", lambda op: True, True),
+    "eval_metrics": ("a scalar node", lambda op: True, True),
+    "predict": ("a node of the graph", lambda op: True, False),
+}
+
+
+def _check_roles(g, roles, path):
+    """Each role names nodes of the right kind; a GraphFileError (exit 2) names the field."""
+    if not isinstance(roles, dict):
+        _role_fail(path, "graph.roles", "an object", roles)
+    for role, (what, op_ok, scalar) in _ROLE_NODES.items():
+        v = roles.get(role)
+        if v is None and role not in ("inputs", "params", "loss"):
+            continue
+        ids = v if role in ("inputs", "params") else \
+            v if role in ("metrics", "eval_metrics") else {role: v}
+        if role in ("inputs", "params") and not isinstance(v, list):
+            _role_fail(path, f"graph.roles.{role}", "a list of node ids", v)
+        if role in ("metrics", "eval_metrics") and not isinstance(v, dict):
+            _role_fail(path, f"graph.roles.{role}", "an object of name: node id", v)
+        items = enumerate(ids) if isinstance(ids, list) else ids.items()
+        for k, nid in items:
+            field = f"graph.roles.{role}" + ("" if k == role else f"[{k!r}]" if
+                                              isinstance(k, str) else f"[{k}]")
+            _check_role_node(g, path, field, nid, what, op_ok, scalar)
+    ups = roles.get("state_updates", [])
+    if not isinstance(ups, list) or not all(isinstance(u, list) and len(u) == 2 for u in ups):
+        _role_fail(path, "graph.roles.state_updates", "a list of [param id, node id] pairs", ups)
+    for i, (p, v) in enumerate(ups):
+        _check_role_node(g, path, f"graph.roles.state_updates[{i}][0]", p, "a param node",
+                         lambda op: op == "param", False)
+        _check_role_node(g, path, f"graph.roles.state_updates[{i}][1]", v, "a node of the graph",
+                         lambda op: True, False)
+
+
+def _check_role_node(g, path, field, nid, what, op_ok, scalar):
+    if not isinstance(nid, int) or isinstance(nid, bool) or nid not in g.nx:
+        _role_fail(path, field, f"the id of {what}", nid)
+    t = g.tensor(nid)
+    if not op_ok(t.op) or (scalar and t.ndim != 0):
+        _role_fail(path, field, f"the id of {what}", nid, f"node {nid}, {t.describe()}")
+
+
+def _role_fail(path, field, expected, got, shown=None):
+    key = field.split(".")[-1].split("[")[0]
+    raise GraphFileError(f"{path}{_roles_line(path, key)}: {field}: expected {expected}, got "
+                         f"{shown or json.dumps(got, default=str)}")
+
+
+def _roles_line(path, key):
+    """':line' of `key` inside the file's graph.roles object, or '' if not found."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    start = text.find('"roles"')
+    m = re.compile(rf'"{re.escape(key)}"\s*:').search(text, max(start, 0))
+    return f":{text.count(chr(10), 0, m.start()) + 1}" if start >= 0 and m else ""
+
+
+def _check_settings(roles, path):
+    """(optimizer options, train settings) of graph.roles, checked as a model file's are."""
+    from .modelfile import _Checker, _optimizer, _train
+    c = _Checker(path, "", prefix=("graph", "roles"))
+    opt = _optimizer(c, roles.get("optimizer") or {"type": "sgd"})
+    given = roles.get("train") or {}
+    if isinstance(given, dict):  # (anything else gets the checker's error)
+        given = {k: v for k, v in given.items() if v is not None}
+    train = _train(c, given)
+    return {"type": opt["type"], **opt["options"]}, {k: train[k] for k in given}

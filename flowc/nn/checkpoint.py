@@ -55,23 +55,92 @@ def _write_npz(f, payload):
 
 
 def load(path):
-    """(arrays, meta) from a checkpoint written by `save`."""
+    """(arrays, meta) from a checkpoint written by `save`; a CheckpointError naming the file
+    if it is missing, damaged or not a flowc checkpoint."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") \
-            from None
+    arrays = _read_npz(path)
     if META not in arrays:
         raise CheckpointError(f"{path}: not a flowc checkpoint (no {META} record)")
-    meta = json.loads(str(arrays.pop(META)))
+    meta = _meta(path, arrays.pop(META))
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise CheckpointError(f"{path}: expected {FORMAT} version {VERSION}, got "
                               f"{meta.get('format')} version {meta.get('version')}")
     return arrays, meta
+
+
+def _damaged(path, why):
+    return CheckpointError(f"{path}: not a readable checkpoint: the file is damaged ({why}); "
+                           "save it again or use an earlier copy")
+
+
+def _read_npz(path):
+    """{name: array} of an .npz file, read entry by entry without ever unpickling: NumPy's own
+    loader answers a damaged file with advice about pickled data, which is never right here."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            arrays = {}
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise _damaged(path, f"unexpected entry {info.filename!r}")
+                with z.open(info) as f:
+                    arrays[info.filename[:-4]] = _read_entry(path, info.filename, f)
+            return arrays
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as e:
+        if os.path.getsize(path) == 0:
+            raise _damaged(path, "the file is empty") from None
+        raise _damaged(path, _zip_problem(e)) from None
+
+
+def _zip_problem(e):
+    if isinstance(e, zipfile.BadZipFile):
+        return f"not a complete .npz archive: {e}"
+    return f"{type(e).__name__}: {e}"
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_entry(path, name, f):
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = _HEADER_READERS.get(version)
+        if read_header is None:
+            raise ValueError(f".npy format version {version} is not one flowc writes")
+        shape, fortran, dtype = read_header(f)
+    except ValueError as e:
+        raise _damaged(path, f"entry {name!r} is not a NumPy array: {e}") from None
+    if dtype.hasobject:  # checked before reading: NumPy's refusal talks about pickles
+        raise _damaged(path, f"entry {name!r} holds Python objects; checkpoints hold only "
+                       "numeric arrays and one text record")
+    count = int(np.prod(shape, dtype=np.int64))
+    data = f.read(count * dtype.itemsize)
+    if len(data) != count * dtype.itemsize:
+        raise _damaged(path, f"entry {name!r} is cut short: {len(data)} of "
+                       f"{count * dtype.itemsize} bytes")
+    if f.read():  # reading to the end also checks the entry's CRC
+        raise _damaged(path, f"entry {name!r} has bytes after its data")
+    a = np.frombuffer(data, dtype=dtype, count=count)
+    return (a.reshape(shape[::-1]).T if fortran else a.reshape(shape)).copy()
+
+
+def _meta(path, record):
+    """The checkpoint's JSON record as a dict."""
+    if record.shape != () or record.dtype.kind not in "SU":
+        raise _damaged(path, f"its {META} record is {record.dtype.name}{list(record.shape)}, "
+                       "not one text string")
+    try:
+        meta = json.loads(str(record))
+    except ValueError as e:
+        raise _damaged(path, f"its {META} record is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise _damaged(path, f"its {META} record is a JSON {type(meta).__name__}, not an "
+                       "object")
+    return meta
 
 
 def param_key(p) -> str:
@@ -91,9 +160,9 @@ def save_params(path, params, meta=None):
     return save(path, arrays, meta)
 
 
-def load_params(path, params):
-    """Set `params` from a checkpoint; every one must be there with its shape and dtype.
-    Nothing is changed unless all of them fit. Returns the checkpoint's meta record."""
+def read_params(path, params):
+    """({key: array}, meta) from a checkpoint, checked against `params`: every one must be
+    there with its shape and dtype. Changes nothing."""
     arrays, meta = load(path)
     want = {param_key(p): p for p in params}
     missing = sorted(set(want) - set(arrays))
@@ -108,6 +177,18 @@ def load_params(path, params):
         if tuple(a.shape) != tuple(p.shape) or a.dtype.name != p.dtype:
             raise CheckpointError(f"{path}: parameter {k!r}: expected {p.dtype}"
                                   f"{list(p.shape)}, got {a.dtype.name}{list(a.shape)}")
-    for k, p in want.items():
-        p.set_value(arrays[k])
+    return arrays, meta
+
+
+def set_params(params, arrays):
+    """Set `params` from arrays that read_params checked."""
+    for p in params:
+        p.set_value(arrays[param_key(p)])
+
+
+def load_params(path, params):
+    """Set `params` from a checkpoint; every one must be there with its shape and dtype.
+    Nothing is changed unless all of them fit. Returns the checkpoint's meta record."""
+    arrays, meta = read_params(path, params)
+    set_params(params, arrays)
     return meta

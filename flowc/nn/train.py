@@ -66,13 +66,19 @@ class Trainer:
 
     def load(self, path):
         """Restore a checkpoint written by `save`; training continues where it stopped."""
-        meta = ckpt.load_params(path, self.state_params)
-        try:
-            self.rng.bit_generator.state = meta["rng"]
-            self.epoch, self.steps = int(meta["epoch"]), int(meta["steps"])
-            self.history = History(meta["history"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ckpt.CheckpointError(f"{path}: damaged training state ({e})") from None
+        params = self.state_params
+        arrays, meta = ckpt.read_params(path, params)
+        try:  # everything is checked before anything changes
+            rng = type(self.rng.bit_generator)()
+            rng.state = meta["rng"]
+            epoch, steps = int(meta["epoch"]), int(meta["steps"])
+            history = History(meta["history"])
+        except Exception as e:
+            raise ckpt.CheckpointError(f"{path}: not a readable checkpoint: the file is damaged (its training "
+                                       f"state: {type(e).__name__}: {e})") from None
+        ckpt.set_params(params, arrays)
+        self.rng.bit_generator.state = rng.state
+        self.epoch, self.steps, self.history = epoch, steps, history
         return meta
 
     # -- training -----------------------------------------------------------------------------
