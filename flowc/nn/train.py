@@ -73,9 +73,9 @@ class Trainer:
             rng.state = meta["rng"]
             epoch, steps = int(meta["epoch"]), int(meta["steps"])
             history = History(meta["history"])
-        except Exception as e:
-            raise ckpt.CheckpointError(f"{path}: not a readable checkpoint: the file is damaged (its training "
-                                       f"state: {type(e).__name__}: {e})") from None
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
+            raise ckpt.CheckpointError(f"{path}: not a readable checkpoint: the file is damaged "
+                                       f"(its training state: {type(e).__name__}: {e})") from None
         ckpt.set_params(params, arrays)
         self.rng.bit_generator.state = rng.state
         self.epoch, self.steps, self.history = epoch, steps, history
