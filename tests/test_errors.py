@@ -139,6 +139,10 @@ AXIS_CASES = [
                                                      "axes"),
     ("dot", lambda x: fc.dot(fc.expand_dims(x, 0), x), "dot of 3-D and 2-D tensors"),
     ("diag", lambda x: fc.diag(fc.expand_dims(x, 0)), "takes a vector or a matrix"),
+    ("reshape", lambda x: fc.reshape(x, "ab"), "shape must be an integer or a tuple of "
+                                               "integers, got 'ab'"),
+    ("broadcast_to", lambda x: fc.broadcast_to(x, (2, 3.5)), "got (2, 3.5)"),
+    ("getitem", lambda x: x[1.5], "unsupported index 1.5"),
 ]
 
 

@@ -168,8 +168,7 @@ def dot(a, b):
 def reshape(x, shape):
     """x with a new shape (one dimension may be -1)."""
     x = as_tensor(x)
-    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
-    return apply("reshape", [x], shape=shape)
+    return apply("reshape", [x], shape=_shape_arg("reshape", x, shape))
 
 
 def reshape_like(x, like):
@@ -215,7 +214,16 @@ def squeeze(x, axis=None):
 def broadcast_to(x, shape):
     """x viewed with the larger, fully known `shape` (NumPy broadcasting)."""
     x = as_tensor(x)
-    return apply("broadcast_to", [x], shape=tuple(int(d) for d in shape))
+    return apply("broadcast_to", [x], shape=_shape_arg("broadcast_to", x, shape))
+
+
+def _shape_arg(op, x, shape):
+    """A shape argument (an int or a sequence of ints) as a tuple, or an error naming op."""
+    try:
+        return axis_tuple(shape)
+    except ShapeError:
+        raise op_error(op, [x], f"shape must be an integer or a tuple of integers, got "
+                       f"{shape!r}") from None
 
 
 def broadcast_like(x, like):
