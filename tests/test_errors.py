@@ -400,3 +400,24 @@ def test_a_graph_file_with_good_roles_still_loads(tmp_path):
                                     str(tmp_path / "good.json")))
     assert loaded.optimizer == "momentum" and loaded.opt_kwargs == {"lr": 0.1}
     assert loaded.train["epochs"] == 2 and loaded.task.loss.ndim == 0
+
+
+def test_fit_refuses_bad_sizes_and_data_with_flowc_errors():
+    tr = _trainer()
+    X, y = np.ones((8, 4)), np.zeros(8, np.int64)
+    for kwargs, data, message in [
+            (dict(epochs=1, batch_size=1.5), [X, y], "batch_size must be an integer >= 1, got 1.5"),
+            (dict(epochs=1, batch_size=0), [X, y], "batch_size must be an integer >= 1, got 0"),
+            (dict(epochs=-1), [X, y], "epochs must be an integer >= 0, got -1"),
+            (dict(epochs=1), [None, y], "data: input 'x' must be a numeric array with one row "
+                                        "per sample, got object[]"),
+            (dict(epochs=1), [[[1.0, 2.0], [3.0]], y], "data: array 0 is a nested list whose "
+                                                       "rows differ in length"),
+    ]:
+        before = _state(tr)
+        with pytest.raises(fc.FlowcError) as e:
+            tr.fit(data, progress=False, **kwargs)
+        assert str(e.value) == message
+        after = _state(tr)
+        assert after[1:] == before[1:]
+        assert all(np.array_equal(before[0][k], v) for k, v in after[0].items())

@@ -102,8 +102,9 @@ class Trainer:
         val = self._arrays(validation, "validation") if validation is not None else None
         if val is not None:
             self._check_finite(val, "validation")
-        if batch_size <= 0:
-            raise FlowcError(f"batch_size must be positive, got {batch_size}")
+        for k, v, lo in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise FlowcError(f"{k} must be an integer >= {lo}, got {v!r}")
         n = len(data[0])
         nb = max(1, math.ceil(n / batch_size))
         if self.steps == 0:
@@ -172,11 +173,21 @@ class Trainer:
 
     # -- helpers ------------------------------------------------------------------------------
     def _arrays(self, data, what):
-        arrays = [np.asarray(a) for a in (data if isinstance(data, (list, tuple)) else [data])]
         want = [t.name or f"input{i}" for i, t in enumerate(self.task.inputs)]
+        arrays = []
+        for i, a in enumerate(data if isinstance(data, (list, tuple)) else [data]):
+            try:
+                arrays.append(np.asarray(a))
+            except ValueError:  # a ragged nested list
+                raise FlowcError(f"{what}: array {i} is a nested list whose rows differ in "
+                                 "length") from None
         if len(arrays) != len(want):
             raise FlowcError(f"{what}: expected {len(want)} arrays ({', '.join(want)}), got "
                              f"{len(arrays)}")
+        for name, a in zip(want, arrays):
+            if a.ndim == 0 or a.dtype.kind not in "biuf":
+                raise FlowcError(f"{what}: input {name!r} must be a numeric array with one row "
+                                 f"per sample, got {a.dtype.name}{list(a.shape)}")
         sizes = {len(a) for a in arrays}
         if len(sizes) != 1 or 0 in sizes:
             raise FlowcError(f"{what}: the arrays for {', '.join(want)} must be non-empty and "
