@@ -11,8 +11,8 @@ from .autodiff.jacobian import hessian, hvp, jacobian
 from .autodiff.reverse import grad
 from .function import Function, function
 from .gradcheck import check_grad, numerical_grad
-from .ir.errors import (FlowcError, GradError, GraphError, InputError, InputShapeError,
-                        ShapeError)
+from .ir.errors import (ArgumentError, FlowcError, GradError, GraphError, InputError,
+                        InputShapeError, ShapeError)
 from .ir.graph import Graph, default_graph
 from .ir.tensor import Tensor
 from .ir.types import TensorType

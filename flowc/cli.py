@@ -15,6 +15,8 @@ import shutil
 import sys
 import warnings
 
+from .ir.errors import FlowcError
+
 EPILOG = """\
 MODEL is a model file (.toml, see flowc/examples/*.toml), a graph saved with `flowc export`
 (.json), or module:function returning tensors. The shipped model files can be named by file
@@ -22,7 +24,7 @@ name alone (digits_mlp.toml, breast_cancer.toml).
 exit codes: 0 ok, 1 the work failed, 2 bad usage or a bad file."""
 
 
-class UsageError(Exception):
+class UsageError(FlowcError):
     """Bad arguments or input files: exit code 2."""
 
 

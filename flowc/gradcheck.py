@@ -9,7 +9,7 @@ from .autodiff.forward import jvp
 from .autodiff.jacobian import hessian, jacobian
 from .autodiff.reverse import grad
 from .function import function
-from .ir.errors import GradError
+from .ir.errors import ArgumentError, GradError
 from .ir.graph import Graph
 from .leaves import input
 
@@ -24,7 +24,7 @@ def numerical_grad(f, args, method="central", eps=None):
     compiled flowc function.
     """
     if method not in ("central", "forward"):
-        raise ValueError(f"method must be 'central' or 'forward', got {method!r}")
+        raise ArgumentError(f"method must be 'central' or 'forward', got {method!r}")
     single = _is_single(args)
     xs = [np.array(a, dtype=np.float64 if np.asarray(a).dtype.kind != "f" else None, copy=True)
           for a in ([args] if single else args)]
@@ -72,9 +72,9 @@ def check_grad(fn, args, method="central", eps=None, optimize="O1", modes=("rev"
     """
     modes = (modes,) if isinstance(modes, str) else tuple(modes)
     if not modes or set(modes) - {"rev", "fwd"}:
-        raise ValueError(f"modes must be a non-empty tuple of 'rev' and 'fwd', got {modes!r}")
+        raise ArgumentError(f"modes must be a non-empty tuple of 'rev' and 'fwd', got {modes!r}")
     if order not in (1, 2):
-        raise ValueError(f"order must be 1 or 2, got {order!r}")
+        raise ArgumentError(f"order must be 1 or 2, got {order!r}")
     arrays = [np.asarray(a, dtype=np.float64) for a in ([args] if _is_single(args) else args)]
     with Graph():
         xs = [input(f"arg{i}", a.shape) for i, a in enumerate(arrays)]

@@ -22,7 +22,7 @@ LEVELS = ["O0", "O1", "O2"]
 
 # -- one base class ----------------------------------------------------------------------------
 def test_every_error_class_is_a_flowc_error():
-    from flowc.cli import UsageError  # noqa: F401  (argparse-level; exits 2 without a class)
+    from flowc.cli import UsageError
     from flowc.models.data import DataError
     from flowc.models.resolve import ModelError, UserCodeError
     from flowc.nn.train import TrainingDiverged
@@ -30,8 +30,8 @@ def test_every_error_class_is_a_flowc_error():
     assert fc.FlowcError is runtime.FlowcError
     for cls in (fc.ShapeError, fc.GraphError, fc.GradError, fc.InputError, fc.InputShapeError,
                 ckpt.CheckpointError, ModelFileError, GraphFileError, DataError, ModelError,
-                UserCodeError, TrainingDiverged, runtime.ProgramError, runtime.CallError,
-                runtime.CallShapeError, GPUUnavailable):
+                UserCodeError, TrainingDiverged, UsageError, fc.ArgumentError,
+                runtime.ProgramError, runtime.CallError, runtime.CallShapeError, GPUUnavailable):
         assert issubclass(cls, fc.FlowcError), cls
     # The classes users caught before keep working.
     assert issubclass(runtime.ProgramError, RuntimeError)
@@ -39,6 +39,18 @@ def test_every_error_class_is_a_flowc_error():
     assert issubclass(runtime.CallShapeError, (TypeError, ValueError))
     assert issubclass(fc.InputError, TypeError) and issubclass(fc.InputShapeError, ValueError)
     assert issubclass(fc.ShapeError, ValueError) and issubclass(GPUUnavailable, RuntimeError)
+    assert issubclass(fc.ArgumentError, ValueError)
+
+
+def test_unknown_names_and_options_are_flowc_errors():
+    for call, message in [(lambda: nn.losses.get("hinge"), "unknown loss 'hinge'"),
+                          (lambda: nn.metrics.get("f1"), "unknown metric 'f1'"),
+                          (lambda: nn.init.get("orthogonal"), "unknown initializer"),
+                          (lambda: fc.numerical_grad(lambda a: a, [1.0], method="x"),
+                           "method must be 'central' or 'forward'")]:
+        with pytest.raises(fc.ArgumentError, match=message) as e:
+            call()
+        assert isinstance(e.value, ValueError) and isinstance(e.value, fc.FlowcError)
 
 
 def _step(level):

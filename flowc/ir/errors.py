@@ -6,8 +6,8 @@ failed, a call with bad inputs).
 """
 from runtime.errors import FlowcError
 
-__all__ = ["FlowcError", "GradError", "GraphError", "InputError", "InputShapeError",
-           "ShapeError"]
+__all__ = ["ArgumentError", "FlowcError", "GradError", "GraphError", "InputError",
+           "InputShapeError", "ShapeError"]
 
 
 class ShapeError(FlowcError, ValueError):
@@ -28,3 +28,7 @@ class InputError(FlowcError, TypeError):
 
 class InputShapeError(InputError, ShapeError):
     """A compiled function was called with an input of the wrong shape (also a ValueError)."""
+
+
+class ArgumentError(FlowcError, ValueError):
+    """A function was given an argument value it does not take (an unknown name, a bad option)."""

@@ -10,6 +10,8 @@ import zlib
 
 import numpy as np
 
+from ..ir.errors import ArgumentError
+
 
 def fans(shape):
     """(fan_in, fan_out) of a weight of this shape."""
@@ -76,8 +78,8 @@ def get(init):
     try:
         return INITIALIZERS[init]
     except KeyError:
-        raise ValueError(f"unknown initializer {init!r}; known: "
-                         f"{', '.join(sorted(INITIALIZERS))}") from None
+        raise ArgumentError(f"unknown initializer {init!r}; known: "
+                            f"{', '.join(sorted(INITIALIZERS))}") from None
 
 
 def rng_for(seed, name):

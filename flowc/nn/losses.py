@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.errors import ShapeError
+from ..ir.errors import ArgumentError, ShapeError
 from ..ops import api as F
 from ..ops.api_linalg import take_along_axis
 from ..ops.build import as_tensor
@@ -85,4 +85,5 @@ def get(name):
     try:
         return LOSSES[name]
     except KeyError:
-        raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}") from None
+        raise ArgumentError(f"unknown loss {name!r}; known: "
+                            f"{', '.join(sorted(LOSSES))}") from None

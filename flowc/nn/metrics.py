@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ir.errors import ArgumentError
 from ..ops import api as F
 from ..ops.build import as_tensor
 
@@ -37,4 +38,5 @@ def get(name):
     try:
         return METRICS[name]
     except KeyError:
-        raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}") from None
+        raise ArgumentError(f"unknown metric {name!r}; known: "
+                            f"{', '.join(sorted(METRICS))}") from None
