@@ -7,6 +7,7 @@
 from .linker import CallError, Executable, ProgramError
 from .program import FORMAT_VERSION, Instr, Program
 from .storage import Cell
+from .validate import ProgramFileError
 
 
 def link(program, device="cpu", cells=None, single=None, downcast=False, host_outputs=False,
@@ -26,9 +27,14 @@ def link(program, device="cpu", cells=None, single=None, downcast=False, host_ou
 
 
 def load(path, device="cpu") -> Executable:
-    """Load a saved Program and link it, with its saved parameter values."""
-    return link(Program.load(path), device=device)
+    """Load a saved Program and link it, with its saved parameter values.
+
+    Every field of PATH.json and PATH.npz is checked before anything is linked or run; a
+    bad file raises ProgramFileError naming the file and the field (runtime/validate.py).
+    """
+    from .backends import get_backend
+    return link(Program.load(path, kernels=get_backend(device).kernels), device=device)
 
 
 __all__ = ["CallError", "Cell", "Executable", "FORMAT_VERSION", "Instr", "Program",
-           "ProgramError", "link", "load"]
+           "ProgramError", "ProgramFileError", "link", "load"]
