@@ -378,7 +378,8 @@ class _Checker:
             v = values[name]
             if v.dtype.name not in DTYPES:
                 self.fail(f"{name}.dtype", "a numeric or boolean dtype", v.dtype.name)
-            if spec is not None and (v.dtype.name, v.shape) != (spec["dtype"], tuple(spec["shape"])):
+            declared = None if spec is None else (spec["dtype"], tuple(spec["shape"]))
+            if declared is not None and (v.dtype.name, v.shape) != declared:
                 self.fail(name, f"{spec['dtype']} of shape {tuple(spec['shape'])} (as declared)",
                           f"{v.dtype.name} of shape {v.shape}")
         for c in d["consts"]:
