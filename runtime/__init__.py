@@ -4,7 +4,7 @@
     f = runtime.link(prog, device="cpu")         # generated straight-line Python
     outputs = f(x, y)                            # parameters live in f.cells
 """
-from .errors import CallError, CallShapeError, FlowcError, ProgramError
+from .errors import CallError, CallShapeError, FlowcError, ProgramError, ProgramFileError
 from .linker import Executable
 from .program import FORMAT_VERSION, Instr, Program
 from .storage import Cell
@@ -27,9 +27,14 @@ def link(program, device="cpu", cells=None, single=None, downcast=False, host_ou
 
 
 def load(path, device="cpu") -> Executable:
-    """Load a saved Program and link it, with its saved parameter values."""
-    return link(Program.load(path), device=device)
+    """Load a saved Program and link it, with its saved parameter values.
+
+    Every field of PATH.json and PATH.npz is checked before anything is linked or run; a
+    bad file raises ProgramFileError naming the file and the field (runtime/validate.py).
+    """
+    from .backends import get_backend
+    return link(Program.load(path, kernels=get_backend(device).kernels), device=device)
 
 
 __all__ = ["CallError", "CallShapeError", "Cell", "Executable", "FlowcError", "FORMAT_VERSION",
-           "Instr", "Program", "ProgramError", "link", "load"]
+           "Instr", "Program", "ProgramError", "ProgramFileError", "link", "load"]

@@ -271,7 +271,7 @@ def expression_function(expr, arg_dtypes):
         if e in seen:  # a repeated subexpression is computed once per element
             return seen[e]
         if e[0] == "arg":
-            r = (f"v{e[1]}", arg_dtypes[e[1]])
+            r = (f"v{_index(e[1], len(arg_dtypes))}", arg_dtypes[e[1]])
         elif e[0] == "const":
             r = (literal(e[1], e[2]), np.dtype(e[2]).name)
         else:
@@ -288,6 +288,20 @@ def expression_function(expr, arg_dtypes):
     params = ", ".join(f"const {ctype(d)} v{i}" for i, d in enumerate(arg_dtypes))
     body = "\n".join(lines + [f"  return {result};"])
     return f"FC_D {ctype(root)} fc_expr({params}) {{\n{body}\n}}\n", root
+
+
+def _index(i, n):
+    """An operand index as digits: only ints reach the source (never text from a Program)."""
+    if type(i) is not int or not 0 <= i < n:
+        raise Unsupported(f"expected an operand index in 0..{n - 1}, got {i!r}")
+    return str(i)
+
+
+def _reduction(reduce):
+    """The reduction's name, checked against REDUCTIONS before it is written into a comment."""
+    if reduce not in REDUCTIONS:
+        raise Unsupported(f"expected a reduction ({', '.join(REDUCTIONS)}), got {reduce!r}")
+    return reduce
 
 
 # -- index arithmetic -------------------------------------------------------------------------
@@ -412,6 +426,7 @@ def reduce_source(expr, arg_dtypes, reduce, strategy, classes, nk, nr, index="in
     reduced strides: loaded once per output element) or "full". strategy: "rows" or "cols".
     With gridDim.y > 1, block y covers reduced elements [y*chunk, (y+1)*chunk) and writes a
     partial to work (rows: work[o*gridDim.y + y]; cols: work[y*n_out + o]) for `finish`."""
+    reduce = _reduction(reduce)
     fn, root = expression_function(expr, arg_dtypes)
     out_dtype = reduce_dtype(reduce, root)
     A = acc_dtype(out_dtype)
@@ -487,6 +502,7 @@ def reduce_source(expr, arg_dtypes, reduce, strategy, classes, nk, nr, index="in
 
 def finish_source(reduce, out_dtype, index="int") -> KernelSource:
     """Second pass: out[o] = reduce over y of work[o*ws_o + y*ws_y], one block per output."""
+    reduce = _reduction(reduce)
     A = acc_dtype(out_dtype)
     O, I, a = ctype(out_dtype), index, ctype(A)
     ident, helpers = _reduce_helpers(reduce, A, out_dtype)

@@ -14,6 +14,10 @@ class ProgramError(FlowcError, RuntimeError):
     """A kernel failed while running a Program; the message names the instruction and node."""
 
 
+class ProgramFileError(ProgramError, ValueError):
+    """A saved Program is malformed or inconsistent; the message names the file and field."""
+
+
 class CallError(FlowcError, TypeError):
     """A compiled function was called with inputs that do not match the Program's inputs."""
 

@@ -53,15 +53,15 @@ def _source(expr, kernels):
             return seen[e]
         kind = e[0]
         if kind == "arg":
-            return f"a{e[1]}"
+            return f"a{_index(e[1])}"
         if kind == "const":
             name = f"c{len(env)}"
             env[name] = np.dtype(e[2]).type(e[1])
             return name
         op, attrs, children = e
         args = [emit(c) for c in children]
-        fname = f"k_{op}_{len(env)}"
-        fn = kernels[op].fn
+        fn = kernels[op].fn  # an op name that is no kernel fails here, before any source
+        fname = f"k{len(env)}"  # op names stay out of the source text: only our own names
         attrs = dict(attrs)
         env[fname] = (lambda f, a: (lambda *x, out=None: f(*x, out=out, **a)))(fn, attrs) \
             if attrs else fn
@@ -100,6 +100,13 @@ def _source(expr, kernels):
     env["_steps"] = steps
     env["_PARALLEL_MIN"] = PARALLEL_MIN
     return src, env, n
+
+
+def _index(i):
+    """An operand index as digits; anything but a non-negative int is an error."""
+    if type(i) is not int or i < 0:
+        raise ValueError(f"fused expression: expected an operand index, got {i!r}")
+    return str(i)
 
 
 def _args(expr):

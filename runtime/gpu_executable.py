@@ -114,7 +114,8 @@ class CupyExecutable(Executable):
         parts = []
         for k, kernel, where, srcs in self.kernel_sources():
             for s in srcs:
-                parts.append(f"// ---- instruction {k}: {kernel} for {where}\n{s}")
+                # ascii(): the Program's text on one line, even in a listing never compiled
+                parts.append(f"// ---- instruction {k}: {kernel} for {ascii(where)}\n{s}")
         return "\n".join(parts) if parts else "// (no generated kernel has run yet: call first)"
 
     def graph_status(self):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import re
 import time
 
 from . import arena, loop_groups, memory
@@ -129,7 +130,7 @@ def _runtime_env(program, backend, cells, downcast):
     for i, spec in enumerate(program.inputs):
         env[f"_in{i}"] = backend.input_checker(spec, downcast, CallError)
     for c in program.consts:
-        env[f"s{c['slot']}"] = backend.to_device(program.values[f"const{c['slot']}"])
+        env[f"s{_n(c['slot'])}"] = backend.to_device(program.values[f"const{c['slot']}"])
     for k, ins in enumerate(program.instrs):
         kern = backend.kernels[ins.kernel]
         if kern.prepare is not None:
@@ -139,19 +140,60 @@ def _runtime_env(program, backend, cells, downcast):
     return env
 
 
-def _comment(ins):
-    return ins.where.replace("\n", " ")[:120]
+# Source text is made only of what the linker itself spells: names it chose, ints written by
+# _n, and kernel names that are identifiers. Nothing else of the Program (its `where` text,
+# attrs, input names) is pasted in: a tampered saved file must not be able to add code.
+# Attrs and constants are bound in the namespace as data; `where` stays in the Program.
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _n(v) -> str:
+    """The digits of a slot / index that is an int (not a bool, str or float), else an error."""
+    if type(v) is not int or v < 0:
+        raise ProgramError(f"expected a non-negative int slot or index, got {v!r}")
+    return str(v)
+
+
+def _comment(k, ins):
+    """`instruction k: kernel` (a fused group adds its ops): identifiers and digits only."""
+    ops = _expr_ops(ins.attrs.get("expr")) if ins.kernel in ("fused", "fused_reduce") else []
+    return f"instruction {k}: {_kernel_word(ins)}" + (f" of {', '.join(ops)}" if ops else "")
+
+
+def _expr_ops(expr, most=8):
+    """The distinct op names of a fused expression, each checked to be an identifier."""
+    ops, stack = {}, [expr]
+    while stack and len(ops) < most:
+        e = stack.pop()
+        if not isinstance(e, tuple) or len(e) != 3 or e[0] in ("arg", "const"):
+            continue
+        if not isinstance(e[0], str) or not _IDENT.match(e[0]):
+            raise ProgramError(f"expected an op name that is an identifier, got {e[0]!r}")
+        ops[e[0]] = None
+        stack.extend(reversed(e[2]) if isinstance(e[2], tuple) else ())
+    return list(ops)
+
+
+def _kernel_word(ins):
+    if not isinstance(ins.kernel, str) or not _IDENT.match(ins.kernel):
+        raise ProgramError(f"expected a kernel name that is an identifier, got {ins.kernel!r}")
+    return ins.kernel
 
 
 def _kname(k, ins):
-    return f"{ins.kernel}_{k}"
+    return f"{_kernel_word(ins)}_{k}"
+
+
+def _call(k, ins):
+    """`kernel_k(sA, sB` (unclosed: the caller may add out=)."""
+    return f"{_kname(k, ins)}({', '.join(f's{_n(a)}' for a in ins.args)}"
 
 
 def _group_call(program, members, g, buffered):
     """`s.., s.. = _grpG(external slots[, B=B])`: one statement for a loop group's members."""
     ext = loop_groups.external_slots(program, members)
-    outs = ", ".join(f"s{program.instrs[k].out}" for k in members)
-    args = ", ".join(f"s{a}" for a in ext) + (", B=B" if buffered else "")
+    outs = ", ".join(f"s{_n(program.instrs[k].out)}" for k in members)
+    args = ", ".join(f"s{_n(a)}" for a in ext) + (", B=B" if buffered else "")
     return f"{outs}, = _grp{g}({args})"
 
 
@@ -168,27 +210,28 @@ def _generate(program, kinds, single, timed, groups=()):
     args = ", ".join(f"x{i}" for i in range(len(program.inputs)))
     lines.append(f"def {'run_timed' if timed else 'run'}({args}):")
     for i, spec in enumerate(program.inputs):
-        lines.append(f"    s{spec['slot']} = _in{i}(x{i})")
+        lines.append(f"    s{_n(spec['slot'])} = _in{i}(x{i})")
     for j, p in enumerate(program.params):
-        lines.append(f"    s{p['slot']} = _cells[{j}].value")
-    sig = ", ".join([f"s{d['slot']}.shape" for d in program.inputs + program.params])
+        lines.append(f"    s{_n(p['slot'])} = _cells[{j}].value")
+    sig = ", ".join([f"s{_n(d['slot'])}.shape" for d in program.inputs + program.params])
     lines.append(f"    key = ({sig}{',' if sig else ''})")
     lines.append("    B = _bufs.get(key)")
     lines.append("    if B is None:")
 
     def alloc(k, ins, kind):
         # A 0-d reduction returns a NumPy scalar; keep a 0-d array so it can be a buffer.
-        call = f"{_kname(k, ins)}({', '.join(f's{a}' for a in ins.args)}"
+        call = _call(k, ins)
         wrap = ("_arr(", ")") if kind == "out" and not ins.shape else ("", "")
-        return f"s{ins.out} = {wrap[0]}{call}){wrap[1]}", _comment(ins)
+        return f"s{_n(ins.out)} = {wrap[0]}{call}){wrap[1]}", _comment(k, ins)
 
     def buffer(k, ins, kind):
-        call = f"{_kname(k, ins)}({', '.join(f's{a}' for a in ins.args)}"
+        call = _call(k, ins)
+        out = _n(ins.out)
         if kind == "out" and ins.out not in out_slots:
-            return f"s{ins.out} = {call}, out=B[{ins.out}])", _comment(ins)
+            return f"s{out} = {call}{', ' if ins.args else ''}out=B[{out}])", _comment(k, ins)
         if kind == "out" and not ins.shape:  # a 0-d output: an array on every call
-            return f"s{ins.out} = _arr({call}))", _comment(ins)
-        return f"s{ins.out} = {call})", _comment(ins)
+            return f"s{out} = _arr({call}))", _comment(k, ins)
+        return f"s{out} = {call})", _comment(k, ins)
 
     def emit(k, stmt, note, pad):
         line_instr[len(lines) + 1] = k
@@ -208,7 +251,7 @@ def _generate(program, kinds, single, timed, groups=()):
             # large ones go to the group, which decides per shape signature.
             g = first[k]
             members, ext = groups[g], loop_groups.external_slots(program, groups[g])
-            small = " and ".join(f"s{a}.size < _GM" for a in ext) or "True"
+            small = " and ".join(f"s{_n(a)}.size < _GM" for a in ext) or "True"
             lines.append(f"        if {small}:")
             for m in members:
                 emit(m, *make(m, program.instrs[m], kinds[m]), "            ")
@@ -218,7 +261,8 @@ def _generate(program, kinds, single, timed, groups=()):
 
     # Allocating body: the first call with these shapes; its arrays seed the memory plan.
     body(alloc, False)
-    lines.append("        B = _plan(key, {" + ", ".join(f"{s}: s{s}" for s in buffered) + "})")
+    lines.append("        B = _plan(key, {" + ", ".join(f"{_n(s)}: s{_n(s)}" for s in buffered)
+                 + "})")
     lines.append("    else:")
     # Buffered body: every kernel writes into its planned buffer. Values that borrow bytes
     # from an update's spare get views into this call's spare first (runtime/arena.py).
@@ -229,18 +273,17 @@ def _generate(program, kinds, single, timed, groups=()):
     # Outputs: fresh arrays; leaves, views and repeats are copied.
     outs, seen = [], set()
     for s in program.outputs:
-        outs.append(f"s{s}" if s in fresh and s not in seen else f"_copy(s{s})")
+        outs.append(f"s{_n(s)}" if s in fresh and s not in seen else f"_copy(s{_n(s)})")
         seen.add(s)
     # Updates: compute every new value first, then commit (Theano's semantics). A buffered
     # value is swapped with the old parameter array, which becomes the next call's buffer.
     for u in program.updates:
         if u not in upd_swap:
-            lines.append(f"    n{u['param']} = _copy(s{u['slot']})")
+            lines.append(f"    n{_n(u['param'])} = _copy(s{_n(u['slot'])})")
     for u in program.updates:
-        j = u["param"]
+        j, s = _n(u["param"]), _n(u["slot"])
         if u in upd_swap:
-            lines.append(f"    old = _cells[{j}].value; _cells[{j}].value = s{u['slot']}; "
-                         f"B[{u['slot']}] = old")
+            lines.append(f"    old = _cells[{j}].value; _cells[{j}].value = s{s}; B[{s}] = old")
         else:
             lines.append(f"    _cells[{j}].value = n{j}")
     if single and len(outs) == 1:

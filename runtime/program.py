@@ -14,7 +14,8 @@ inputs (in call order), the parameters, the constants, then one slot per instruc
   values:  name -> ndarray                     constants and initial parameter values
 
 Saved as NAME.json (everything but arrays) and NAME.npz (arrays; loaded with
-allow_pickle=False). `validate()` checks slot use before definition and kernel names.
+allow_pickle=False). `load()` checks every field of both files before anything runs
+(runtime/validate.py); `validate()` checks slot use before definition and kernel names.
 """
 from __future__ import annotations
 
@@ -91,25 +92,18 @@ class Program:
         _atomic_write(base + ".json", lambda f: json.dump(self.to_json(), f, indent=1))
 
     @staticmethod
-    def load(path: str) -> "Program":
-        """Read a Program written by save() (no pickle anywhere)."""
-        base = path[:-5] if path.endswith(".json") else path
-        with open(base + ".json") as f:
-            d = json.load(f)
-        with np.load(base + ".npz", allow_pickle=False) as z:
-            values = {k: z[k] for k in z.files}
-        instrs = [Instr(**{**i, "attrs": _tuplify(i["attrs"])}) for i in d.pop("instrs")]
+    def load(path: str, kernels=None) -> "Program":
+        """Read a Program written by save(), every field checked first (runtime/validate.py).
+
+        No pickle anywhere. A bad file raises ProgramFileError naming the file and the field.
+        `kernels`: the backend's kernel table the instructions must name (default NumPy's).
+        """
+        from .validate import read_program
+        d, values = read_program(path, kernels)
+        instrs = [Instr(**i) for i in d.pop("instrs")]
         for p in d["inputs"] + d["params"]:
             p["shape"] = tuple(p["shape"])
         return Program(instrs=instrs, values=values, **d).validate()
-
-
-def _tuplify(v):
-    if isinstance(v, list):
-        return tuple(_tuplify(x) for x in v)
-    if isinstance(v, dict):
-        return {k: _tuplify(x) for k, x in v.items()}
-    return v
 
 
 def _atomic_write(path, write, binary=False):
