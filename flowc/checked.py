@@ -177,8 +177,8 @@ class Checker:
                 raise CheckError(
                     f"call {self.calls}: {what} of the compiled function differs from the "
                     f"same optimized program run instruction by instruction: {err}. The "
-                    f"instructions agree, so the executable's memory plan, loop groups or "
-                    f"in-place reuse are at fault")
+                    f"instructions agree, so the fault is in how the executable runs them: "
+                    f"memory plan, out= buffers, loop groups or in-place reuse")
         if self.verify_plan is not None:
             try:
                 self.verify_plan(exe)
@@ -198,14 +198,20 @@ class Checker:
                 return ""
             diff = np.argwhere(want != got)[0]
             return (f"exact values expected ({want.dtype.name}); first difference at index "
-                    f"{tuple(int(i) for i in diff)}: {got[tuple(diff)]!r} vs {want[tuple(diff)]!r}")
+                    f"{tuple(int(i) for i in diff)}: {got[tuple(diff)].item()!r} vs "
+                    f"{want[tuple(diff)].item()!r}")
         if want.size == 0:
             return ""
         tol = self.tol.get(want.dtype.name, TOLERANCE["float64"])
         with np.errstate(all="ignore"):
-            err = np.abs(got.astype(want.dtype) - want)
-            scale = max(float(np.max(np.abs(want))), SCALE_FLOOR)
-            worst = float(np.max(err))
+            err = np.asarray(np.subtract(got.astype(want.dtype, copy=False), want))
+            if err.ndim and err.dtype.kind == "f":
+                np.abs(err, out=err)  # in place: one temporary array per comparison
+            else:
+                err = np.asarray(np.abs(err))
+            top = np.abs(want).max() if want.dtype.kind == "c" else max(want.max(), -want.min())
+            scale = max(float(top), SCALE_FLOOR)
+            worst = float(err.max())
             if worst <= tol * scale:  # False for NaN
                 return ""
             rel = err / np.maximum(np.abs(want), np.finfo(want.real.dtype).tiny)
@@ -213,7 +219,7 @@ class Checker:
                                   int(np.argmax(~np.isfinite(err))), err.shape)
         return (f"max abs error {worst:.3g}, max rel error {float(np.nanmax(rel)):.3g} "
                 f"(tolerance {tol:g} x max|reference| {scale:.3g}); worst at index "
-                f"{tuple(int(i) for i in at)}: {got[at]!r} vs {want[at]!r}")
+                f"{tuple(int(i) for i in at)}: {got[at].item()!r} vs {want[at].item()!r}")
 
     def _describe(self, program, graph, k, sep="; "):
         """'instruction k (kernel) for <where>' plus, for backward nodes, the forward op."""
@@ -255,8 +261,9 @@ class Checker:
         made_by = {i.out: j for j, i in enumerate(prog.instrs)}
         new = [j for j in (made_by.get(a) for a in ins.args)
                if j is not None and prog.instrs[j].node not in self.shared]
-        suspects = "".join(f"\n  its operand from {self._describe(prog, self.fn.graph, j)} "
-                           f"exists only in the optimized program" for j in new)
+        suspects = "".join(f"\n  its operand comes from {self._describe(prog, self.fn.graph, j)}"
+                           f", which only the optimized program has (not compared: a likely "
+                           f"culprit)" for j in new)
         return (f"call {self.calls}: the {_level(self.fn)} program differs from the O0 "
                 f"reference first at {self._describe(prog, self.fn.graph, k)}: {err}\n"
                 f"  O0: {self._describe(self.ref_program, self.ref_graph, ref_k)}" + suspects)
@@ -268,8 +275,10 @@ def _level(fn):
 
 def _pairs(outs, ref_outs, updates, ref_updates, prog):
     """(what, got, want) for every output and update value, named for messages."""
+    where = {ins.out: ins.where for ins in prog.instrs}
     for i, (g, w) in enumerate(zip(outs, ref_outs)):
-        yield f"output {i}", g, w
+        s = prog.outputs[i]
+        yield f"output {i}" + (f" ({where[s]})" if s in where else ""), g, w
     for u, g, w in zip(prog.updates, updates, ref_updates):
         yield f"the update of parameter {prog.params[u['param']]['name']!r}", g, w
 
