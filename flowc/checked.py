@@ -22,6 +22,7 @@ import runtime
 from runtime.stepper import Stepper
 
 from .ir.errors import FlowcError
+from .ir.graph import operands
 from .lower.lower import lower
 from .passes.pipeline import optimize as run_passes
 
@@ -74,8 +75,7 @@ class Checker:
         self.ref_program = lower(self.ref_graph, {n: c.value for n, c in cells.items()})
         self.ref = Stepper(self.ref_program, downcast, runtime.CallError)
         self.opt = Stepper(fn.program, downcast, runtime.CallError)
-        self.shared = {ins.node for ins in fn.program.instrs} & \
-            {ins.node for ins in self.ref_program.instrs}
+        self.shared = same_nodes(fn.program, fn.graph, self.ref_program, self.ref_graph)
         self.verify_plan = _plan_verifier()
         self.calls = 0
 
@@ -248,11 +248,13 @@ class Checker:
                     f"where the unoptimized (O0) reference stays finite: an optimization or a "
                     f"fast kernel is wrong here")
         j, what, operands = ref_bad
-        return (f"call {self.calls}: {what} first appears at "
+        text = (f"call {self.calls}: {what} first appears at "
                 f"{self._describe(self.ref_program, self.ref_graph, j, sep=chr(10) + '  ')}\n"
-                f"  its operands: {operands}\n"
-                f"  (found running the unoptimized O0 program instruction by instruction; in "
-                f"the {level} program the first non-finite value is at {here})")
+                f"  its operands: {operands}")
+        if level == "O0":
+            return text
+        return (f"{text}\n  (found running the unoptimized O0 program instruction by "
+                f"instruction; in the {level} program the first non-finite value is at {here})")
 
     def _mismatch_message(self, k, err):
         prog = self.fn.program
@@ -267,6 +269,49 @@ class Checker:
         return (f"call {self.calls}: the {_level(self.fn)} program differs from the O0 "
                 f"reference first at {self._describe(prog, self.fn.graph, k)}: {err}\n"
                 f"  O0: {self._describe(self.ref_program, self.ref_graph, ref_k)}" + suspects)
+
+
+KEYS = ("op", "attrs", "type", "name", "trace", "phase", "origin")
+
+
+def same_nodes(program, graph, ref_program, ref_graph):
+    """Nodes both Programs compute that are the same node, so they hold the same value.
+
+    Passes number new nodes from the current largest id, so an id can come back for a new
+    node after the node that had it was pruned. A node counts as the same when its
+    attributes match and every operand with the same id on both sides is the same too.
+    """
+    in_ref = {ins.node for ins in ref_program.instrs}
+    same = set()
+    for ins in program.instrs:  # program order: operands are decided first
+        n = ins.node
+        if n not in in_ref:
+            continue
+        d, r = graph.nodes[n], ref_graph.nodes[n]
+        if not all(_equal(d.get(k), r.get(k)) for k in KEYS):
+            continue
+        ok = True
+        for a, b in zip(operands(graph, n), operands(ref_graph, n)):
+            if a == b and a not in same and not _same_leaf(graph, ref_graph, a):
+                ok = False  # the same id, but not known to be the same value
+        if ok:
+            same.add(n)
+    return same
+
+
+def _same_leaf(graph, ref_graph, n):
+    d, r = graph.nodes[n], ref_graph.nodes[n]
+    if d["op"] != r["op"] or d["op"] not in ("input", "param", "const"):
+        return False
+    return d["op"] != "const" or (d["type"] == r["type"] and
+                                  np.array_equal(d["value"], r["value"]))
+
+
+def _equal(a, b):
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # arrays in attrs: compare as arrays
+        return a is b or (np.shape(a) == np.shape(b) and bool(np.all(np.equal(a, b))))
 
 
 def _level(fn):
