@@ -143,26 +143,49 @@ class Checker:
 
     # -- 3. the optimized Program, step by step ------------------------------------------------
     def _run_optimized(self, args, params, ref_values, ref_bad):
-        prog = self.fn.program
+        """The optimized Program's (outputs, update values), checked against the reference.
+
+        Rounding differs between levels, and a comparison (relu's derivative, `x > 0`) can
+        turn it into a whole element of difference downstream. So a difference found in a
+        plain run is confirmed by a second run in which every compared value is replaced by
+        the reference's once it has passed: only a difference an instruction makes from
+        agreeing operands counts (DebugMode's per-op check).
+        """
+        plain = self._step_optimized(args, params, ref_values, ref_bad, resync=False)
+        if plain[2]:
+            again = self._step_optimized(args, params, ref_values, ref_bad, resync=True)
+            if again[2]:
+                raise CheckError(again[2])
+        return plain[0], plain[1]
+
+    def _step_optimized(self, args, params, ref_values, ref_bad, resync):
+        """(outputs, update values, first difference or '') of one step-by-step run."""
+        prog, first = self.fn.program, ""
         with np.errstate(all="ignore"):
             for k, v in self.opt.run(args, [params[p["key"]] for p in prog.params]):
                 ins = prog.instrs[k]
                 if not _finite(v):
+                    if resync:  # the plain run was finite: not this instruction's doing
+                        continue
                     raise CheckError(self._nan_message(k, v, ref_bad))
                 want = ref_values.get(ins.node)
-                if want is not None and _finite(want):
-                    err = self._compare(want, v)
-                    if err:
-                        raise CheckError(self._mismatch_message(k, err))
-        outs, updates = self.opt.results()
-        ref_outs, ref_updates = self.ref_results
-        for what, got, want in _pairs(outs, ref_outs, updates, ref_updates, prog):
-            if _finite(want):
-                err = self._compare(want, got)
+                if first or want is None or not _finite(want):
+                    continue  # (a plain run goes on: step 4 needs its outputs)
+                err = self._compare(want, v)
                 if err:
-                    raise CheckError(f"call {self.calls}: {what} of the optimized program "
-                                     f"differs from the O0 reference: {err}")
-        return outs, updates
+                    first = self._mismatch_message(k, err)
+                    if resync:
+                        break
+                elif resync:
+                    self.opt.slots[ins.out] = want
+        outs, updates = self.opt.results() if not (first and resync) else (None, None)
+        ref_outs, ref_updates = self.ref_results
+        for what, got, want in _pairs(outs or [], ref_outs, updates or [], ref_updates, prog):
+            err = "" if first or not _finite(want) else self._compare(want, got)
+            if err:
+                first = (f"call {self.calls}: {what} of the optimized program differs from "
+                         f"the O0 reference: {err}")
+        return outs, updates, first
 
     # -- 4. the real executable ----------------------------------------------------------------
     def _run_real(self, args, want_outs, want_updates):
@@ -217,8 +240,10 @@ class Checker:
             rel = err / np.maximum(np.abs(want), np.finfo(want.real.dtype).tiny)
             at = np.unravel_index(int(np.nanargmax(err)) if np.isfinite(worst) else
                                   int(np.argmax(~np.isfinite(err))), err.shape)
+            over = int(np.count_nonzero(~(err <= tol * scale)))
         return (f"max abs error {worst:.3g}, max rel error {float(np.nanmax(rel)):.3g} "
-                f"(tolerance {tol:g} x max|reference| {scale:.3g}); worst at index "
+                f"(tolerance {tol:g} x max|reference| {scale:.3g}; {over} of {err.size} "
+                f"elements over it); worst at index "
                 f"{tuple(int(i) for i in at)}: {got[at].item()!r} vs {want[at].item()!r}")
 
     def _describe(self, program, graph, k, sep="; "):

@@ -242,3 +242,23 @@ def test_same_nodes_skips_a_reused_id():
     by_id = {i.node: i.kernel for i in c.ref_program.instrs}
     reused = [i for i in f.program.instrs if i.node in by_id and by_id[i.node] != i.kernel]
     assert not {i.node for i in reused} & c.shared  # (none, once passes stop reusing ids)
+
+
+def test_rounding_at_relus_kink_is_not_a_difference():
+    # u is exactly 0 at O0 and a rounding error at O1 (log(sigmoid) -> -softplus(-z)), so
+    # relu's derivative (u > 0) flips between levels. Each instruction, given agreeing
+    # operands, agrees: the check confirms a difference with the reference's values.
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal(1000) * 3
+    z = fc.input("z", (None,))
+    c = fc.param("c", -np.log(KERNELS["sigmoid"].fn(Z)))   # what O0 computes, negated
+    wv = fc.param("wv", rng.standard_normal(1000))
+    u = fc.log(fc.sigmoid(z)) + c
+    cost = fc.sum(fc.relu(u) * wv)
+    outs = [cost, fc.grad(cost, z)]
+    fast = fc.function([z], outs, optimize="O1")
+    checked = fc.function([z], outs, optimize="O1", mode="check")
+    assert any(i.kernel == "relu" for i in checked.program.instrs)
+    for _ in range(3):
+        for a, b in zip(fast(Z), checked(Z)):
+            np.testing.assert_array_equal(a, b)
