@@ -84,9 +84,10 @@ class Checker:
         cells = self.fn.user_graph.cells
         before = {p["key"]: _host(cells[p["key"]].value).copy()
                   for p in self.ref_program.params + self.fn.program.params}
-        self._check_sources(args, before)
-        ref_values, ref_bad = self._run_reference(args, before)
-        opt_outs, opt_updates = self._run_optimized(args, before, ref_values, ref_bad)
+        with np.errstate(all="ignore"):  # non-finite values are reported, not warned about
+            self._check_sources(args, before)
+            ref_values, ref_bad = self._run_reference(args, before)
+            opt_outs, opt_updates = self._run_optimized(args, before, ref_values, ref_bad)
         try:
             return self._run_real(args, opt_outs, opt_updates)
         except CheckError:
@@ -118,13 +119,12 @@ class Checker:
         operands are still live.
         """
         prog, values, first_bad = self.ref_program, {}, None
-        with np.errstate(all="ignore"):  # non-finite values are reported below, not warned
-            for k, v in self.ref.run(args, [params[p["key"]] for p in prog.params]):
-                node = prog.instrs[k].node
-                if first_bad is None and not _finite(v):
-                    first_bad = (k, _nonfinite(v), self._operands(prog, k, self.ref.slots))
-                if node in self.shared:
-                    values[node] = v
+        for k, v in self.ref.run(args, [params[p["key"]] for p in prog.params]):
+            node = prog.instrs[k].node
+            if first_bad is None and not _finite(v):
+                first_bad = (k, _nonfinite(v), self._operands(prog, k, self.ref.slots))
+            if node in self.shared:
+                values[node] = v
         self.ref_results = self.ref.results()
         return values, first_bad
 
@@ -161,23 +161,22 @@ class Checker:
     def _step_optimized(self, args, params, ref_values, ref_bad, resync):
         """(outputs, update values, first difference or '') of one step-by-step run."""
         prog, first = self.fn.program, ""
-        with np.errstate(all="ignore"):
-            for k, v in self.opt.run(args, [params[p["key"]] for p in prog.params]):
-                ins = prog.instrs[k]
-                if not _finite(v):
-                    if resync:  # the plain run was finite: not this instruction's doing
-                        continue
-                    raise CheckError(self._nan_message(k, v, ref_bad))
-                want = ref_values.get(ins.node)
-                if first or want is None or not _finite(want):
-                    continue  # (a plain run goes on: step 4 needs its outputs)
-                err = self._compare(want, v)
-                if err:
-                    first = self._mismatch_message(k, err)
-                    if resync:
-                        break
-                elif resync:
-                    self.opt.slots[ins.out] = want
+        for k, v in self.opt.run(args, [params[p["key"]] for p in prog.params]):
+            ins = prog.instrs[k]
+            if not _finite(v):
+                if resync:  # the plain run was finite: not this instruction's doing
+                    continue
+                raise CheckError(self._nan_message(k, v, ref_bad))
+            want = ref_values.get(ins.node)
+            if first or want is None or not _finite(want):
+                continue  # (a plain run goes on: step 4 needs its outputs)
+            err = self._compare(want, v)
+            if err:
+                first = self._mismatch_message(k, err)
+                if resync:
+                    break
+            elif resync:
+                self.opt.slots[ins.out] = want
         outs, updates = self.opt.results() if not (first and resync) else (None, None)
         ref_outs, ref_updates = self.ref_results
         for what, got, want in _pairs(outs or [], ref_outs, updates or [], ref_updates, prog):
@@ -361,9 +360,9 @@ def _finite(v):
     """True when v holds no NaN or inf (integers and bools always)."""
     if v.dtype.kind not in "fc" or v.size == 0:
         return True
-    with np.errstate(all="ignore"):
-        if np.isfinite(np.sum(v)):  # any NaN/inf makes the sum non-finite: one cheap pass
-            return True
+    # Any NaN/inf makes the sum non-finite: one cheap pass (callers ignore its overflow).
+    if np.isfinite(np.add.reduce(v, axis=None)):
+        return True
     return bool(np.isfinite(v).all())
 
 

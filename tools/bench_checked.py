@@ -2,8 +2,8 @@
 
 Workloads: the W2 MLP step of tools/bench_suite.py (784-512-256-10, batch 256, float32, SGD)
 and the logistic-regression example's training step (400 x 784, float64). Each is built
-twice over the same initial parameters; both are run for the same number of steps, which
-also checks that checked mode gives the same costs and parameters.
+twice over the same initial parameters; the two are called in turn for the same number of
+steps, which also checks that checked mode ends with the same parameters, bit for bit.
 
     python tools/bench_checked.py [--steps 20]
 """
@@ -55,15 +55,18 @@ def logistic(mode):
     return step, [m["w"], m["b"]], (X, Y)
 
 
-def times(step, args, steps):
-    """(fastest, median) seconds per call over `steps` calls after one warm call."""
-    step(*args)
-    ts = []
+def times(fast, checked, args, steps):
+    """Per mode, (fastest, median) seconds per call over `steps` interleaved call pairs (so
+    load from other processes falls on both alike), after one warm call each."""
+    fast(*args)
+    checked(*args)
+    ts = {fast: [], checked: []}
     for _ in range(steps):
-        t = time.perf_counter()
-        step(*args)
-        ts.append(time.perf_counter() - t)
-    return min(ts), statistics.median(ts)
+        for step in (fast, checked):
+            t = time.perf_counter()
+            step(*args)
+            ts[step].append(time.perf_counter() - t)
+    return [(min(ts[f]), statistics.median(ts[f])) for f in (fast, checked)]
 
 
 def main():
@@ -72,7 +75,7 @@ def main():
     a = ap.parse_args()
     for name, make in (("W2 MLP step", w2), ("logreg step", logistic)):
         (fast, pf, args), (checked, pc, _) = make(None), make("check")
-        t_fast, t_check = times(fast, args, a.steps), times(checked, args, a.steps)
+        t_fast, t_check = times(fast, checked, args, a.steps)
         same = all(np.array_equal(p.get_value(), q.get_value()) for p, q in zip(pf, pc))
         print(f"{name:12s} fastest/median ms per call: mode=None {t_fast[0] * 1e3:.2f} / "
               f"{t_fast[1] * 1e3:.2f}, mode='check' {t_check[0] * 1e3:.2f} / "
