@@ -5,8 +5,9 @@ Every call of a checked function
   2. runs the unoptimized (O0) Program of the same unit instruction by instruction with
      fresh arrays (runtime/stepper.py), noting the first non-finite value;
   3. runs the optimized Program the same way, stops at its first NaN/inf, and compares every
-     instruction whose graph node the O0 Program also computes (same node id, same value)
-     and the outputs and update values, within a tolerance per dtype;
+     instruction whose graph node the O0 Program also computes (see same_nodes) and the
+     outputs and update values, within a tolerance per dtype; a difference is confirmed by
+     a run fed the reference's values (see _run_optimized);
   4. runs the real executable (memory plan, loop groups, in-place reuse) and compares its
      outputs and new parameter values with step 3's, then verifies the memory plan.
 Only step 4 changes parameters, once per call; when a check fails they are put back.
@@ -266,7 +267,7 @@ class Checker:
     def _nan_message(self, k, v, ref_bad):
         prog = self.fn.program
         here = self._describe(prog, self.fn.graph, k)
-        level = _level(self.fn)
+        level = self.fn.level
         if ref_bad is None:
             return (f"call {self.calls}: the {level} program makes {_nonfinite(v)} at {here}, "
                     f"where the unoptimized (O0) reference stays finite: an optimization or a "
@@ -290,7 +291,7 @@ class Checker:
         suspects = "".join(f"\n  its operand comes from {self._describe(prog, self.fn.graph, j)}"
                            f", which only the optimized program has (not compared: a likely "
                            f"culprit)" for j in new)
-        return (f"call {self.calls}: the {_level(self.fn)} program differs from the O0 "
+        return (f"call {self.calls}: the {self.fn.level} program differs from the O0 "
                 f"reference first at {self._describe(prog, self.fn.graph, k)}: {err}\n"
                 f"  O0: {self._describe(self.ref_program, self.ref_graph, ref_k)}" + suspects)
 
@@ -336,10 +337,6 @@ def _equal(a, b):
         return bool(a == b)
     except (TypeError, ValueError):  # arrays in attrs: compare as arrays
         return a is b or (np.shape(a) == np.shape(b) and bool(np.all(np.equal(a, b))))
-
-
-def _level(fn):
-    return getattr(fn, "level", "optimized")
 
 
 def _pairs(outs, ref_outs, updates, ref_updates, prog):

@@ -201,6 +201,8 @@ def test_input_errors_and_options():
         fc.function([x], x, mode="debug")
     with pytest.raises(fc.FlowcError, match="check_tol applies to mode='check' only"):
         fc.function([x], x, check_tol=1e-3)
+    with pytest.raises(fc.FlowcError, match="mode='check' runs on device='cpu' only"):
+        fc.function([x], x, mode="check", device="gpu")
     with pytest.raises(fc.FlowcError, match="check_tol must be"):
         fc.function([x], x, mode="check", check_tol="tight")
     np.testing.assert_array_equal(fc.function([x], x + 1.0, mode="fast")(np.ones(2)), [2.0, 2.0])
