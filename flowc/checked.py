@@ -43,7 +43,11 @@ def tolerances(check_tol):
     if check_tol is None:
         return dict(TOLERANCE)
     if isinstance(check_tol, dict):
-        return {**TOLERANCE, **{np.dtype(k).name: float(v) for k, v in check_tol.items()}}
+        try:
+            return {**TOLERANCE, **{np.dtype(k).name: float(v) for k, v in check_tol.items()}}
+        except (TypeError, ValueError) as e:
+            raise FlowcError(f"check_tol: expected {{dtype name: number}}, got {check_tol!r} "
+                             f"({e})") from None
     if isinstance(check_tol, (int, float)) and check_tol >= 0:
         return {k: float(check_tol) for k in TOLERANCE}
     raise FlowcError(f"check_tol must be None, a number >= 0 or {{dtype: number}}, "

@@ -205,6 +205,8 @@ def test_input_errors_and_options():
         fc.function([x], x, mode="check", device="gpu")
     with pytest.raises(fc.FlowcError, match="check_tol must be"):
         fc.function([x], x, mode="check", check_tol="tight")
+    with pytest.raises(fc.FlowcError, match="check_tol: expected"):
+        fc.function([x], x, mode="check", check_tol={"floaty": 1e-3})
     np.testing.assert_array_equal(fc.function([x], x + 1.0, mode="fast")(np.ones(2)), [2.0, 2.0])
     g = fc.function([x], fc.exp(x), mode="check", check_tol={"float64": 1e-3})
     assert g.checker.tol["float64"] == 1e-3 and g.checker.tol["float32"] == 1e-3
