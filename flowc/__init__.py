@@ -9,6 +9,7 @@ from .autodiff.batching import batch
 from .autodiff.forward import Lop, Rop, jvp, vjp
 from .autodiff.jacobian import hessian, hvp, jacobian
 from .autodiff.reverse import grad
+from .checked import CheckError
 from .function import Function, function
 from .gradcheck import check_grad, numerical_grad
 from .ir.errors import (ArgumentError, FlowcError, GradError, GraphError, InputError,

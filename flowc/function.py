@@ -10,6 +10,20 @@ from .lower.unit import build_unit, cast_updates
 from .passes.pipeline import optimize as run_passes
 
 
+MODES = (None, "fast", "check")
+
+
+def check_mode(mode, check_tol, device):
+    """The mode a Function runs in ("fast" or "check"), or a FlowcError saying what is allowed."""
+    if mode not in MODES:
+        raise FlowcError(f"mode must be None, 'fast' or 'check', got {mode!r}")
+    if mode != "check" and check_tol is not None:
+        raise FlowcError(f"check_tol applies to mode='check' only (mode is {mode!r})")
+    if mode == "check" and device != "cpu":
+        raise FlowcError(f"mode='check' runs on device='cpu' only, got device={device!r}")
+    return mode or "fast"
+
+
 class Function:
     """A compiled function. Call it with arrays; `program`, `source` and `graph` show the result.
 
@@ -18,12 +32,14 @@ class Function:
     """
 
     def __init__(self, inputs, outputs, updates, device, optimize, allow_input_downcast,
-                 verify, givens=None, single_output=None, **device_options):
+                 verify, givens=None, single_output=None, mode=None, check_tol=None,
+                 **device_options):
         outs = [] if outputs is None else [outputs] if isinstance(outputs, Tensor) else list(outputs)
         ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
         pairs = cast_updates(list(updates.items()) if isinstance(updates, dict)
                              else list(updates or []))
         unit, self.user_graph = build_unit(ins, outs, pairs, givens)
+        self.mode, self.level = check_mode(mode, check_tol, device), optimize
         self.graph = run_passes(unit, optimize, verify=verify)
         cells = {nid: c for nid, c in self.user_graph.cells.items()}
         self.program = lower(self.graph, {n: c.value for n, c in cells.items()})
@@ -34,9 +50,15 @@ class Function:
                                 downcast=allow_input_downcast, **device_options)
         self.source = self.exe.source
         self.inputs, self.outputs, self.updates = ins, outs, pairs
+        self.checker = None
+        if self.mode == "check":  # see flowc/checked.py
+            from .checked import Checker
+            self.checker = Checker(self, unit, check_tol, allow_input_downcast)
 
     def __call__(self, *args):
         try:
+            if self.checker is not None:
+                return self.checker(args)
             return self.exe(*args)
         except runtime.CallError as e:
             shape = isinstance(e, runtime.CallShapeError)
@@ -87,7 +109,7 @@ class Function:
 def function(inputs, outputs=None, updates=None, device="cpu", optimize="O2",
              allow_input_downcast=False, verify=False, givens=None,
              single_output=None, explain=False, host_outputs=False,
-             cuda_graph=False) -> Function:
+             cuda_graph=False, mode=None, check_tol=None) -> Function:
     """Compile a function of `inputs` returning `outputs` and applying `updates` (param, value).
 
     One output gives one array; several give a list. `optimize` is "O0", "O1" or "O2";
@@ -98,11 +120,17 @@ def function(inputs, outputs=None, updates=None, device="cpu", optimize="O2",
     the rewrites that fired (the same text as `f.explain()`). On the GPU, outputs are CuPy
     arrays unless `host_outputs=True`; `cuda_graph=True` replays each step as a captured
     CUDA graph (fewer launches for small steps). Both are ignored on the CPU.
+
+    `mode="check"` checks every call (flowc/checked.py): it stops at the first NaN/inf with
+    the op, the forward op it differentiates and the user's line, and compares the optimized
+    program and executable with the unoptimized one (`check_tol`: a relative tolerance, or
+    {dtype: tolerance}). `mode=None` (or "fast") runs the executable alone.
     """
     if device not in ("cpu", "gpu"):
         raise FlowcError(f"device must be 'cpu' or 'gpu', got {device!r}")
     f = Function(inputs, outputs, updates, device, optimize, allow_input_downcast, verify,
-                 givens, single_output, host_outputs=host_outputs, cuda_graph=cuda_graph)
+                 givens, single_output, mode=mode, check_tol=check_tol,
+                 host_outputs=host_outputs, cuda_graph=cuda_graph)
     if explain:
         print(f.explain())
     return f

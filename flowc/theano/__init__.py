@@ -13,6 +13,10 @@ from .config import config  # noqa: F401
 from .function import In, TheanoFunction
 from .unsupported import unsupported
 
+# Theano's debugging modes are both flowc's checked mode (flowc/checked.py): it compares the
+# optimized program with the unoptimized one (DebugMode) and stops at NaN/inf (NanGuardMode).
+CHECKED_MODES = ("DebugMode", "DEBUG_MODE", "NanGuardMode")
+
 __all__ = ["In", "config", "function", "grad", "pp", "printing", "shared", "tensor"]
 
 
@@ -27,7 +31,7 @@ def shared(value, name=None, borrow=False, strict=False, allow_downcast=None):
 def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
              allow_input_downcast=None, on_unused_input=None, profile=None, no_default_updates=False):
     """theano.function: list outputs give a list, one output one array; In() defaults."""
-    if mode not in (None, "FAST_RUN", "FAST_COMPILE"):
+    if mode not in (None, "FAST_RUN", "FAST_COMPILE") + CHECKED_MODES:
         unsupported(f"theano.function(mode={mode!r})")
     if profile:
         unsupported("theano.function(profile=True)")
@@ -36,7 +40,8 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     return TheanoFunction(list(inputs), outputs if outputs is not None else [], updates,
                           device="cpu", optimize="O0" if mode == "FAST_COMPILE" else "O2",
                           allow_input_downcast=bool(allow_input_downcast), verify=False,
-                          givens=givens, single_output=isinstance(outputs, Tensor))
+                          givens=givens, single_output=isinstance(outputs, Tensor),
+                          mode="check" if mode in CHECKED_MODES else None)
 
 
 def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
