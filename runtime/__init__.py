@@ -5,6 +5,7 @@
     outputs = f(x, y)                            # parameters live in f.cells
 """
 from .linker import CallError, Executable, ProgramError
+from .plan_verify import PlanError, verify_plan
 from .program import FORMAT_VERSION, Instr, Program
 from .storage import Cell
 
@@ -31,4 +32,4 @@ def load(path, device="cpu") -> Executable:
 
 
 __all__ = ["CallError", "Cell", "Executable", "FORMAT_VERSION", "Instr", "Program",
-           "ProgramError", "link", "load"]
+           "PlanError", "ProgramError", "link", "load", "verify_plan"]

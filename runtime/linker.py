@@ -13,7 +13,7 @@ import functools
 import itertools
 import time
 
-from . import arena, loop_groups, memory
+from . import arena, loop_groups, memory, plan_verify
 
 from .storage import Cell
 
@@ -64,6 +64,13 @@ class Executable:
         exec(compile(self.source, f"<flowc-generated-{next(_COUNTER)}>", "exec"), env)
         self._run = env["run"]
         self._run_timed = None  # the instrumented twin is made on the first profile
+        self._verify = plan_verify.ENABLED and backend.name == "numpy"
+        if self._verify:  # a twin that hands every call's arrays to the plan verifier
+            src, _ = _generate(program, self._kinds, single, timed=False,
+                               groups=self.loop_groups, check=True)
+            env["_vchk"] = self._check_call
+            exec(compile(src, f"<flowc-generated-{next(_COUNTER)}>", "exec"), env)
+            self._run = self._checked(env["run"])
 
     def __call__(self, *inputs):
         return self._guarded(self._run, inputs)
@@ -80,17 +87,20 @@ class Executable:
     def _guarded(self, run, inputs):
         try:
             return run(*inputs)
-        except CallError:
+        except (CallError, plan_verify.PlanError):
             raise
         except TypeError as e:
             if e.__traceback__ is not None and e.__traceback__.tb_next is None:
-                n = len(self.program.inputs)
-                raise CallError(f"expected {n} input(s) "
-                                f"({', '.join(i['name'] for i in self.program.inputs)}), "
-                                f"got {len(inputs)}") from None
+                raise self._arity_error(inputs) from None
             raise self._explain(e) from e
         except Exception as e:  # a kernel failed: say which instruction and whose line
             raise self._explain(e) from e
+
+    def _arity_error(self, inputs):
+        n = len(self.program.inputs)
+        return CallError(f"expected {n} input(s) "
+                         f"({', '.join(i['name'] for i in self.program.inputs)}), "
+                         f"got {len(inputs)}")
 
     def _plan(self, key, arrays):
         """Buffers for a new shape signature, shared by liveness (see runtime/memory.py)."""
@@ -99,11 +109,38 @@ class Executable:
         arrays = {s: a for s, a in arrays.items() if hasattr(a, "shape") and id(a) not in ghosts}
         B = memory.plan(self.program, self._kinds, self._inplace, arrays, self._exclusive,
                         self.loop_groups)
+        if plan_verify.ENABLED:
+            plan_verify.check_plan(self.program, self._kinds, self._inplace, self.loop_groups, B)
         if len(self._bufs) >= 4:  # keep a few signatures (say, a training and an eval batch)
             self._bufs.pop(next(iter(self._bufs)))
         self._bufs[key] = B
         self._last = (arrays, B)
         return B
+
+    def _check_call(self, B, values):
+        """Verifier hook (plan_verify.ENABLED): the arrays this call used, before commits."""
+        plan_verify.check_call(self.program, self._kinds, self._inplace, self.loop_groups,
+                               values)
+        self._call_B = B
+
+    def _checked(self, run):
+        """run, then check that what it returned shares no bytes with what outlives the call
+        (buffers and spares, parameters, constants, the caller's inputs)."""
+        consts = [(f"constant slot {c['slot']}", self._env[f"s{c['slot']}"])
+                  for c in self.program.consts]
+
+        def checked_run(*inputs):
+            if len(inputs) != len(self.program.inputs):
+                raise self._arity_error(inputs)
+            self._call_B = None
+            out = run(*inputs)
+            kept = [(f"the buffer of slot {s}", a) for s, a in (self._call_B or {}).items()]
+            kept += [(f"parameter {j}", c.value) for j, c in enumerate(self.cells)]
+            kept += [(f"input {j}", x) for j, x in enumerate(inputs)] + consts
+            plan_verify.check_outputs(out if isinstance(out, list) else [out], kept)
+            self._call_B = None
+            return out
+        return checked_run
 
     def chunked_calls(self):
         """Per loop group (see self.loop_groups): how many calls ran it as one chunked loop."""
@@ -162,8 +199,9 @@ def _group_call(program, members, g, buffered):
     return f"{outs}, = _grp{g}({args})"
 
 
-def _generate(program, kinds, single, timed, groups=()):
-    """Python source of `run(*inputs)` (or `run_timed`), and its line → instruction map."""
+def _generate(program, kinds, single, timed, groups=(), check=False):
+    """Python source of `run(*inputs)` (or `run_timed`), and its line → instruction map.
+    `check`: hand every slot's array to `_vchk` before the commits (runtime/plan_verify)."""
     first = {m[0]: g for g, m in enumerate(groups)}
     inside = {k for m in groups for k in m[1:]}
     out_slots = set(program.outputs)
@@ -233,6 +271,10 @@ def _generate(program, kinds, single, timed, groups=()):
     body(buffer, True)
     if not program.instrs:
         lines.append("        pass")
+    if check:
+        slots = [d["slot"] for d in program.inputs + program.params + program.consts]
+        slots += [ins.out for ins in program.instrs]
+        lines.append("    _vchk(B, {" + ", ".join(f"{s}: s{s}" for s in slots) + "})")
     # Outputs: fresh arrays; leaves, views and repeats are copied.
     outs, seen = [], set()
     for s in program.outputs:

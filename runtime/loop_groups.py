@@ -14,9 +14,9 @@ unchanged (each member is still its own instruction), static shapes only propose
 and the sizes of each call decide. Small shapes, shapes that differ at run time and
 non-contiguous operands run the members one by one, exactly as without a group.
 
-Aliasing is safe: the memory plan only gives a member's output the buffer of a value whose
-last reader is that member or an earlier one, and within a chunk members run in program
-order, so every read of a row happens before that row is overwritten.
+Aliasing is safe: the memory plan keeps every value a group reads or writes, and whatever
+those values view, live over the whole group (memory.live_ends), so no member writes bytes
+that another member, or a later chunk, still reads.
 """
 from __future__ import annotations
 
@@ -164,7 +164,10 @@ class LoopGroup:
 
     # -- deciding --------------------------------------------------------------------------
     def _plan(self, ext):
-        key = tuple([(getattr(a, "shape", ()), getattr(a, "dtype", None)) for a in ext])
+        # Layouts are part of the key: row chunks of a transposed operand are not its bytes
+        # rows, and the plan's aliasing argument (module docstring) needs those to match.
+        key = tuple([(getattr(a, "shape", ()), getattr(a, "dtype", None),
+                      getattr(getattr(a, "flags", None), "c_contiguous", None)) for a in ext])
         if key not in self._plans:
             if len(self._plans) >= 16:
                 self._plans.pop(next(iter(self._plans)))

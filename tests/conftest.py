@@ -14,3 +14,10 @@ def fresh_graph():
     """Each test gets a new default graph, so tests never see each other's nodes."""
     with fc.Graph() as g:
         yield g
+
+
+# Every Executable the suite links verifies each memory plan it makes and the arrays of
+# every call (runtime/plan_verify.py): a wrong plan fails even when numbers come out right.
+import runtime.plan_verify  # noqa: E402
+
+runtime.plan_verify.enable()

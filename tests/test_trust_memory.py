@@ -1,0 +1,118 @@
+"""Issue 10 (trust), memory plan: outputs that view temporaries (B1), loans to values read
+inside a loop group (B2), buffers laid out like the first call's arrays (B4), in-place
+hand-over onto a buffer another operand views. Every case checks the first, second and
+third call against NumPy at O0, O1 and O2."""
+import numpy as np
+import pytest
+
+import flowc as fc
+import runtime
+from runtime import plan_verify
+
+LEVELS = ["O0", "O1", "O2"]
+
+
+def three_calls(f, args, want):
+    """Call f three times (allocating call, then planned buffers) and compare with want."""
+    for call in range(3):
+        got = f(*args)
+        got = got if isinstance(got, list) else [got]
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12, err_msg=f"call {call + 1}")
+
+
+VIEWS = {  # an output that is a view of a temporary
+    "transpose": (lambda t: t.T, lambda a: a.T),
+    "slice": (lambda t: t[1:, ::2], lambda a: a[1:, ::2]),
+    "reshape": (lambda t: fc.reshape(t, (-1,)), lambda a: a.reshape(-1)),
+    "int index": (lambda t: t[1], lambda a: a[1]),
+}
+
+
+@pytest.mark.parametrize("opt", LEVELS)
+@pytest.mark.parametrize("view", sorted(VIEWS))
+def test_an_output_viewing_a_temporary_survives_later_values(opt, view):
+    make, ref = VIEWS[view]
+    x, y = fc.input("x", (None, None)), fc.input("y", (None, None))
+    t = make(fc.tanh(x))
+    z = fc.exp(y) * 2.0 + fc.sin(y)
+    f = fc.function([x, y], [z, t], optimize=opt)
+    X = np.array([[.1, .2, .3], [.4, .5, .6]])
+    Y = np.ones((3, 2))
+    three_calls(f, (X, Y), [np.exp(Y) * 2 + np.sin(Y), ref(np.tanh(X))])
+
+
+@pytest.mark.parametrize("opt", LEVELS)
+def test_an_output_viewing_a_reduction_survives_a_matmul(opt):
+    x, y = fc.input("x", (None, None)), fc.input("y", (None, None))
+    t = fc.max(x, axis=1, keepdims=True).T
+    z = fc.exp(y) @ fc.constant(np.ones((2, 2)))
+    f = fc.function([x, y], [z, t], optimize=opt)
+    X, Y = np.arange(6.).reshape(3, 2), np.ones((3, 2))
+    three_calls(f, (X, Y), [np.exp(Y) @ np.ones((2, 2)), X.max(axis=1, keepdims=True).T])
+
+
+@pytest.mark.parametrize("opt", LEVELS)
+def test_training_a_large_parameter_through_a_transposed_slice(opt):
+    p = fc.param("p", np.ones((512, 256)))  # 2**17 elements: loop groups run chunked
+    cost = fc.sum(p.T[1:])
+    f = fc.function([], cost, updates=[(p, p - 0.5 * fc.grad(cost, p))], optimize=opt)
+    P, want = np.ones((512, 256)), []
+    for _ in range(3):
+        want.append(P.T[1:].sum())
+        G = np.zeros_like(P)
+        G[:, 1:] = 1
+        P = P - 0.5 * G
+    got = [float(f()) for _ in range(3)]
+    np.testing.assert_allclose(got, want)
+    np.testing.assert_allclose(p.get_value(), P)
+
+
+@pytest.mark.parametrize("opt", LEVELS)
+def test_sgd_on_a_large_column_parameter(opt):
+    rng = np.random.default_rng(0)
+    C = rng.standard_normal(2 ** 17) * 0.01
+    P0 = rng.standard_normal((2 ** 17, 1)) * 0.01
+    c, p = fc.constant(C), fc.param("p", P0.copy())
+    cost = fc.sum(fc.sigmoid(c @ p))
+    f = fc.function([], cost, updates=[(p, p - 0.05 * fc.grad(cost, p))], optimize=opt)
+    P, want = P0.copy(), []
+    for _ in range(3):
+        s = 1 / (1 + np.exp(-(C @ P)))
+        want.append(s.sum())
+        P = P - 0.05 * np.outer(C, s * (1 - s))
+    got = [float(f()) for _ in range(3)]
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    np.testing.assert_allclose(p.get_value(), P, rtol=1e-12)
+
+
+@pytest.mark.parametrize("opt", LEVELS)
+def test_fortran_ordered_inputs_give_the_same_bits_on_every_call(opt):
+    x = fc.input("x", (3, 7, 5), dtype="float32")
+    f = fc.function([x], fc.sum(fc.tanh(x) * 3.0), optimize=opt)
+    X = np.asfortranarray(np.random.default_rng(1).standard_normal((3, 7, 5)).astype("float32"))
+    got = [f(X) for _ in range(3)]
+    assert got[0].tobytes() == got[1].tobytes() == got[2].tobytes(), got
+    np.testing.assert_allclose(got[0], np.sum(np.tanh(X) * 3.0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("opt", LEVELS)
+@pytest.mark.parametrize("n", [5, 400])  # 400**2 elements: loop groups run chunked
+def test_no_in_place_write_over_a_buffer_another_operand_views(opt, n):
+    x = fc.input("x", (None, None))
+    t = fc.exp(x)
+    y = t + t.T
+    w = fc.constant(np.linspace(-1, 1, n * 3).reshape(n, 3))
+    f = fc.function([x], [y @ w, fc.sum(y * 0.5)], optimize=opt)
+    X = np.random.default_rng(2).standard_normal((n, n)) * 0.1
+    Yn = np.exp(X) + np.exp(X).T
+    three_calls(f, (X,), [Yn @ np.linspace(-1, 1, n * 3).reshape(n, 3), np.sum(Yn * 0.5)])
+
+
+def test_the_verifier_is_on_for_the_suite_and_checks_every_plan():
+    assert plan_verify.ENABLED
+    x = fc.input("x", (None, None))
+    f = fc.function([x], [fc.tanh(x).T, fc.exp(x) * 2.0], optimize="O0")
+    for _ in range(2):
+        f(np.ones((3, 2)))
+    assert runtime.verify_plan(f.exe) >= 1  # plans checked (one shape signature)
