@@ -57,7 +57,7 @@ class Executable:
             esc = loop_groups.escaping(program, ends, members)
             fns = [env[_kname(k, program.instrs[k])] for k in members]
             env[f"_grp{g}"] = loop_groups.LoopGroup(program, members, fns, esc,
-                                                        backend.kernels)
+                                                    backend.kernels, index=g)
         env.update(_bufs=self._bufs, _plan=self._plan, _T=self.timings, _pc=time.perf_counter,
                    _GM=loop_groups.GROUP_MIN, _lend=arena.lend)
         self._env = env
@@ -107,10 +107,15 @@ class Executable:
         ghosts = {id(p) for g in range(len(self.loop_groups))
                   for p in self._env[f"_grp{g}"].placeholders}
         arrays = {s: a for s, a in arrays.items() if hasattr(a, "shape") and id(a) not in ghosts}
+        # Only groups that ran chunked on this (allocating) call interleave their members;
+        # the plan keeps their values live across the group, and later calls with these
+        # shapes run the others one by one (Buffers.chunked).
+        chunked = [g for g in range(len(self.loop_groups)) if self._env[f"_grp{g}"].last_chunked]
         B = memory.plan(self.program, self._kinds, self._inplace, arrays, self._exclusive,
-                        self.loop_groups)
+                        [self.loop_groups[g] for g in chunked])
+        B.chunked = frozenset(chunked)
         if plan_verify.ENABLED:
-            plan_verify.check_plan(self.program, self._kinds, self._inplace, self.loop_groups, B)
+            plan_verify.verify_buffers(self, B)
         if len(self._bufs) >= 4:  # keep a few signatures (say, a training and an eval batch)
             self._bufs.pop(next(iter(self._bufs)))
         self._bufs[key] = B
@@ -119,8 +124,8 @@ class Executable:
 
     def _check_call(self, B, values):
         """Verifier hook (plan_verify.ENABLED): the arrays this call used, before commits."""
-        plan_verify.check_call(self.program, self._kinds, self._inplace, self.loop_groups,
-                               values)
+        plan_verify.check_call(self.program, self._kinds, self._inplace,
+                               [self.loop_groups[g] for g in B.chunked], values)
         self._call_B = B
 
     def _checked(self, run):
@@ -255,6 +260,8 @@ def _generate(program, kinds, single, timed, groups=(), check=False):
             members, ext = groups[g], loop_groups.external_slots(program, groups[g])
             small = " and ".join(f"s{a}.size < _GM" for a in ext) or "True"
             lines.append(f"        if {small}:")
+            if not buffered_call:  # the plan asks which groups ran chunked on this call
+                lines.append(f"            _grp{g}.last_chunked = False")
             for m in members:
                 emit(m, *make(m, program.instrs[m], kinds[m]), "            ")
             lines.append("        else:")

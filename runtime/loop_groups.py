@@ -134,8 +134,9 @@ class LoopGroup:
     instructions that read only their shape.
     """
 
-    def __init__(self, program, members, fns, escaping, kernels):
+    def __init__(self, program, members, fns, escaping, kernels, index=0):
         self.members = members
+        self.index = index  # its place in the Executable's list (Buffers.chunked names it)
         self.instrs = [program.instrs[k] for k in members]
         self.fns = fns
         self.chunk_fns = [getattr(fn, "chunk", fn) for fn in fns]  # scratch-backed bodies
@@ -148,10 +149,14 @@ class LoopGroup:
         self._plans = {}
         self._local = threading.local()
         self.chunked_calls = 0  # how many calls ran as one chunked loop (tests, profiles)
+        self.last_chunked = False  # whether the last call ran chunked (the memory plan asks)
         self.placeholders = []  # the last chunked call's stand-ins for unmaterialized values
 
     def __call__(self, *ext, B=None):
-        plan = self._plan(ext)
+        # A memory plan made for members that ran one by one keeps no value live across
+        # the group: then the group must not interleave them (Buffers.chunked).
+        plan = None if B is not None and self.index not in B.chunked else self._plan(ext)
+        self.last_chunked = plan is not None
         if plan is None:
             return self._one_by_one(ext, B)
         self.chunked_calls += 1

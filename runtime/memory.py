@@ -80,10 +80,12 @@ def viewed_by_another(ins, operand, roots):
 
 
 class Buffers(dict):
-    """{slot: array} for one shape signature, and the slots whose bytes are lent by a spare
-    (see runtime/arena.py); the linker refreshes those with lend() before each call."""
+    """{slot: array} for one shape signature, the slots whose bytes are lent by a spare
+    (see runtime/arena.py; the linker refreshes those with lend() before each call), and
+    the loop groups planned as chunked (others run their members one by one)."""
 
     lent = ()
+    chunked = frozenset()
 
 
 def plan(program, kinds, inplace, arrays, exclusive, groups=()):

@@ -54,8 +54,14 @@ def verify_plan(exe):
     many were checked. Raises PlanError naming the instruction and the clobbered value."""
     plans = getattr(exe, "_bufs", {})
     for B in plans.values():
-        check_plan(exe.program, exe._kinds, exe._inplace, exe.loop_groups, B)
+        verify_buffers(exe, B)
     return len(plans)
+
+
+def verify_buffers(exe, B):
+    """Check one plan of a linked Executable: its loop groups in B.chunked interleave."""
+    groups = [exe.loop_groups[g] for g in getattr(B, "chunked", ())]
+    check_plan(exe.program, exe._kinds, exe._inplace, groups, B)
 
 
 # -- the schedule ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 
 import flowc as fc
 import runtime
-from runtime import plan_verify
+from runtime import arena, plan_verify
 
 LEVELS = ["O0", "O1", "O2"]
 
@@ -116,3 +116,71 @@ def test_the_verifier_is_on_for_the_suite_and_checks_every_plan():
     for _ in range(2):
         f(np.ones((3, 2)))
     assert runtime.verify_plan(f.exe) >= 1  # plans checked (one shape signature)
+
+
+@pytest.mark.parametrize("opt", LEVELS)
+def test_a_group_planned_one_by_one_never_interleaves(opt):
+    # The first call's Fortran-ordered input runs the loop group member by member, and the
+    # plan shares bytes accordingly; a C-ordered input of the same shape must not then run
+    # the members interleaved over that plan.
+    x = fc.input("x", (None, None))
+    e = fc.exp(x)
+    f = fc.function([x], [fc.sum(e * fc.tanh(x)), e * 2.0], optimize=opt)
+    X = np.random.default_rng(3).standard_normal((512, 512)) * 0.1
+    want = [np.sum(np.exp(X) * np.tanh(X)), np.exp(X) * 2.0]
+    for order in "FCF":
+        three_calls(f, (np.asarray(X, order=order),), want)
+
+
+def test_a_long_chain_plans_one_buffer():
+    x = fc.input("x", (8, 8))
+    h = x
+    for i in range(3000):
+        h = fc.tanh(h) if i % 2 else h * 0.5
+    f = fc.function([x], h, optimize="O0")
+    X = np.ones((8, 8))
+    want = X
+    for i in range(3000):
+        want = np.tanh(want) if i % 2 else want * 0.5
+    three_calls(f, (X,), [want])
+    plan, _ = f.exe.memory()
+    assert plan <= 8 * 8 * 8 + arena.ALIGN  # each step writes over the value it reads
+
+
+# -- the verifier on plans made wrong by hand -------------------------------------------------
+def planned(opt="O0"):
+    x, y = fc.input("x", (None, None)), fc.input("y", (None, None))
+    f = fc.function([x, y], [fc.exp(y) * 2.0 + fc.sin(y), fc.tanh(x).T], optimize=opt)
+    f(np.ones((2, 3)), np.ones((3, 2)))
+    return f.exe, next(iter(f.exe._bufs.values()))
+
+
+def test_the_verifier_rejects_a_plan_that_shares_bytes_between_live_values():
+    exe, B = planned()
+    made = {ins.kernel: ins.out for ins in exe.program.instrs}
+    runtime.verify_plan(exe)  # the real plan is fine
+    B[made["sin"]] = B[made["mul"]]  # exp(y) * 2 is still to be read when sin(y) is written
+    with pytest.raises(runtime.PlanError, match="writes slot"):
+        runtime.verify_plan(exe)
+
+
+def test_the_verifier_rejects_an_in_place_write_over_a_viewed_operand():
+    x = fc.input("x", (None, None))
+    t = fc.exp(x)
+    f = fc.function([x], (t + t.T) @ fc.constant(np.ones((3, 1))), optimize="O0")
+    f(np.ones((3, 3)))
+    exe, B = f.exe, next(iter(f.exe._bufs.values()))
+    k = next(i for i, ins in enumerate(exe.program.instrs) if ins.kernel == "add")
+    add = exe.program.instrs[k]
+    t_slot = next(a for a in add.args if a in B)
+    runtime.verify_plan(exe)
+    B[add.out] = B[t_slot]  # hand t's buffer to t + t.T
+    with pytest.raises(runtime.PlanError, match=f"instruction {k} \\(add\\)"):
+        runtime.verify_plan(exe)
+
+
+def test_the_verifier_rejects_an_output_that_shares_a_buffer():
+    buf = np.zeros(4)
+    plan_verify.check_outputs([np.zeros(4)], [("the buffer of slot 3", buf)])
+    with pytest.raises(runtime.PlanError, match="slot 3"):
+        plan_verify.check_outputs([buf[1:]], [("the buffer of slot 3", buf)])
