@@ -9,9 +9,10 @@ assignment do): values whose live ranges overlap get disjoint bytes, others may 
 whatever their shapes. Exact-shape pooling, kept here for other array types (CuPy), lets
 only arrays of the same shape and dtype share; it kept 2.3x the liveness bound on an MLP
 step whose layers all have different shapes. Either way an elementwise instruction may
-write over an operand of the same shape that dies there (in place), views keep the buffer
-they look into alive, and update values keep their own arrays (they are swapped into the
-parameters).
+write over an operand of the same shape that dies there (in place) unless another operand
+views it, views keep the buffer they look into alive, outputs and update values are read
+at the end of the call, and update values keep their own arrays (they are swapped into the
+parameters). runtime/plan_verify.py checks a plan against the Program independently.
 """
 from __future__ import annotations
 
