@@ -64,13 +64,9 @@ class Executable:
         exec(compile(self.source, f"<flowc-generated-{next(_COUNTER)}>", "exec"), env)
         self._run = env["run"]
         self._run_timed = None  # the instrumented twin is made on the first profile
-        self._verify = plan_verify.ENABLED and backend.name == "numpy"
-        if self._verify:  # a twin that hands every call's arrays to the plan verifier
-            src, _ = _generate(program, self._kinds, single, timed=False,
-                               groups=self.loop_groups, check=True)
-            env["_vchk"] = self._check_call
-            exec(compile(src, f"<flowc-generated-{next(_COUNTER)}>", "exec"), env)
-            self._run = self._checked(env["run"])
+        self._verify = False
+        if plan_verify.ENABLED:
+            self.verify_calls()
 
     def __call__(self, *inputs):
         return self._guarded(self._run, inputs)
@@ -114,13 +110,28 @@ class Executable:
         B = memory.plan(self.program, self._kinds, self._inplace, arrays, self._exclusive,
                         [self.loop_groups[g] for g in chunked])
         B.chunked = frozenset(chunked)
-        if plan_verify.ENABLED:
+        if self._verify:
+            plan_verify.check_layouts(arrays, B)
             plan_verify.verify_buffers(self, B)
         if len(self._bufs) >= 4:  # keep a few signatures (say, a training and an eval batch)
             self._bufs.pop(next(iter(self._bufs)))
         self._bufs[key] = B
         self._last = (arrays, B)
         return B
+
+    def verify_calls(self):
+        """From now on, check every new memory plan and the arrays of every call with
+        runtime/plan_verify.py (PlanError on a conflict); plans already made are checked
+        now. NumPy backend only: other array types have no byte addresses to compare."""
+        if self._verify or self.backend.name != "numpy":
+            return
+        src, _ = _generate(self.program, self._kinds, self._single, timed=False,
+                           groups=self.loop_groups, check=True)
+        self._env["_vchk"] = self._check_call
+        exec(compile(src, f"<flowc-generated-{next(_COUNTER)}>", "exec"), self._env)
+        self._run = self._checked(self._env["run"])
+        self._verify = True
+        plan_verify.verify_plan(self)
 
     def _check_call(self, B, values):
         """Verifier hook (plan_verify.ENABLED): the arrays this call used, before commits."""

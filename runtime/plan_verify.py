@@ -19,13 +19,15 @@ operand's layout (same address, shape and strides). Another operand that views t
 bytes with a different layout (`t + t.T` written over t) is a conflict.
 
     runtime.verify_plan(exe)           # every kept plan of a linked Executable; raises PlanError
+    exe.verify_calls()                 # from now on: every new plan and every call's arrays
     check_plan(program, kinds, inplace, groups, B)       # one plan (runtime.memory.Buffers)
     check_call(program, kinds, inplace, groups, values)  # the real arrays of one call
     check_outputs(outputs, internal)                     # returned arrays own their bytes
 
 `ENABLED` (the environment variable FLOWC_VERIFY_PLAN=1, or enable()) makes every
-Executable linked afterwards check each new plan and the arrays of every call; the test
-suite turns it on in tests/conftest.py.
+Executable linked afterwards call verify_calls(); the test suite turns it on in
+tests/conftest.py. Checked plans also keep the first call's memory order
+(check_layouts), so every call adds in the same order.
 """
 from __future__ import annotations
 
@@ -62,6 +64,28 @@ def verify_buffers(exe, B):
     """Check one plan of a linked Executable: its loop groups in B.chunked interleave."""
     groups = [exe.loop_groups[g] for g in getattr(B, "chunked", ())]
     check_plan(exe.program, exe._kinds, exe._inplace, groups, B)
+
+
+def check_layouts(arrays, B):
+    """Raise PlanError if a planned buffer has another memory order than the first call's
+    array for that slot: later calls would add in another order (other bits)."""
+    for s, a in arrays.items():
+        b = B.get(s)
+        if not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray) or b is a:
+            continue
+        dense = a.flags.c_contiguous or a.flags.f_contiguous or _dense(a)
+        if dense and a.size > 1 and _order(a) != _order(b):
+            raise PlanError(f"memory plan: the buffer of slot {s} has strides {b.strides}, "
+                            f"the first call's array {a.strides} (shape {a.shape})")
+
+
+def _dense(a):
+    return byte_range(a) is not None and byte_range(a)[1] - byte_range(a)[0] == a.nbytes
+
+
+def _order(a):
+    """The axes from fastest to slowest varying (size-1 axes left out)."""
+    return [k for k in sorted(range(a.ndim), key=lambda k: a.strides[k]) if a.shape[k] > 1]
 
 
 # -- the schedule ----------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 inside a loop group (B2), buffers laid out like the first call's arrays (B4), in-place
 hand-over onto a buffer another operand views. Every case checks the first, second and
 third call against NumPy at O0, O1 and O2."""
+import os
+
 import numpy as np
 import pytest
 
@@ -110,12 +112,22 @@ def test_no_in_place_write_over_a_buffer_another_operand_views(opt, n):
 
 
 def test_the_verifier_is_on_for_the_suite_and_checks_every_plan():
-    assert plan_verify.ENABLED
+    if os.environ.get("FLOWC_VERIFY_PLAN") != "0":  # tests/conftest.py turns it on
+        assert plan_verify.ENABLED
     x = fc.input("x", (None, None))
     f = fc.function([x], [fc.tanh(x).T, fc.exp(x) * 2.0], optimize="O0")
+    f.exe.verify_calls()
     for _ in range(2):
         f(np.ones((3, 2)))
-    assert runtime.verify_plan(f.exe) >= 1  # plans checked (one shape signature)
+    assert f.exe._verify
+    assert runtime.verify_plan(f.exe) == 1  # plans checked (one shape signature)
+
+
+def test_the_verifier_rejects_a_buffer_in_another_memory_order():
+    a = np.asfortranarray(np.ones((3, 4)))
+    plan_verify.check_layouts({5: a}, {5: np.ones((4, 3)).T})
+    with pytest.raises(runtime.PlanError, match="slot 5"):
+        plan_verify.check_layouts({5: a}, {5: np.ones((3, 4))})
 
 
 @pytest.mark.parametrize("opt", LEVELS)
