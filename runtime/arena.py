@@ -36,8 +36,9 @@ def plan_arena(program, kinds, inplace, arrays, exclusive, groups=()):
     # their group's first member: members run interleaved).
     spares = [(span.get(e, (start[e],))[0], arrays[e].nbytes, e) for e in arrays
               if e in exclusive and arrays[e].flags.c_contiguous and arrays[e].nbytes >= LEND_MIN]
-    placed = {e: _Placed() for _, _, e in spares}
-    placed[None] = _Placed()  # the arena itself
+    steps = len(program.instrs) + 1  # live ranges end at len(instrs) (outputs, updates)
+    placed = {e: _Placed(steps) for _, _, e in spares}
+    placed[None] = _Placed(steps)  # the arena itself
     where = {}
     for b, (first, last, nbytes, _) in sorted(buffers.items(), key=lambda kv: -kv[1][2]):
         for until, cap, e in spares:
@@ -145,39 +146,98 @@ def _chain_in_place(program, kinds, inplace, arrays, exclusive, ends, span):
     return buffers
 
 
+FIRST_FIT_MAX = 64  # meeting blocks above which a block goes on top of them (no gap search)
+
+
 class _Placed:
     """Placed blocks (first, last, nbytes, offset), indexed by live range so that finding the
     blocks whose lives meet a new one costs about log n plus their number (the first call of
-    a long chain was quadratic in its length with a scan of every placed block)."""
+    a long chain was quadratic in its length with a scan of every placed block). Where more
+    than FIRST_FIT_MAX blocks meet (a wide fan-out, all live at once), the block goes just
+    above the highest of them, found in log n (`_Skyline`), instead of into the lowest gap."""
 
-    def __init__(self):
+    def __init__(self, steps):
         self.by_len = {}  # length class c (live ranges of < 2**c steps): sorted blocks by first
         self.top = 0      # bytes: the end of the highest block
+        self.sky = _Skyline(steps)
 
     def add(self, first, last, nbytes, at):
         c = (last - first + 1).bit_length()
         insort(self.by_len.setdefault(c, []), (first, last, at, at + nbytes))
         self.top = max(self.top, at + nbytes)
+        self.sky.raise_to(first, last, at + nbytes)
+
+    def _windows(self, first, last):
+        for c, blocks in self.by_len.items():
+            # A block of class c is shorter than 2**c steps: it starts after first - 2**c.
+            yield blocks, bisect_left(blocks, (first - (1 << c),)), \
+                bisect_right(blocks, (last, float("inf")))
 
     def meeting(self, first, last):
         """(offset, end) of every placed block whose live range meets [first, last]."""
         found = []
-        for c, blocks in self.by_len.items():
-            # A block of class c is shorter than 2**c steps: it starts after first - 2**c.
-            lo = bisect_left(blocks, (first - (1 << c),))
-            hi = bisect_right(blocks, (last, float("inf")))
+        for blocks, lo, hi in self._windows(first, last):
             found += [(o, e) for f, l, o, e in blocks[lo:hi] if first <= l]
         return found
 
     def lowest_free(self, first, last, nbytes):
         """The lowest aligned offset free of every placed block whose live range meets
-        [first, last]."""
+        [first, last] (above all of them where more than FIRST_FIT_MAX may meet)."""
+        if sum(hi - lo for _, lo, hi in self._windows(first, last)) > FIRST_FIT_MAX:
+            return _up(self.sky.highest(first, last))
         at = 0
         for lo, hi in sorted(self.meeting(first, last)):
             if at + nbytes <= lo:
                 break
             at = max(at, _up(hi))
         return at
+
+
+class _Skyline:
+    """Over steps 0..n-1: raise every step of a range to at least a value, and read the
+    highest value over a range, each in log n (a segment tree, iterative)."""
+
+    def __init__(self, steps):
+        self.n = 1 << max(1, steps).bit_length()
+        self.tag = [0] * (2 * self.n)  # raised over this node's whole range
+        self.mx = [0] * (2 * self.n)   # the highest value anywhere under this node
+
+    def raise_to(self, first, last, v):
+        lo, hi = first + self.n, last + self.n + 1
+        edges = (lo, hi - 1)
+        while lo < hi:
+            if lo & 1:
+                self.tag[lo] = max(self.tag[lo], v)
+                self.mx[lo] = max(self.mx[lo], v)
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                self.tag[hi] = max(self.tag[hi], v)
+                self.mx[hi] = max(self.mx[hi], v)
+            lo, hi = lo >> 1, hi >> 1
+        for i in edges:  # every node partly in the range is above one of its two ends
+            i >>= 1
+            while i:
+                self.mx[i] = max(self.mx[i], v)
+                i >>= 1
+
+    def highest(self, first, last):
+        lo, hi = first + self.n, last + self.n + 1
+        edges, best = (lo, hi - 1), 0
+        while lo < hi:
+            if lo & 1:
+                best = max(best, self.mx[lo])
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                best = max(best, self.mx[hi])
+            lo, hi = lo >> 1, hi >> 1
+        for i in edges:  # ranges raised over a node above the query's nodes
+            i >>= 1
+            while i:
+                best = max(best, self.tag[i])
+                i >>= 1
+        return best
 
 
 def _up(n):

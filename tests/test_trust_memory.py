@@ -196,3 +196,34 @@ def test_the_verifier_rejects_an_output_that_shares_a_buffer():
     plan_verify.check_outputs([np.zeros(4)], [("the buffer of slot 3", buf)])
     with pytest.raises(runtime.PlanError, match="slot 3"):
         plan_verify.check_outputs([buf[1:]], [("the buffer of slot 3", buf)])
+
+
+# -- arena placement -------------------------------------------------------------------------
+def test_skyline_matches_a_plain_list():
+    rng = np.random.default_rng(7)
+    sky, plain = arena._Skyline(37), [0] * 37
+    for _ in range(400):
+        a, b = sorted(rng.integers(0, 37, 2))
+        if rng.random() < 0.5:
+            v = int(rng.integers(1, 1000))
+            sky.raise_to(a, b, v)
+            plain[a:b + 1] = [max(p, v) for p in plain[a:b + 1]]
+        else:
+            assert sky.highest(a, b) == max(plain[a:b + 1])
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_placed_blocks_never_meet_in_time_and_bytes(wide):
+    # Short lives (first fit into gaps) and many lives at once (stacked on the skyline).
+    rng = np.random.default_rng(8)
+    placed, blocks = arena._Placed(300), []
+    for _ in range(300):
+        first = int(rng.integers(0, 250))
+        last = min(299, first + int(rng.integers(0, 200 if wide else 6)))
+        n = int(rng.integers(1, 5000))
+        at = placed.lowest_free(first, last, n)
+        assert at % arena.ALIGN == 0
+        for f, l, o, m in blocks:
+            assert l < first or last < f or o + m <= at or at + n <= o
+        placed.add(first, last, n, at)
+        blocks.append((first, last, at, n))
