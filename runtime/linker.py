@@ -134,7 +134,7 @@ class Executable:
         plan_verify.verify_plan(self)
 
     def _check_call(self, B, values):
-        """Verifier hook (plan_verify.ENABLED): the arrays this call used, before commits."""
+        """Verifier hook (verify_calls): the arrays this call used, before the commits."""
         plan_verify.check_call(self.program, self._kinds, self._inplace,
                                [self.loop_groups[g] for g in B.chunked], values)
         self._call_B = B
