@@ -54,21 +54,6 @@ def tolerances(check_tol):
                      f"got {check_tol!r}")
 
 
-def _plan_verifier():
-    """The runtime's memory-plan verifier, where the runtime has one (else None)."""
-    # TODO(lead): wire the memplan engineer's verifier here once it has landed; any of these
-    # names taking the Executable is called after every real call.
-    try:
-        from runtime import plan_verify
-    except ImportError:
-        return None
-    for name in ("verify_executable", "verify_plan", "verify"):
-        fn = getattr(plan_verify, name, None)
-        if callable(fn):
-            return fn
-    return None
-
-
 class Checker:
     """What a checked Function runs on every call instead of its executable alone."""
 
@@ -81,7 +66,8 @@ class Checker:
         self.ref = Stepper(self.ref_program, downcast, runtime.CallError)
         self.opt = Stepper(fn.program, downcast, runtime.CallError)
         self.shared = same_nodes(fn.program, fn.graph, self.ref_program, self.ref_graph)
-        self.verify_plan = _plan_verifier()
+        # Every real call checks its arrays against the plan (runtime/plan_verify.py).
+        fn.exe.verify_calls()
         self.calls = 0
 
     def __call__(self, args):
@@ -194,7 +180,10 @@ class Checker:
     # -- 4. the real executable ----------------------------------------------------------------
     def _run_real(self, args, want_outs, want_updates):
         prog, exe = self.fn.program, self.fn.exe
-        result = exe(*args)
+        try:
+            result = exe(*args)
+        except runtime.PlanError as e:
+            raise CheckError(f"call {self.calls}: the memory plan failed verification: {e}") from e
         outs = result if isinstance(result, list) else [result]
         new = [exe.cells[u["param"]].value for u in prog.updates]
         for what, got, want in _pairs([_host(o) for o in outs], want_outs,
@@ -206,12 +195,10 @@ class Checker:
                     f"same optimized program run instruction by instruction: {err}. The "
                     f"instructions agree, so the fault is in how the executable runs them: "
                     f"memory plan, out= buffers, loop groups or in-place reuse")
-        if self.verify_plan is not None:
-            try:
-                self.verify_plan(exe)
-            except Exception as e:
-                raise CheckError(f"call {self.calls}: the memory plan failed verification: "
-                                 f"{type(e).__name__}: {e}") from e
+        try:
+            runtime.verify_plan(exe)
+        except runtime.PlanError as e:
+            raise CheckError(f"call {self.calls}: the memory plan failed verification: {e}") from e
         return result
 
     # -- comparisons and messages --------------------------------------------------------------

@@ -4,8 +4,10 @@
     f = runtime.link(prog, device="cpu")         # generated straight-line Python
     outputs = f(x, y)                            # parameters live in f.cells
 """
-from .errors import CallError, CallShapeError, FlowcError, ProgramError, ProgramFileError
+from .errors import (CallError, CallShapeError, FlowcError, PlanError, ProgramError,
+                     ProgramFileError)
 from .linker import Executable
+from .plan_verify import verify_plan
 from .program import FORMAT_VERSION, Instr, Program
 from .storage import Cell
 
@@ -37,4 +39,5 @@ def load(path, device="cpu") -> Executable:
 
 
 __all__ = ["CallError", "CallShapeError", "Cell", "Executable", "FlowcError", "FORMAT_VERSION",
-           "Instr", "Program", "ProgramError", "ProgramFileError", "link", "load"]
+           "Instr", "PlanError", "Program", "ProgramError", "ProgramFileError", "link", "load",
+           "verify_plan"]

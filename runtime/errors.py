@@ -18,6 +18,10 @@ class ProgramFileError(ProgramError, ValueError):
     """A saved Program is malformed or inconsistent; the message names the file and field."""
 
 
+class PlanError(FlowcError, RuntimeError):
+    """A memory plan (or a call's arrays) lets a write clobber a value still to be read."""
+
+
 class CallError(FlowcError, TypeError):
     """A compiled function was called with inputs that do not match the Program's inputs."""
 

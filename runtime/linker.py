@@ -14,7 +14,7 @@ import itertools
 import re
 import time
 
-from . import arena, loop_groups, memory
+from . import arena, loop_groups, memory, plan_verify
 
 from .errors import CallError, ProgramError  # noqa: F401  (defined there, re-exported)
 from .storage import Cell
@@ -51,13 +51,16 @@ class Executable:
             esc = loop_groups.escaping(program, ends, members)
             fns = [env[_kname(k, program.instrs[k])] for k in members]
             env[f"_grp{g}"] = loop_groups.LoopGroup(program, members, fns, esc,
-                                                        backend.kernels)
+                                                    backend.kernels, index=g)
         env.update(_bufs=self._bufs, _plan=self._plan, _T=self.timings, _pc=time.perf_counter,
                    _GM=loop_groups.GROUP_MIN, _lend=arena.lend)
         self._env = env
         exec(compile(self.source, f"<flowc-generated-{next(_COUNTER)}>", "exec"), env)
         self._run = env["run"]
         self._run_timed = None  # the instrumented twin is made on the first profile
+        self._verify = False
+        if plan_verify.ENABLED:
+            self.verify_calls()
 
     def __call__(self, *inputs):
         return self._guarded(self._run, inputs)
@@ -74,30 +77,80 @@ class Executable:
     def _guarded(self, run, inputs):
         try:
             return run(*inputs)
-        except CallError:
+        except (CallError, plan_verify.PlanError):
             raise
         except TypeError as e:
             if e.__traceback__ is not None and e.__traceback__.tb_next is None:
-                n = len(self.program.inputs)
-                raise CallError(f"expected {n} input(s) "
-                                f"({', '.join(i['name'] for i in self.program.inputs)}), "
-                                f"got {len(inputs)}") from None
+                raise self._arity_error(inputs) from None
             raise self._explain(e) from e
         except Exception as e:  # a kernel failed: say which instruction and whose line
             raise self._explain(e) from e
+
+    def _arity_error(self, inputs):
+        n = len(self.program.inputs)
+        return CallError(f"expected {n} input(s) "
+                         f"({', '.join(i['name'] for i in self.program.inputs)}), "
+                         f"got {len(inputs)}")
 
     def _plan(self, key, arrays):
         """Buffers for a new shape signature, shared by liveness (see runtime/memory.py)."""
         ghosts = {id(p) for g in range(len(self.loop_groups))
                   for p in self._env[f"_grp{g}"].placeholders}
         arrays = {s: a for s, a in arrays.items() if hasattr(a, "shape") and id(a) not in ghosts}
+        # Only groups that ran chunked on this (allocating) call interleave their members;
+        # the plan keeps their values live across the group, and later calls with these
+        # shapes run the others one by one (Buffers.chunked).
+        chunked = [g for g in range(len(self.loop_groups)) if self._env[f"_grp{g}"].last_chunked]
         B = memory.plan(self.program, self._kinds, self._inplace, arrays, self._exclusive,
-                        self.loop_groups)
+                        [self.loop_groups[g] for g in chunked])
+        B.chunked = frozenset(chunked)
+        if self._verify:
+            plan_verify.check_layouts(arrays, B)
+            plan_verify.verify_buffers(self, B)
         if len(self._bufs) >= 4:  # keep a few signatures (say, a training and an eval batch)
             self._bufs.pop(next(iter(self._bufs)))
         self._bufs[key] = B
         self._last = (arrays, B)
         return B
+
+    def verify_calls(self):
+        """From now on, check every new memory plan and the arrays of every call with
+        runtime/plan_verify.py (PlanError on a conflict); plans already made are checked
+        now. NumPy backend only: other array types have no byte addresses to compare."""
+        if self._verify or self.backend.name != "numpy":
+            return
+        src, _ = _generate(self.program, self._kinds, self._single, timed=False,
+                           groups=self.loop_groups, check=True)
+        self._env["_vchk"] = self._check_call
+        exec(compile(src, f"<flowc-generated-{next(_COUNTER)}>", "exec"), self._env)
+        self._run = self._checked(self._env["run"])
+        self._verify = True
+        plan_verify.verify_plan(self)
+
+    def _check_call(self, B, values):
+        """Verifier hook (verify_calls): the arrays this call used, before the commits."""
+        plan_verify.check_call(self.program, self._kinds, self._inplace,
+                               [self.loop_groups[g] for g in B.chunked], values)
+        self._call_B = B
+
+    def _checked(self, run):
+        """run, then check that what it returned shares no bytes with what outlives the call
+        (buffers and spares, parameters, constants, the caller's inputs)."""
+        consts = [(f"constant slot {c['slot']}", self._env[f"s{c['slot']}"])
+                  for c in self.program.consts]
+
+        def checked_run(*inputs):
+            if len(inputs) != len(self.program.inputs):
+                raise self._arity_error(inputs)
+            self._call_B = None
+            out = run(*inputs)
+            kept = [(f"the buffer of slot {s}", a) for s, a in (self._call_B or {}).items()]
+            kept += [(f"parameter {j}", c.value) for j, c in enumerate(self.cells)]
+            kept += [(f"input {j}", x) for j, x in enumerate(inputs)] + consts
+            plan_verify.check_outputs(out if isinstance(out, list) else [out], kept)
+            self._call_B = None
+            return out
+        return checked_run
 
     def chunked_calls(self):
         """Per loop group (see self.loop_groups): how many calls ran it as one chunked loop."""
@@ -197,8 +250,9 @@ def _group_call(program, members, g, buffered):
     return f"{outs}, = _grp{g}({args})"
 
 
-def _generate(program, kinds, single, timed, groups=()):
-    """Python source of `run(*inputs)` (or `run_timed`), and its line → instruction map."""
+def _generate(program, kinds, single, timed, groups=(), check=False):
+    """Python source of `run(*inputs)` (or `run_timed`), and its line → instruction map.
+    `check`: hand every slot's array to `_vchk` before the commits (runtime/plan_verify)."""
     first = {m[0]: g for g, m in enumerate(groups)}
     inside = {k for m in groups for k in m[1:]}
     out_slots = set(program.outputs)
@@ -253,6 +307,8 @@ def _generate(program, kinds, single, timed, groups=()):
             members, ext = groups[g], loop_groups.external_slots(program, groups[g])
             small = " and ".join(f"s{_n(a)}.size < _GM" for a in ext) or "True"
             lines.append(f"        if {small}:")
+            if not buffered_call:  # the plan asks which groups ran chunked on this call
+                lines.append(f"            _grp{g}.last_chunked = False")
             for m in members:
                 emit(m, *make(m, program.instrs[m], kinds[m]), "            ")
             lines.append("        else:")
@@ -270,6 +326,10 @@ def _generate(program, kinds, single, timed, groups=()):
     body(buffer, True)
     if not program.instrs:
         lines.append("        pass")
+    if check:
+        slots = [d["slot"] for d in program.inputs + program.params + program.consts]
+        slots += [ins.out for ins in program.instrs]
+        lines.append("    _vchk(B, {" + ", ".join(f"{s}: s{s}" for s in slots) + "})")
     # Outputs: fresh arrays; leaves, views and repeats are copied.
     outs, seen = [], set()
     for s in program.outputs:

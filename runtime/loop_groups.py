@@ -14,9 +14,9 @@ unchanged (each member is still its own instruction), static shapes only propose
 and the sizes of each call decide. Small shapes, shapes that differ at run time and
 non-contiguous operands run the members one by one, exactly as without a group.
 
-Aliasing is safe: the memory plan only gives a member's output the buffer of a value whose
-last reader is that member or an earlier one, and within a chunk members run in program
-order, so every read of a row happens before that row is overwritten.
+Aliasing is safe: the memory plan keeps every value a group reads or writes, and whatever
+those values view, live over the whole group (memory.live_ends), so no member writes bytes
+that another member, or a later chunk, still reads.
 """
 from __future__ import annotations
 
@@ -134,8 +134,9 @@ class LoopGroup:
     instructions that read only their shape.
     """
 
-    def __init__(self, program, members, fns, escaping, kernels):
+    def __init__(self, program, members, fns, escaping, kernels, index=0):
         self.members = members
+        self.index = index  # its place in the Executable's list (Buffers.chunked names it)
         self.instrs = [program.instrs[k] for k in members]
         self.fns = fns
         self.chunk_fns = [getattr(fn, "chunk", fn) for fn in fns]  # scratch-backed bodies
@@ -148,10 +149,14 @@ class LoopGroup:
         self._plans = {}
         self._local = threading.local()
         self.chunked_calls = 0  # how many calls ran as one chunked loop (tests, profiles)
+        self.last_chunked = False  # whether the last call ran chunked (the memory plan asks)
         self.placeholders = []  # the last chunked call's stand-ins for unmaterialized values
 
     def __call__(self, *ext, B=None):
-        plan = self._plan(ext)
+        # A memory plan made for members that ran one by one keeps no value live across
+        # the group: then the group must not interleave them (Buffers.chunked).
+        plan = None if B is not None and self.index not in B.chunked else self._plan(ext)
+        self.last_chunked = plan is not None
         if plan is None:
             return self._one_by_one(ext, B)
         self.chunked_calls += 1
@@ -164,7 +169,10 @@ class LoopGroup:
 
     # -- deciding --------------------------------------------------------------------------
     def _plan(self, ext):
-        key = tuple([(getattr(a, "shape", ()), getattr(a, "dtype", None)) for a in ext])
+        # Layouts are part of the key: row chunks of a transposed operand are not its bytes
+        # rows, and the plan's aliasing argument (module docstring) needs those to match.
+        key = tuple([(getattr(a, "shape", ()), getattr(a, "dtype", None),
+                      getattr(getattr(a, "flags", None), "c_contiguous", None)) for a in ext])
         if key not in self._plans:
             if len(self._plans) >= 16:
                 self._plans.pop(next(iter(self._plans)))

@@ -9,9 +9,10 @@ assignment do): values whose live ranges overlap get disjoint bytes, others may 
 whatever their shapes. Exact-shape pooling, kept here for other array types (CuPy), lets
 only arrays of the same shape and dtype share; it kept 2.3x the liveness bound on an MLP
 step whose layers all have different shapes. Either way an elementwise instruction may
-write over an operand of the same shape that dies there (in place), views keep the buffer
-they look into alive, and update values keep their own arrays (they are swapped into the
-parameters).
+write over an operand of the same shape that dies there (in place) unless another operand
+views it, views keep the buffer they look into alive, outputs and update values are read
+at the end of the call, and update values keep their own arrays (they are swapped into the
+parameters). runtime/plan_verify.py checks a plan against the Program independently.
 """
 from __future__ import annotations
 
@@ -29,12 +30,26 @@ def value_args(ins):
     return ins.args if skip is None else [a for p, a in enumerate(ins.args) if p not in skip]
 
 
-def live_ends(program, kinds):
-    """For each slot, the last instruction that reads its values or any view made from it."""
+def live_ends(program, kinds, groups=()):
+    """For each slot, the last instruction that reads its values or any view made from it.
+
+    Outputs and update values are read after the last instruction (copied out, or swapped
+    into a parameter), so they and what they view live to len(instrs). A loop group's
+    members run interleaved chunk by chunk, so what any member reads is read until the
+    group's last member. A view's reads are reads of what it looks into.
+    """
     last = {}
     for i, ins in enumerate(program.instrs):
         for a in value_args(ins):
             last[a] = i
+    for members in groups:
+        hi = members[-1]
+        for k in members:
+            for a in value_args(program.instrs[k]):
+                last[a] = max(last[a], hi)
+    end = len(program.instrs)
+    for s in list(program.outputs) + [u["slot"] for u in program.updates]:
+        last[s] = end
     # A view's reads extend the life of whatever it looks into (walk views last to first).
     for i in reversed(range(len(program.instrs))):
         ins = program.instrs[i]
@@ -45,11 +60,33 @@ def live_ends(program, kinds):
     return last
 
 
+def view_roots(program, kinds):
+    """{view slot: tuple of the non-view slots whose bytes it may look into}."""
+    roots = {}
+    for i, ins in enumerate(program.instrs):
+        if kinds[i] == "view":
+            found = []
+            for a in value_args(ins):
+                for r in roots.get(a, (a,)):
+                    if r not in found:
+                        found.append(r)
+            roots[ins.out] = tuple(found)
+    return roots
+
+
+def viewed_by_another(ins, operand, roots):
+    """Whether an operand of `ins` other than `operand` itself is a view into its bytes:
+    then `ins` may not write its result over `operand` (fused kernels work in blocks)."""
+    return any(a != operand and operand in roots.get(a, ()) for a in value_args(ins))
+
+
 class Buffers(dict):
-    """{slot: array} for one shape signature, and the slots whose bytes are lent by a spare
-    (see runtime/arena.py); the linker refreshes those with lend() before each call."""
+    """{slot: array} for one shape signature, the slots whose bytes are lent by a spare
+    (see runtime/arena.py; the linker refreshes those with lend() before each call), and
+    the loop groups planned as chunked (others run their members one by one)."""
 
     lent = ()
+    chunked = frozenset()
 
 
 def plan(program, kinds, inplace, arrays, exclusive, groups=()):
@@ -65,7 +102,7 @@ def plan(program, kinds, inplace, arrays, exclusive, groups=()):
 
 
 def _pooled(program, kinds, inplace, arrays, exclusive):
-    ends = live_ends(program, kinds)
+    ends, roots = live_ends(program, kinds), view_roots(program, kinds)
     pool, assigned, holds, dying = {}, {}, {}, {}
     for s in arrays:
         dying.setdefault(ends.get(s, -1), []).append(s)
@@ -79,7 +116,7 @@ def _pooled(program, kinds, inplace, arrays, exclusive):
                 for a in ins.args:
                     b = holds.get(a)
                     if (b is not None and ends.get(a) == i and a not in exclusive
-                            and shape_key(b) == key):
+                            and shape_key(b) == key and not viewed_by_another(ins, a, roots)):
                         chosen, holds[a] = b, None  # handed over, so not pooled again
                         break
             if chosen is None:

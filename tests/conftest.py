@@ -14,3 +14,13 @@ def fresh_graph():
     """Each test gets a new default graph, so tests never see each other's nodes."""
     with fc.Graph() as g:
         yield g
+
+
+# Every Executable the suite links verifies each memory plan it makes and the arrays of
+# every call (runtime/plan_verify.py): a wrong plan fails even when numbers come out right.
+# The environment variable carries the switch into subprocesses (the CLI tests);
+# FLOWC_VERIFY_PLAN=0 turns it off (to time the suite without it).
+import runtime.plan_verify  # noqa: E402
+
+os.environ.setdefault("FLOWC_VERIFY_PLAN", "1")
+runtime.plan_verify.enable(os.environ["FLOWC_VERIFY_PLAN"] != "0")

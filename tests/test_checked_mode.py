@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import flowc as fc
+import runtime
 import flowc.checked
 import runtime.kernels_gemm
 from runtime.kernels_numpy import KERNELS, Kernel
@@ -180,8 +181,8 @@ def test_a_broken_buffered_executable_is_caught_from_the_second_call(monkeypatch
 
 def test_a_failing_plan_verifier_fails_the_call_and_changes_no_parameter(monkeypatch):
     def verifier(exe):
-        raise AssertionError("slot 7 overlaps slot 9")
-    monkeypatch.setattr(flowc.checked, "_plan_verifier", lambda: verifier)
+        raise runtime.PlanError("slot 7 overlaps slot 9")
+    monkeypatch.setattr(flowc.checked.runtime, "verify_plan", verifier)
     step, ps, args = _mlp("O2", "check")
     before = [p.get_value().copy() for p in ps]
     with pytest.raises(fc.CheckError, match="memory plan failed verification.*slot 7"):
