@@ -8,13 +8,15 @@ from .shapes import drop_identity_shape_ops
 from .specialize import specialize
 from .stabilize import simplify_and_stabilize
 
-# cleanup -> canonicalize + stabilize (one fixed point over both rule tables) -> cleanup
-# -> shape-class cleanup, in PyTensor's order; O2 then specializes (GEMM) and fuses.
-# build_unit already dropped everything the outputs do not need, and every pass prunes
-# what it made dead.
+# canonicalize + stabilize (one fixed point over both rule tables) -> fold -> again, for
+# the patterns folding completed (a gradient's ones become a constant 1) -> shape-class
+# cleanup; O2 then specializes (GEMM) and fuses. Stabilizing comes before the first fold:
+# folding log(1 - sigmoid(40)) naively gives log(0) = -inf, and a stable form O1 promises
+# must hold for constants too. build_unit already dropped everything the outputs do not
+# need, and every pass prunes what it made dead.
 PIPELINES = {
     "O0": (dce,),
-    "O1": (fold_constants, cse, simplify_and_stabilize, fold_constants, cse,
+    "O1": (cse, simplify_and_stabilize, fold_constants, cse, simplify_and_stabilize,
            drop_identity_shape_ops, simplify),
 }
 PIPELINES["O2"] = PIPELINES["O1"] + (specialize, fuse)
