@@ -91,6 +91,32 @@ def test_log_one_minus_sigmoid_of_constant_40():
                 np.testing.assert_allclose(got, [-40.0], rtol=1e-12)
 
 
+@pytest.mark.parametrize("make_one", [lambda c: fc.constant(2.0) - 1,
+                                      lambda c: fc.zeros_like(c[:1]) + 1,
+                                      lambda c: fc.sum(fc.constant(np.full(4, 0.25)))],
+                         ids=["2-1", "zeros_like+1", "sum"])
+@pytest.mark.parametrize("size", [1, 100])
+def test_stable_form_when_its_constant_is_computed(make_one, size):
+    # The rules see through small constant expressions, so the 1 need not be a literal.
+    c = fc.constant(np.full(size, 40.0))
+    out = fc.log(make_one(c) - fc.sigmoid(c))
+    with np.errstate(all="ignore"):
+        for level in ("O1", "O2"):
+            for got in calls(fc.function([], out, optimize=level, verify=True)):
+                np.testing.assert_allclose(got, np.full(size, -40.0), rtol=1e-12)
+
+
+def test_a_one_made_by_rounding_is_not_a_literal_one():
+    # sigmoid(40) is 1.0 in float64: seeing it as a 1 would rewrite exp(x) - sigmoid(40)
+    # into expm1(x) and pre-empt the stable log(1 - sigmoid(40)) = -40.
+    c = fc.constant([40.0])
+    out = fc.log(1 - fc.sigmoid(c)) + (fc.exp(fc.constant([0.5])) - fc.sigmoid(c))
+    with np.errstate(all="ignore"):
+        for level in ("O1", "O2"):
+            for got in calls(fc.function([], out, optimize=level, verify=True)):
+                np.testing.assert_allclose(got, [-40.0 + np.exp(0.5) - 1.0], rtol=1e-12)
+
+
 def test_folding_still_folds_after_stabilizing():
     # A stable form over constants ends up one constant, not a chain of ops.
     out = fc.log(1 - fc.sigmoid(fc.constant([40.0]))) * 2.0
