@@ -275,6 +275,31 @@ def test_hessian_of_a_size_zero_input():
                  np.zeros((0, 3, 0, 3)))
 
 
+EMPTY_COSTS = {
+    "reshape(-1)": lambda p: fc.sum(fc.reshape(p, (-1,)) ** 2),
+    "getitem": lambda p: fc.sum(p[:, :0] ** 2) + fc.sum(p ** 3),
+    "concatenate": lambda p: fc.sum(fc.concatenate([p, p[:0]], 0) ** 2),
+    "sum(axis=1)": lambda p: fc.sum(fc.sum(p, 1) ** 2),
+    "take": lambda p: fc.sum(fc.take(p, fc.constant(np.zeros(0, np.int64)), None) ** 2)
+    + fc.sum(p ** 3),
+}
+
+
+@pytest.mark.parametrize("shape", [(2, 0, 1), (0, 3), (2, 3)])
+@pytest.mark.parametrize("name", sorted(EMPTY_COSTS))
+def test_hessian_where_a_dim_may_be_empty(name, shape):
+    # Batching over the Jacobian's basis: a -1 in a reshape next to an empty batch axis is
+    # ambiguous, and an index into an empty axis is out of bounds.
+    P = np.linspace(0.5, 1.5, int(np.prod(shape))).reshape(shape)
+    with fc.Graph():
+        p = fc.input("p", shape)
+        h = fc.hessian(EMPTY_COSTS[name](p), p)
+        want = fc.function([p], h, optimize="O0")(P)
+        assert want.shape == shape + shape
+        check_levels([p], h, [P], want, rtol=1e-12)
+    assert fc.check_grad(EMPTY_COSTS[name], [P], order=2) < 1e-5
+
+
 def test_jacobian_over_an_unknown_dim_that_is_empty_at_run_time():
     # Batching materializes unbatched operands against batched ones of shape (B, None).
     x = fc.input("x", (2,))

@@ -1,6 +1,8 @@
 """Helpers for batching rules: operands with and without the new leading batch axis."""
 from __future__ import annotations
 
+import math
+
 from ..ir.errors import ShapeError
 from . import api as F
 from .build import apply
@@ -25,6 +27,13 @@ def _per_entry(ref):
         return ref[(slice(None),) + (0,) * len(rest)]
     head = ref[(slice(None),) + (slice(None, 1),) * len(rest)]
     return F.sum(head, tuple(range(1, ref.ndim)))
+
+
+def rows(x, n):
+    """Batched x as an (n, rest) matrix, rest spelled out where it is known: NumPy cannot
+    resolve a -1 next to an empty axis (the Jacobian of a size-0 tensor has batch size 0)."""
+    rest = x.shape[1:]
+    return F.reshape(x, (n, math.prod(rest) if None not in rest else -1))
 
 
 def align(x, rank):
