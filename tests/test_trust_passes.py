@@ -178,17 +178,17 @@ def _broadcast(s, t):
 
 def random_graph(rng):
     """(inputs, their values, a scalar cost) built from random elementwise, broadcasting,
-    reduction and reshape steps; input dims are declared None at random."""
+    select, reduction and reshape steps; input dims are declared None at random."""
     ins, vals, pool = [], [], []
     for i in range(int(rng.integers(1, 3))):
-        shape = tuple(int(d) for d in rng.choice([1, 3], size=int(rng.integers(1, 3))))
+        shape = tuple(int(d) for d in rng.choice([1, 3], size=int(rng.integers(1, 4))))
         decl = tuple(None if rng.random() < 0.6 else d for d in shape)
         x = fc.input(f"x{i}", decl)
         ins.append(x)
         vals.append(rng.uniform(-1.5, 1.5, shape))
         pool.append((x, shape))
     for _ in range(int(rng.integers(2, 7))):
-        kind = rng.integers(0, 5)
+        kind = rng.integers(0, 6)
         t, s = pool[int(rng.integers(len(pool)))]
         if kind == 0:
             pool.append((UNARY[int(rng.integers(len(UNARY)))](t), s))
@@ -211,6 +211,14 @@ def random_graph(rng):
             pool.append((red(t, axis, keepdims=keep), out))
         elif kind == 4:
             pool.append((fc.reshape(t, (int(np.prod(s)),)), (int(np.prod(s)),)))
+        elif kind == 5:  # a select whose mask is a constant of yet another shape
+            u, r = pool[int(rng.integers(len(pool)))]
+            cs = tuple(int(d) for d in rng.choice([1, 3], size=int(rng.integers(1, 3))))
+            out = _broadcast(s, r)
+            out = None if out is None else _broadcast(out, cs)
+            if out is not None:
+                mask = fc.constant(rng.uniform(-1, 1, cs)) > 0.1
+                pool.append((fc.where(mask, t, u), out))
     picks = rng.choice(len(pool), size=min(3, len(pool)), replace=False)
     cost = None
     for k in picks:
