@@ -15,6 +15,11 @@ def _ops():
     return _API
 
 
+def _comparable(v) -> bool:
+    """Values == and != compare elementwise against: tensors, arrays and numbers."""
+    return isinstance(v, (Tensor, np.ndarray, np.generic, bool, int, float, list, tuple))
+
+
 class Tensor:
     """A symbolic tensor: node `id` of `graph`. Arithmetic on it adds nodes to the graph."""
 
@@ -64,14 +69,29 @@ class Tensor:
         return f"<Tensor {self.describe()}>"
 
     def __hash__(self):
+        # Hashable by node identity, as PyTorch tensors are by object: sets and dicts of
+        # tensors keep working although == is elementwise (dicts compare with `is` first).
         return hash((id(self.graph), self.id))
 
+    # == and != are elementwise, as in NumPy (`fc.mean(pred == y)` is an accuracy). Code
+    # that means identity writes `a is b` or compares `.id`. None compares as no tensor.
     def __eq__(self, other):
-        # Identity, as in Theano: elementwise equality is flowc.equal(a, b).
-        return isinstance(other, Tensor) and other.graph is self.graph and other.id == self.id
+        if other is None:
+            return False
+        if not _comparable(other):
+            return NotImplemented
+        return _ops().equal(self, other)
+
+    def __ne__(self, other):
+        if other is None:
+            return True
+        if not _comparable(other):
+            return NotImplemented
+        return _ops().not_equal(self, other)
 
     def __bool__(self):
-        raise TypeError("a symbolic Tensor has no truth value; use flowc.where / flowc.equal")
+        raise TypeError("a symbolic Tensor has no truth value (== is elementwise); use "
+                        "flowc.where for a condition, `a is b` or a.id == b.id for identity")
 
     def __len__(self):
         raise TypeError("a symbolic Tensor has no len(); use .shape")

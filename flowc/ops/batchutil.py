@@ -1,6 +1,8 @@
 """Helpers for batching rules: operands with and without the new leading batch axis."""
 from __future__ import annotations
 
+import math
+
 from ..ir.errors import ShapeError
 from . import api as F
 from .build import apply
@@ -8,12 +10,30 @@ from .build import apply
 
 def materialize(x, ref):
     """Unbatched x repeated along the batch axis of the batched tensor `ref`: (B,) + x.shape."""
-    # Zeros of shape (B,): from one element per batch entry (a view), not a sum over ref.
-    first = ref[(slice(None),) + (0,) * (ref.ndim - 1)] if ref.ndim > 1 else ref
-    zb = F.cast(F.zeros_like(first), x.dtype)
+    zb = F.cast(F.zeros_like(_per_entry(ref)), x.dtype)
     if x.ndim:
         zb = F.expand_dims(zb, tuple(range(1, x.ndim + 1)))
     return zb + F.expand_dims(x, 0)
+
+
+def _per_entry(ref):
+    """A (B,) tensor from the batched `ref`, one element per batch entry: a view where every
+    other axis is known to be non-empty, else a sum over at most one element per entry (an
+    axis of size 0 has no element to pick, and a sum over nothing is still defined)."""
+    if ref.ndim == 1:
+        return ref
+    rest = ref.shape[1:]
+    if all(d is not None and d > 0 for d in rest):
+        return ref[(slice(None),) + (0,) * len(rest)]
+    head = ref[(slice(None),) + (slice(None, 1),) * len(rest)]
+    return F.sum(head, tuple(range(1, ref.ndim)))
+
+
+def rows(x, n):
+    """Batched x as an (n, rest) matrix, rest spelled out where it is known: NumPy cannot
+    resolve a -1 next to an empty axis (the Jacobian of a size-0 tensor has batch size 0)."""
+    rest = x.shape[1:]
+    return F.reshape(x, (n, math.prod(rest) if None not in rest else -1))
 
 
 def align(x, rank):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..ir.errors import ShapeError
 from . import api as F
-from .batchutil import align, batched_operands, materialize, shift_axes, static_size
+from .batchutil import align, batched_operands, materialize, rows, shift_axes, static_size
 from .build import apply
 
 FULL = ("slice", None, None, None)
@@ -25,7 +25,9 @@ def _b(c):
 
 
 def reshape(c):
-    shape = c.attrs["shape"]
+    # The unbatched result's shape where it is known: a -1 is ambiguous next to an empty
+    # batch axis (the Jacobian of a size-0 tensor).
+    shape = c.out.shape if None not in c.out.shape else c.attrs["shape"]
     if -1 in shape and c.size is None:
         raise ShapeError("batching reshape with -1 needs a batch size known when the graph is built")
     return F.reshape(c.inputs[0], (c.size if -1 in shape else _b(c),) + tuple(shape))
@@ -98,7 +100,7 @@ def take(c):
     if bi:
         raise ShapeError("batching take over its indices is not supported")
     if c.attrs["axis"] is None:
-        return F.take(F.reshape(x, (_b(c), -1)) if c.size else _flat(x), idx, 1)
+        return F.take(rows(x, _b(c)) if c.size is not None else _flat(x), idx, 1)
     return F.take(x, idx, c.attrs["axis"] + 1)
 
 
@@ -112,8 +114,7 @@ def take_grad(c):
     if c.attrs["axis"] is not None:
         return apply("take_grad", [x, idx, g], axis=c.attrs["axis"] + 1)
     n = static_size(c, "take_grad")
-    flat = apply("take_grad", [F.reshape(x, (n, -1)), F.reshape(idx, (-1,)),
-                               F.reshape(g, (n, -1))], axis=1)
+    flat = apply("take_grad", [rows(x, n), F.reshape(idx, (-1,)), rows(g, n)], axis=1)
     return F.reshape_like(flat, x)
 
 

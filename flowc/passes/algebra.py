@@ -7,15 +7,64 @@ import numpy as np
 from ..ir.errors import FlowcError
 from ..ir.tensor import Tensor
 from ..ops import api as F
-from .cleanup import prune
+from .cleanup import evaluate, prune
 from .rewrite import copy_graph, builder, log, operands, replace, topo
 
 MAX_ROUNDS = 20
 
 
+SEE_THROUGH = 8  # nodes of a constant subexpression that _const evaluates
+SMALL = 64  # elements each of them may have
+# Ops _const sees through: arithmetic and data movement. Not exp, sigmoid, ...: sigmoid(40)
+# is 1.0 only by rounding, and taking it for a 1 would let `exp(x) - 1 -> expm1` pre-empt
+# the stable form of log(1 - sigmoid(40)).
+EXACT_OPS = frozenset("add sub mul div neg cast sum mean expand_dims squeeze reshape "
+                      "broadcast_to transpose getitem zeros_like ones_like".split())
+
+
 def _const(G, n):
+    """n's value if it is a constant, or a small expression of constants only.
+
+    Rules run before constant folding (folding log(1 - sigmoid(40)) naively gives -inf), so
+    they see through what folding would make a constant: `(2 - 1) - sigmoid(c)` still
+    matches `1 - sigmoid(x)`, and a gradient's `expand_dims(1)` is a 1."""
     d = G.nodes[n]
-    return d["value"] if d["op"] == "const" else None
+    if d["op"] == "const":
+        return d["value"]
+    if d["op"] in ("input", "param"):
+        return None
+    return _small_constant(G, n)
+
+
+def _small_constant(G, n):
+    # Collect n's ancestors (at most SEE_THROUGH, all small, leaves all constants), then
+    # evaluate them in a topological order of that set.
+    nodes, todo = {n}, [n]
+    while todo:
+        m = todo.pop()
+        d = G.nodes[m]
+        if d["op"] not in EXACT_OPS or None in d["type"].shape \
+                or int(np.prod(d["type"].shape)) > SMALL:
+            return None
+        for a in operands(G, m):
+            if a not in nodes:
+                nodes.add(a)
+                if len(nodes) > SEE_THROUGH:
+                    return None
+                if G.nodes[a]["op"] != "const":
+                    todo.append(a)
+    values = {m: G.nodes[m]["value"] for m in nodes if G.nodes[m]["op"] == "const"}
+    for _ in range(SEE_THROUGH):  # a DAG of at most SEE_THROUGH nodes: enough rounds
+        if n in values:
+            break
+        for m in nodes - values.keys():
+            args = operands(G, m)
+            if all(a in values for a in args):
+                v = evaluate(G.nodes[m], [values[a] for a in args])
+                if v is None:
+                    return None
+                values[m] = v
+    return values.get(n)
 
 
 def _is(G, n, value):

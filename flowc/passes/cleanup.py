@@ -88,19 +88,30 @@ def fold_constants(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
         args = operands(H, n)
         if not args or any(H.nodes[a]["op"] != "const" for a in args):
             continue
-        kernel = KERNELS.get(d["op"])
-        if kernel is None or kernel.fn is None:
+        value = evaluate(d, [H.nodes[a]["value"] for a in args])
+        if value is None:
             continue
-        with np.errstate(all="ignore"):
-            value = np.asarray(kernel.fn(*[H.nodes[a]["value"] for a in args], **d["attrs"]))
-        if value.size > FOLD_LIMIT:
-            continue
-        value = np.array(value, dtype=d["type"].dtype)
-        value.setflags(write=False)
-        if TensorType(value.dtype.name, value.shape) != d["type"]:
-            continue  # an unknown dim in the type: keep the node, types must not change
         for u, _, k in list(H.in_edges(n, keys=True)):
             H.remove_edge(u, n, key=k)
         H.nodes[n].update(op="const", attrs={}, value=value)
         log(H, "fold", n)
     return prune(H)
+
+
+def evaluate(d, values):
+    """The value of node data `d` applied to operand arrays `values`, as folding computes it
+    (the runtime's NumPy kernel, read-only, of exactly d's type), or None where it cannot."""
+    if d["op"] in IMPURE:
+        return None
+    kernel = KERNELS.get(d["op"])
+    if kernel is None or kernel.fn is None:
+        return None
+    with np.errstate(all="ignore"):
+        value = np.asarray(kernel.fn(*values, **d["attrs"]))
+    if value.size > FOLD_LIMIT:
+        return None
+    value = np.array(value, dtype=d["type"].dtype)
+    value.setflags(write=False)
+    if TensorType(value.dtype.name, value.shape) != d["type"]:
+        return None  # an unknown dim in the type: keep the node, types must not change
+    return value

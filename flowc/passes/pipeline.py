@@ -1,21 +1,23 @@
 """The pass pipelines: an explicit ordered tuple of Graph -> Graph functions per level."""
 from __future__ import annotations
 
-from .algebra import simplify
 from .cleanup import cse, dce, fold_constants
 from .fuse import fuse
 from .shapes import drop_identity_shape_ops
 from .specialize import specialize
 from .stabilize import simplify_and_stabilize
 
-# cleanup -> canonicalize + stabilize (one fixed point over both rule tables) -> cleanup
-# -> shape-class cleanup, in PyTensor's order; O2 then specializes (GEMM) and fuses.
-# build_unit already dropped everything the outputs do not need, and every pass prunes
-# what it made dead.
+# canonicalize + stabilize (one fixed point over both rule tables) -> fold -> cse ->
+# shape-class cleanup -> both tables again, for what folding and the shape classes exposed;
+# O2 then specializes (GEMM) and fuses. Stabilizing comes before folding: folding
+# log(1 - sigmoid(40)) naively gives log(0) = -inf, and a stable form that O1 promises
+# must hold for constants too (the rules see through small constant expressions, so
+# `(2 - 1) - sigmoid(c)` matches as well). build_unit already dropped everything the
+# outputs do not need, and every pass prunes what it made dead.
 PIPELINES = {
     "O0": (dce,),
-    "O1": (fold_constants, cse, simplify_and_stabilize, fold_constants, cse,
-           drop_identity_shape_ops, simplify),
+    "O1": (cse, simplify_and_stabilize, fold_constants, cse, drop_identity_shape_ops,
+           simplify_and_stabilize),
 }
 PIPELINES["O2"] = PIPELINES["O1"] + (specialize, fuse)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ..ir.errors import FlowcError
 from ..ops.registry import get_op
 from .cleanup import prune
 from .rewrite import copy_graph, log, operands, replace, roots, topo
@@ -47,8 +48,12 @@ def shape_classes(G):
             continue
         if op not in ("input", "param", "const") and get_op(op).elementwise:
             key = None
+            # An all-ones operand changes nothing unless it adds leading axes: a (1, 1, 1)
+            # next to a (3, None) makes the result (1, 3, None), not the other's shape.
+            rank = max((G.nodes[a]["type"].ndim for a in args
+                        if not _trivial(G, a, len(shape))), default=0)
             for a in args:
-                if _trivial(G, a, len(shape)):
+                if _trivial(G, a, rank):
                     continue
                 k = cls[a]
                 # Most operands share one class object: union only when they differ.
@@ -87,10 +92,12 @@ def drop_identity_shape_ops(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
             if H.nodes[a]["op"] != "broadcast_like":
                 continue
             src, like = operands(H, a)
+            # args is current: an operand unwrapped at an earlier port no longer has
+            # like's shape, so it cannot vouch for this one.
             others = [b for i, b in enumerate(args) if i != port]
             if any(cls[b] == cls[like] and H.nodes[b]["type"].shape == H.nodes[like]["type"].shape
-                   for b in others):
-                _set_operand(H, n, port, src)
+                   for b in others) and _set_operand_keeping_type(H, n, port, src):
+                args[port] = src
                 log(H, "broadcast_into_elementwise", n)
     return prune(H)
 
@@ -124,7 +131,7 @@ def _shape_operands(G, prefer_needed):
                 H.nodes[pick]["phase"] == "forward" and d["phase"] != "forward")):
             pick = first[cls[like]]
         if pick != like:
-            _set_operand(H, n, 1, pick)
+            _set_operand_keeping_type(H, n, 1, pick)
     return H, cls  # classes hold: every rewrite kept a tensor's shape and its class
 
 
@@ -146,3 +153,21 @@ def _set_operand(H, n, port, new):
         if k == port:
             H.remove_edge(u, n, key=k)
     H.add_edge(new, n, key=port)
+
+
+def _set_operand_keeping_type(H, n, port, new):
+    """Point n's operand `port` at `new` if n's inferred type stays exactly its type.
+
+    Equal shape classes mean equal run-time shapes, but the static types may know different
+    dims (f64[3,?] and f64[?,?]): n's type must not change (fusion re-infers it)."""
+    old = operands(H, n)[port]
+    _set_operand(H, n, port, new)
+    d = H.nodes[n]
+    try:
+        t = get_op(d["op"]).infer([H.nodes[a]["type"] for a in operands(H, n)], d["attrs"])
+    except FlowcError:
+        t = None
+    if t == d["type"]:
+        return True
+    _set_operand(H, n, port, old)
+    return False
