@@ -259,9 +259,6 @@ def test_random_grad_and_jvp_graphs_compile_and_agree_across_levels():
     assert run_random(seed=10, count=60, ncalls=1) > 40
 
 
-@pytest.mark.xfail(strict=False, reason="a memory-plan bug outside the passes (later calls "
-                   "of grad(sum(exp(mean x))) with a jvp read an overwritten value, O0 too); "
-                   "fixed on the memplan branch: drop this marker when it is merged")
 def test_random_grad_and_jvp_graphs_agree_on_later_calls():
     assert run_random(seed=10, count=60, ncalls=3) > 40
 
