@@ -3,7 +3,7 @@
 Every call of a checked function
   1. checks the inputs and parameters for NaN/inf (the caller's values are then the source);
   2. runs the unoptimized (O0) Program of the same unit instruction by instruction with
-     fresh arrays (runtime/stepper.py), noting the first non-finite value;
+     fresh arrays (runtime/link/stepper.py), noting the first non-finite value;
   3. runs the optimized Program the same way, stops at its first NaN/inf, and compares every
      instruction whose graph node the O0 Program also computes (see same_nodes) and the
      outputs and update values, within a tolerance per dtype; a difference is confirmed by
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-import runtime
-from runtime.stepper import Stepper
+import flowc_runtime as runtime
+from flowc_runtime.link.stepper import Stepper
 
 from .ir.errors import FlowcError
 from .ir.graph import operands
@@ -66,7 +66,7 @@ class Checker:
         self.ref = Stepper(self.ref_program, downcast, runtime.CallError)
         self.opt = Stepper(fn.program, downcast, runtime.CallError)
         self.shared = same_nodes(fn.program, fn.graph, self.ref_program, self.ref_graph)
-        # Every real call checks its arrays against the plan (runtime/plan_verify.py).
+        # Every real call checks its arrays against the plan (runtime/memory/verify.py).
         fn.exe.verify_calls()
         self.calls = 0
 

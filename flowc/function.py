@@ -1,7 +1,7 @@
 """flowc.function: compile inputs -> outputs (+ parameter updates) into a runtime executable."""
 from __future__ import annotations
 
-import runtime
+import flowc_runtime as runtime
 
 from .ir.errors import FlowcError, InputError, InputShapeError
 from .ir.tensor import Tensor

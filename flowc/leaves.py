@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.storage import Cell
+from flowc_runtime.storage import Cell
 
 from .ir.errors import ShapeError
 from .ir.graph import default_graph

@@ -6,9 +6,9 @@
 """
 from .errors import (CallError, CallShapeError, FlowcError, PlanError, ProgramError,
                      ProgramFileError)
-from .linker import Executable
-from .plan_verify import verify_plan
-from .program import FORMAT_VERSION, Instr, Program
+from .link.linker import Executable
+from .memory.verify import verify_plan
+from .program.format import FORMAT_VERSION, Instr, Program
 from .storage import Cell
 
 
@@ -18,7 +18,7 @@ def link(program, device="cpu", cells=None, single=None, downcast=False, host_ou
 
     GPU options (the CPU accepts and ignores them, so code runs unchanged on either device):
     host_outputs=True returns NumPy arrays instead of CuPy arrays; cuda_graph=True replays
-    each shape signature's step as a captured CUDA graph (see runtime/gpu_executable.py).
+    each shape signature's step as a captured CUDA graph (see runtime/gpu/executable.py).
     """
     from .backends import get_backend
     backend = get_backend(device)
@@ -32,7 +32,7 @@ def load(path, device="cpu") -> Executable:
     """Load a saved Program and link it, with its saved parameter values.
 
     Every field of PATH.json and PATH.npz is checked before anything is linked or run; a
-    bad file raises ProgramFileError naming the file and the field (runtime/validate.py).
+    bad file raises ProgramFileError naming the file and the field (runtime/program/validate.py).
     """
     from .backends import get_backend
     return link(Program.load(path, kernels=get_backend(device).kernels), device=device)

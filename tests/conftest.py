@@ -17,10 +17,10 @@ def fresh_graph():
 
 
 # Every Executable the suite links verifies each memory plan it makes and the arrays of
-# every call (runtime/plan_verify.py): a wrong plan fails even when numbers come out right.
+# every call (runtime/memory/verify.py): a wrong plan fails even when numbers come out right.
 # The environment variable carries the switch into subprocesses (the CLI tests);
 # FLOWC_VERIFY_PLAN=0 turns it off (to time the suite without it).
-import runtime.plan_verify  # noqa: E402
+from flowc_runtime.memory import verify as plan_verify  # noqa: E402
 
 os.environ.setdefault("FLOWC_VERIFY_PLAN", "1")
-runtime.plan_verify.enable(os.environ["FLOWC_VERIFY_PLAN"] != "0")
+plan_verify.enable(os.environ["FLOWC_VERIFY_PLAN"] != "0")

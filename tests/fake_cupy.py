@@ -236,17 +236,18 @@ def module():
     return cp, cpx
 
 
-_BOUND = ("runtime.kernels_cupy", "runtime.gpu_executable")
+_BOUND = ("flowc_runtime.gpu.kernels", "flowc_runtime.gpu.executable")
 
 
 def install(monkeypatch):
     """Make `import cupy` give the fake for this test; runtime modules re-import against it."""
-    import runtime
-    from runtime.backends import cupy_backend
+    import flowc_runtime as runtime
+    from flowc_runtime.gpu import backend as cupy_backend
     cp, cpx = module()
     for name in _BOUND:
         monkeypatch.delitem(sys.modules, name, raising=False)
-        monkeypatch.delattr(runtime, name.split(".")[1], raising=False)
+        parent, _, leaf = name.rpartition(".")
+        monkeypatch.delattr(sys.modules[parent], leaf, raising=False)
     monkeypatch.setitem(sys.modules, "cupy", cp)
     monkeypatch.setitem(sys.modules, "cupyx", cpx)
     monkeypatch.setattr(cupy_backend, "_BACKEND", None)
@@ -256,8 +257,9 @@ def install(monkeypatch):
 
 def uninstall():
     """Forget the runtime modules bound to the fake (call after monkeypatch has undone it)."""
-    import runtime
+    import flowc_runtime as runtime
     for name in _BOUND:
         sys.modules.pop(name, None)
-        if hasattr(runtime, name.split(".")[1]):
-            delattr(runtime, name.split(".")[1])
+        parent, _, leaf = name.rpartition(".")
+        if parent in sys.modules and hasattr(sys.modules[parent], leaf):
+            delattr(sys.modules[parent], leaf)

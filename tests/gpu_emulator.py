@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from runtime.cuda_codegen import KernelSource
+from flowc_runtime.gpu.codegen import KernelSource
 
 SHIM = r"""
 #include <cmath>

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 import flowc as fc
-import runtime
+import flowc_runtime as runtime
 import flowc.checked
-import runtime.kernels_gemm
-from runtime.kernels_numpy import KERNELS, Kernel
+import flowc_runtime.cpu.gemm as gemm_kernels
+from flowc_runtime.cpu.kernels import KERNELS, Kernel
 
 LEVELS = ("O0", "O1", "O2")
 
@@ -141,7 +141,7 @@ def test_stabilized_values_are_not_errors_where_the_optimized_program_is_finite(
 
 def _broken_gemm(only_buffered):
     """The NumPy gemm kernel, 1 % off (only when given an out= buffer, if only_buffered)."""
-    real = runtime.kernels_gemm.gemm
+    real = gemm_kernels.gemm
 
     def gemm(a, b, c, alpha=1.0, beta=1.0, out=None):
         r = real(a, b, c, alpha=alpha, beta=beta, out=out)

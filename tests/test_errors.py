@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import flowc as fc
-import runtime
+import flowc_runtime as runtime
 from flowc import cli, nn
 from flowc.io import GraphFileError
 from flowc.models import ModelFileError, load_model_file
@@ -26,7 +26,7 @@ def test_every_error_class_is_a_flowc_error():
     from flowc.models.data import DataError
     from flowc.models.resolve import ModelError, UserCodeError
     from flowc.nn.train import TrainingDiverged
-    from runtime.backends.cupy_backend import GPUUnavailable
+    from flowc_runtime.gpu.backend import GPUUnavailable
     assert fc.FlowcError is runtime.FlowcError
     for cls in (fc.ShapeError, fc.GraphError, fc.GradError, fc.InputError, fc.InputShapeError,
                 ckpt.CheckpointError, ModelFileError, GraphFileError, DataError, ModelError,

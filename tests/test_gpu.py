@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 
 import flowc as fc
-import runtime
-from runtime import cuda_codegen as cg
-from runtime import cuda_plan as cplan
-from runtime.backends.cupy_backend import GPUUnavailable, kernel_kinds, preview
-from runtime.storage import Cell
+import flowc_runtime as runtime
+from flowc_runtime.gpu import codegen as cg
+from flowc_runtime.gpu import launch_plan as cplan
+from flowc_runtime.gpu.backend import GPUUnavailable, kernel_kinds, preview
+from flowc_runtime.storage import Cell
 from tests import fake_cupy
 from tests import gpu_emulator as emu
 from tests.opinfo import BY_NAME, SAMPLES
@@ -293,8 +293,8 @@ def fake_gpu(monkeypatch, generated):
 
 
 def test_every_cpu_kernel_has_a_gpu_kernel_of_the_same_kind(fake_gpu):
-    from runtime import kernels_cupy
-    from runtime.kernels_numpy import KERNELS
+    from flowc_runtime.gpu import kernels as kernels_cupy
+    from flowc_runtime.cpu.kernels import KERNELS
     missing = sorted(set(KERNELS) - set(kernels_cupy.KERNELS))
     assert not missing, f"ops with no GPU kernel: {missing}"
     differ = [n for n in KERNELS if KERNELS[n].kind != kernels_cupy.KERNELS[n].kind]

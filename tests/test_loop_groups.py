@@ -1,4 +1,4 @@
-"""Loop groups (runtime/loop_groups.py): consecutive elementwise instructions over one large
+"""Loop groups (runtime/cpu/loop_groups.py): consecutive elementwise instructions over one large
 shape run chunk by chunk. Results must equal plain NumPy and the unfused pipeline, for
 large shapes (chunked) and small ones (one by one), and values that die inside a group
 must never be materialized."""
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import flowc as fc
-import runtime.loop_groups as lg
-from runtime import ProgramError
+import flowc_runtime.cpu.loop_groups as lg
+from flowc_runtime import ProgramError
 
 
 def chunked_calls(f):

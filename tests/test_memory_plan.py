@@ -1,10 +1,10 @@
-"""The runtime memory plan (runtime/memory.py): arena offsets by liveness, shape-only reads,
+"""The runtime memory plan (runtime/memory/plan.py): arena offsets by liveness, shape-only reads,
 and results that do not depend on how buffers are shared."""
 import numpy as np
 
 import flowc as fc
-import runtime.arena as arena
-import runtime.memory as memory
+import flowc_runtime.memory.arena as arena
+import flowc_runtime.memory.liveness as liveness
 
 
 def mlp(optimize):
@@ -39,7 +39,7 @@ def test_arena_values_that_live_together_never_share_bytes():
     f(X, np.zeros((16, 4), "float32"))
     exe = f.exe
     arrays, B = exe._last
-    ends = memory.live_ends(exe.program, exe._kinds)
+    ends = liveness.live_ends(exe.program, exe._kinds)
     start = {ins.out: i for i, ins in enumerate(exe.program.instrs)}
     slots = [s for s in B if s not in exe._exclusive]
     assert slots
@@ -82,9 +82,9 @@ def test_shape_only_reads_do_not_extend_a_life():
     made = {ins.out: i for i, ins in enumerate(prog.instrs)}
     y_slot = next(ins.out for ins in prog.instrs if ins.kernel == "mul")
     shape_reads = [i for i, ins in enumerate(prog.instrs)
-                   if y_slot in ins.args and y_slot not in memory.value_args(ins)]
-    assert shape_reads and all(prog.instrs[i].kernel in memory.SHAPE_ONLY for i in shape_reads)
-    ends = memory.live_ends(prog, kinds)
+                   if y_slot in ins.args and y_slot not in liveness.value_args(ins)]
+    assert shape_reads and all(prog.instrs[i].kernel in liveness.SHAPE_ONLY for i in shape_reads)
+    ends = liveness.live_ends(prog, kinds)
     assert ends.get(y_slot, made[y_slot]) == made[y_slot]  # dead once made
 
 

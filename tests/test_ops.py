@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import flowc as fc
-from runtime.kernels_numpy import KERNELS
+from flowc_runtime.cpu.kernels import KERNELS
 from tests import opinfo
 from tests.opinfo import SAMPLES
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import flowc as fc
-import runtime
+import flowc_runtime as runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import flowc as fc
-import runtime
-from runtime.program import Instr, Program
+import flowc_runtime as runtime
+from flowc_runtime.program.format import Instr, Program
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import flowc as fc
-import runtime.kernels_gemm as kg
+import flowc_runtime.cpu.gemm as kg
 
 
 def kernels(f):

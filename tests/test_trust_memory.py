@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import flowc as fc
-import runtime
-from runtime import arena, plan_verify
+import flowc_runtime as runtime
+from flowc_runtime.memory import arena
+from flowc_runtime.memory import verify as plan_verify
 
 LEVELS = ["O0", "O1", "O2"]
 

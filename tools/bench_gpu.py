@@ -32,8 +32,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import flowc as fc  # noqa: E402
-import runtime  # noqa: E402
-from runtime.storage import Cell  # noqa: E402
+import flowc_runtime as runtime  # noqa: E402
+from flowc_runtime.storage import Cell  # noqa: E402
 
 
 def gpu_link(f, **options):
@@ -357,7 +357,7 @@ def main(argv=None):
                     help="the GPU's peak memory bandwidth in GB/s (default: from its clocks)")
     args = ap.parse_args(argv)
     try:
-        from runtime.backends.cupy_backend import load_backend
+        from flowc_runtime.gpu.backend import load_backend
         load_backend()  # says what is missing: CuPy, or a CUDA device
         env = Env()
     except Exception as e:

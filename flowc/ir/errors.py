@@ -4,7 +4,7 @@ FlowcError is the runtime's base class (runtime/errors.py), the same object: the
 imports nothing of flowc, and `except FlowcError` must also catch its errors (a kernel that
 failed, a call with bad inputs).
 """
-from runtime.errors import FlowcError
+from flowc_runtime.errors import FlowcError
 
 __all__ = ["ArgumentError", "FlowcError", "GradError", "GraphError", "InputError",
            "InputShapeError", "ShapeError"]

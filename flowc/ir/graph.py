@@ -7,7 +7,7 @@ from typing import Dict, Optional
 import networkx as nx
 import numpy as np
 
-from runtime.storage import Cell
+from flowc_runtime.storage import Cell
 
 PHASES = ("forward", "backward", "update")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from runtime.program import Instr, Program
+from flowc_runtime.program.format import Instr, Program
 
 from ..ir.graph import operands, topological, upstream
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from runtime.kernels_numpy import KERNELS
+from flowc_runtime.cpu.kernels import KERNELS
 
 from ..ir.types import TensorType
 from .rewrite import copy_graph, log, operands, replace, roots, topo, upstream

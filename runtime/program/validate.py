@@ -6,7 +6,7 @@ the backend's table, attrs against the kernel's keyword parameters (the NumPy ta
 schema; attr values by name below), fused expressions node by node, and the arrays of the
 .npz against the declared params and updates. The first problem raises ProgramFileError
 naming the file, the field, what was expected and what came. The linker also never pastes
-file text into source (see runtime/linker.py), so these checks are the second line, not the
+file text into source (see runtime/link/linker.py), so these checks are the second line, not the
 only one.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ import re
 
 import numpy as np
 
-from .cuda_codegen import ARITY, REDUCTIONS
-from .errors import ProgramFileError
-from .program import FORMAT_VERSION
+from ..gpu.codegen import ARITY, REDUCTIONS
+from ..errors import ProgramFileError
+from .version import FORMAT_VERSION
 
 DTYPES = frozenset(["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
                     "uint64", "float16", "float32", "float64", "complex64", "complex128"])
@@ -395,7 +395,7 @@ class _Checker:
 def check_program(d, values, kernels, json_file, npz_file):
     """Validate a saved Program's JSON object `d` (lists already tuples inside attrs) and its
     arrays; raise ProgramFileError at the first problem."""
-    from .kernels_numpy import KERNELS as schema
+    from ..cpu.kernels import KERNELS as schema
     c = _Checker(json_file, kernels, schema)
     static = c.program(d)
     c.file = npz_file
@@ -456,7 +456,7 @@ def _read_npz(npz_file):
 def read_program(path, kernels=None):
     """(Program JSON object, arrays) of PATH.json + PATH.npz, every field checked."""
     if kernels is None:
-        from .kernels_numpy import KERNELS as kernels
+        from ..cpu.kernels import KERNELS as kernels
     base = path[:-5] if path.endswith(".json") else path
     json_file, npz_file = base + ".json", base + ".npz"
     d = _read_json(json_file)

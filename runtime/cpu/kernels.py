@@ -262,12 +262,12 @@ KERNELS.update({name: Kernel(fn, "out") for name, fn in _EXTRA_OUT.items()})
 KERNELS.update({name: Kernel(fn, "view") for name, fn in _EXTRA_VIEW.items()})
 
 # alpha * A @ B + beta * C in one BLAS call (the specialize pass makes these).
-from .kernels_gemm import gemm as _gemm  # noqa: E402
+from .gemm import gemm as _gemm  # noqa: E402
 
 KERNELS["gemm"] = Kernel(_gemm, "out")
 
 # Fused elementwise groups: their expression is compiled once per instruction.
-from .fused_numpy import fused_kernel, fused_reduce_kernel  # noqa: E402
+from .fused import fused_kernel, fused_reduce_kernel  # noqa: E402
 
 KERNELS["fused"] = Kernel(None, "out", prepare=lambda expr: fused_kernel(expr, KERNELS),
                           inplace=True)

@@ -63,7 +63,7 @@ def ctype(dtype) -> str:
 # -- dtypes: exactly NumPy's ------------------------------------------------------------------
 @lru_cache(maxsize=4096)
 def _dtypes(expr, arg_dtypes):
-    from .kernels_numpy import KERNELS
+    from ..cpu.kernels import KERNELS
     out = {}
 
     def walk(e):
@@ -92,7 +92,7 @@ def expr_dtypes(expr, arg_dtypes) -> dict:
 
 def reduce_dtype(reduce, dtype) -> str:
     """The dtype NumPy's reduction `reduce` gives for elements of `dtype`."""
-    from .kernels_numpy import KERNELS
+    from ..cpu.kernels import KERNELS
     with np.errstate(all="ignore"):
         return np.asarray(KERNELS[reduce].fn(np.ones((1,), dtype=dtype), axis=None)).dtype.name
 
@@ -525,7 +525,7 @@ def finish_source(reduce, out_dtype, index="int") -> KernelSource:
 
 # -- random numbers ---------------------------------------------------------------------------
 def random_uniform_source(dtype) -> KernelSource:
-    """Uniform [0, 1) numbers, bit for bit the CPU kernel's (runtime/kernels_extra.py):
+    """Uniform [0, 1) numbers, bit for bit the CPU kernel's (runtime/cpu/kernels_extra.py):
     SplitMix64 of base + (i + 1) * golden, base mixed from the state [key, counter] (read
     on the device, so no copy to the host) and the stream number."""
     name = np.dtype(dtype).name

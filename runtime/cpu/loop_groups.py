@@ -25,8 +25,8 @@ import threading
 
 import numpy as np
 
-from .fused_numpy import THREADS_MIN, combine_parts, pool
-from .memory import live_ends
+from .fused import THREADS_MIN, combine_parts, pool
+from ..memory.liveness import live_ends
 
 GROUP_MIN = 1 << 17    # elements of the loop shape below which members run one by one
 CHUNK_BYTES = 1 << 18  # bytes of the widest value per chunk: a few values fit in L2

@@ -15,11 +15,11 @@ microsecond each); they are planned only where the spare is large enough to matt
 """
 from __future__ import annotations
 
-import numpy as np
-
 from bisect import bisect_left, bisect_right, insort
 
-from .memory import Buffers, live_ends, shape_key, view_roots, viewed_by_another
+import numpy as np
+
+from .liveness import Buffers, live_ends, shape_key, view_roots, viewed_by_another
 
 ALIGN = 64         # bytes: every offset is cache-line aligned (and SIMD/BLAS friendly)
 LEND_MIN = 1 << 16  # bytes: smaller spares are not worth a view per call

@@ -1,8 +1,8 @@
 """The plan verifier: proves that a memory plan never overwrites bytes a later read needs.
 
 It rederives, from the Program alone, when every value is written and read, and checks
-byte ranges against that schedule, independently of how runtime/memory.py and
-runtime/arena.py reason:
+byte ranges against that schedule, independently of how runtime/memory/plan.py and
+runtime/memory/arena.py reason:
 
 - a value is written at its instruction; a loop group's members all run at the group's
   first step (they interleave chunk by chunk), and their reads last until then too;
@@ -20,7 +20,7 @@ bytes with a different layout (`t + t.T` written over t) is a conflict.
 
     runtime.verify_plan(exe)           # every kept plan of a linked Executable; raises PlanError
     exe.verify_calls()                 # from now on: every new plan and every call's arrays
-    check_plan(program, kinds, inplace, groups, B)       # one plan (runtime.memory.Buffers)
+    check_plan(program, kinds, inplace, groups, B)       # one plan (memory.liveness.Buffers)
     check_call(program, kinds, inplace, groups, values)  # the real arrays of one call
     check_outputs(outputs, internal)                     # returned arrays own their bytes
 
@@ -36,8 +36,8 @@ from bisect import bisect_left, insort
 
 import numpy as np
 
-from .errors import PlanError
-from .memory import value_args
+from ..errors import PlanError
+from .liveness import value_args
 
 ENABLED = os.environ.get("FLOWC_VERIFY_PLAN", "") not in ("", "0")
 

@@ -15,7 +15,7 @@ inputs (in call order), the parameters, the constants, then one slot per instruc
 
 Saved as NAME.json (everything but arrays) and NAME.npz (arrays; loaded with
 allow_pickle=False). `load()` checks every field of both files before anything runs
-(runtime/validate.py); `validate()` checks slot use before definition and kernel names.
+(runtime/program/validate.py); `validate()` checks slot use before definition and kernel names.
 """
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-FORMAT_VERSION = 1
+from .validate import read_program
+from .version import FORMAT_VERSION
+
 
 
 @dataclass
@@ -93,12 +95,11 @@ class Program:
 
     @staticmethod
     def load(path: str, kernels=None) -> "Program":
-        """Read a Program written by save(), every field checked first (runtime/validate.py).
+        """Read a Program written by save(), every field checked first (runtime/program/validate.py).
 
         No pickle anywhere. A bad file raises ProgramFileError naming the file and the field.
         `kernels`: the backend's kernel table the instructions must name (default NumPy's).
         """
-        from .validate import read_program
         d, values = read_program(path, kernels)
         instrs = [Instr(**i) for i in d.pop("instrs")]
         for p in d["inputs"] + d["params"]:

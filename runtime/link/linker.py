@@ -14,10 +14,10 @@ import itertools
 import re
 import time
 
-from . import arena, loop_groups, memory, plan_verify
-
-from .errors import CallError, ProgramError  # noqa: F401  (defined there, re-exported)
-from .storage import Cell
+from ..cpu import loop_groups
+from ..errors import CallError, ProgramError  # noqa: F401  (defined there, re-exported)
+from ..memory import arena, plan as memory, verify as plan_verify
+from ..storage import Cell
 
 _COUNTER = itertools.count()
 
@@ -93,7 +93,7 @@ class Executable:
                          f"got {len(inputs)}")
 
     def _plan(self, key, arrays):
-        """Buffers for a new shape signature, shared by liveness (see runtime/memory.py)."""
+        """Buffers for a new shape signature, shared by liveness (see runtime/memory/plan.py)."""
         ghosts = {id(p) for g in range(len(self.loop_groups))
                   for p in self._env[f"_grp{g}"].placeholders}
         arrays = {s: a for s, a in arrays.items() if hasattr(a, "shape") and id(a) not in ghosts}
@@ -115,7 +115,7 @@ class Executable:
 
     def verify_calls(self):
         """From now on, check every new memory plan and the arrays of every call with
-        runtime/plan_verify.py (PlanError on a conflict); plans already made are checked
+        runtime/memory/verify.py (PlanError on a conflict); plans already made are checked
         now. NumPy backend only: other array types have no byte addresses to compare."""
         if self._verify or self.backend.name != "numpy":
             return
@@ -321,7 +321,7 @@ def _generate(program, kinds, single, timed, groups=(), check=False):
                  + "})")
     lines.append("    else:")
     # Buffered body: every kernel writes into its planned buffer. Values that borrow bytes
-    # from an update's spare get views into this call's spare first (runtime/arena.py).
+    # from an update's spare get views into this call's spare first (runtime/memory/arena.py).
     lines.append("        if B.lent: _lend(B)")
     body(buffer, True)
     if not program.instrs:

@@ -4,9 +4,9 @@
 def get_backend(device: str):
     """The backend for device "cpu" (NumPy) or "gpu" (CuPy, imported only when asked for)."""
     if device == "cpu":
-        from .numpy_backend import BACKEND
+        from .cpu.backend import BACKEND
         return BACKEND
     if device == "gpu":
-        from .cupy_backend import load_backend
+        from .gpu.backend import load_backend
         return load_backend()
     raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")

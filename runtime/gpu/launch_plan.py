@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from . import cuda_codegen as cg
+from . import codegen as cg
 
 BLOCK = 256
 WAVES = 8  # resident blocks of BLOCK threads per SM at full occupancy (2048 threads/SM)

@@ -7,7 +7,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from ..errors import CallShapeError
-from ..kernels_numpy import KERNELS
+from .kernels import KERNELS
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Backend:
     # None: the linker's Executable (the GPU backend subclasses it for its device options).
     executable: Optional[Callable] = None
     # Whether the linker may run consecutive elementwise instructions as one chunked loop
-    # (runtime/loop_groups.py; its members must be NumPy kernels).
+    # (runtime/cpu/loop_groups.py; its members must be NumPy kernels).
     loop_groups: bool = False
 
 

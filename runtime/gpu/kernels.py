@@ -1,8 +1,8 @@
-"""CuPy kernels, keyed by op name: the GPU twin of runtime/kernels_numpy.py.
+"""CuPy kernels, keyed by op name: the GPU twin of runtime/cpu/kernels.py.
 
 Imported only by the GPU backend, after it has checked that CuPy and a device are there.
 Every elementwise op, every plain reduction and every fused group runs as CUDA source the
-project generates (runtime/cuda_codegen.py), so types and numerics follow the CPU backend
+project generates (runtime/gpu/codegen.py), so types and numerics follow the CPU backend
 op for op; matmul is cuBLAS (cupy.matmul); solve/inv/slogdet are cuSOLVER (cupy.linalg);
 the rest (softmax family, indexing, scatter-adds, joins) are CuPy functions. No kernel
 copies between host and device.
@@ -13,11 +13,11 @@ import cupy as cp
 import cupyx
 import numpy as np
 
-from . import cuda_codegen as cg
-from . import cuda_plan as cplan
-from .fused_numpy import compile_block
+from . import codegen as cg
+from . import launch_plan as cplan
+from ..cpu.fused import compile_block
 # Pure shape and slicing kernels work on CuPy arrays unchanged.
-from .kernels_numpy import Kernel, _concat_grad, _expand_dims, _index
+from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
 
 _RAW = {}      # kernel name (a hash of its source) -> cupy.RawKernel, compiled on first launch
 _PLANS = {}    # (spec, layout, SMs) -> (Plan, bound launches)

@@ -1,9 +1,9 @@
 """The CuPy (GPU) backend: the same Program on an NVIDIA GPU.
 
 `load_backend()` imports CuPy only when device="gpu" is asked for, and says clearly what is
-missing (CuPy, or a CUDA device) and how to fix it. The kernels are in runtime/kernels_cupy.py
+missing (CuPy, or a CUDA device) and how to fix it. The kernels are in runtime/gpu/kernels.py
 (generated CUDA for every elementwise op, reduction and fused group; cuBLAS matmul; cuSOLVER;
-CuPy functions for the rest) and the Executable in runtime/gpu_executable.py (parameters on
+CuPy functions for the rest) and the Executable in runtime/gpu/executable.py (parameters on
 the device, NumPy or CuPy inputs, CuPy or NumPy outputs, optional CUDA-graph replay).
 
 What does not need CuPy lives here too, so it works on any machine:
@@ -19,9 +19,11 @@ from typing import List, NamedTuple
 
 import numpy as np
 
-from .. import cuda_codegen as cg
-from .. import cuda_plan as cplan
+from . import codegen as cg
+from . import launch_plan as cplan
 from ..errors import FlowcError
+from .inputs import make_gpu_input_checker
+from .kinds import CUSOLVER, GENERATED, VIEWS, kernel_kind, kernel_kinds  # noqa: F401
 
 INSTALL = "pip install 'flowc[gpu]' (CuPy for CUDA 13: the cupy-cuda13x package)"
 
@@ -59,65 +61,13 @@ def load_backend():
     cupy = _import_cupy()
     _require_device(cupy)
     if _BACKEND is None:
-        from .. import kernels_cupy
-        from ..gpu_executable import CupyExecutable
-        from .numpy_backend import Backend
+        from . import kernels as kernels_cupy
+        from .executable import CupyExecutable
+        from ..cpu.backend import Backend
         _BACKEND = Backend("cupy", kernels_cupy.KERNELS, to_device=cupy.asarray,
                            copy=lambda a: cupy.array(a, copy=True),
                            input_checker=make_gpu_input_checker, executable=CupyExecutable)
     return _BACKEND
-
-
-def make_gpu_input_checker(spec, downcast, error):
-    """Like the CPU's checker (same rules, same messages); CuPy arrays pass through, anything
-    else is checked on the host and copied to the device once."""
-    import cupy
-    from .numpy_backend import make_input_checker
-    host = make_input_checker(spec, downcast, error)
-    want = np.dtype(spec["dtype"])
-    shape = tuple(spec["shape"])
-    known = [(i, d) for i, d in enumerate(shape) if d is not None]
-    ndim = len(shape)
-
-    def check(x):
-        if type(x) is cupy.ndarray:
-            if x.dtype == want and x.ndim == ndim and all(x.shape[i] == d for i, d in known):
-                return x
-            # A zero-stride host stand-in of x's dtype and shape gets the CPU backend's errors.
-            host(np.broadcast_to(np.zeros((), x.dtype), x.shape))
-            return x.astype(want)
-        return cupy.asarray(host(x))
-    check.host = host  # the host-side check alone (graph replay uploads into its own buffers)
-    return check
-
-
-# -- which instruction runs as what (for pictures and profiles) --------------------------------
-GENERATED = set(cg.ELEMENTWISE_OPS) | set(cg.REDUCTIONS) | {"fused", "fused_reduce",
-                                                             "random_uniform"}
-CUSOLVER = {"solve", "inv", "slogdet"}
-VIEWS = {"reshape", "reshape_like", "transpose", "expand_dims", "squeeze", "broadcast_to",
-         "broadcast_like", "getitem", "concat_grad", "diag_part", "stop_gradient",
-         "custom_vjp"}
-
-
-def kernel_kind(kernel, dtype="float64") -> str:
-    """'generated CUDA', 'cuBLAS', 'cuSOLVER', 'view' (no launch) or 'CuPy' for one kernel."""
-    if kernel in GENERATED:
-        return "generated CUDA"
-    if kernel in ("matmul", "gemm"):
-        return "cuBLAS" if np.dtype(dtype).kind in "fc" else "CuPy"
-    if kernel in CUSOLVER:
-        return "cuSOLVER"
-    if kernel in VIEWS:
-        return "view"
-    return "CuPy"
-
-
-def kernel_kinds(program):
-    """[(instruction index, kernel, node id, kind)] for every instruction of `program` on the
-    GPU; {node: kind} of it is what a picture needs to colour nodes by how they run."""
-    return [(k, ins.kernel, ins.node, kernel_kind(ins.kernel, ins.dtype))
-            for k, ins in enumerate(program.instrs)]
 
 
 # -- preview: the generated CUDA for a Program, planned from a CPU run ---------------------------
@@ -160,10 +110,10 @@ def preview(program, inputs, param_values=None, sms=cplan.DEFAULT_SMS) -> List[G
     """Run `program` once on the CPU and plan, for each instruction the GPU would run as
     generated CUDA, the kernels it would launch (sources are specialized to the operands'
     layouts, so they come from real operands). Needs neither CuPy nor a GPU."""
-    from ..kernels_numpy import Kernel
-    from ..linker import Executable
+    from ..cpu.kernels import Kernel
+    from ..link.linker import Executable
     from ..storage import Cell
-    from .numpy_backend import BACKEND
+    from ..cpu.backend import BACKEND
     seen = []
 
     def wrap_fn(name, fn):

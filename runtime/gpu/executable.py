@@ -7,7 +7,7 @@ CUDA graphs (cuda_graph=True): a small training step is mostly launch overhead (
 microseconds of Python and driver work per kernel). The first call of a shape signature runs
 the ordinary linked code (allocating, compiling the kernels). The second call builds a
 *graph state*: a private memory pool, staging buffers for the inputs, planned buffers for
-every instruction output (runtime/memory.py), then one uncaptured warm-up run of the body and
+every instruction output (runtime/memory/plan.py), then one uncaptured warm-up run of the body and
 one run under stream capture. Every later call of that signature copies the inputs into the
 staging buffers, replays the graph with one launch, and copies the outputs out. Parameters
 are updated *in place* inside the graph (all new values are computed first, then copied in),
@@ -23,10 +23,10 @@ import functools
 import cupy as cp
 import numpy as np
 
-from . import memory
-from .backends.cupy_backend import kernel_kinds
-from .kernels_numpy import Kernel
-from .linker import CallError, Executable
+from ..memory import plan as memory
+from .kinds import kernel_kinds
+from ..cpu.kernels import Kernel
+from ..link.linker import CallError, Executable
 
 RECAPTURES = 3  # pointer changes per signature before graphs are given up for it
 
@@ -140,7 +140,7 @@ class GraphRunner:
     """CUDA-graph capture and replay of an executable's step (see the module docstring)."""
 
     def __init__(self, exe, downcast):
-        from .backends.cupy_backend import make_gpu_input_checker
+        from .inputs import make_gpu_input_checker
         self.exe = exe
         prog = exe.program
         self.checkers = [make_gpu_input_checker(s, downcast, CallError) for s in prog.inputs]

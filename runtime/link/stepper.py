@@ -15,7 +15,7 @@ import functools
 
 import numpy as np
 
-from .backends import get_backend
+from ..backends import get_backend
 from .linker import ProgramError
 
 

@@ -1,0 +1,1 @@
+"""The CuPy backend: generated CUDA, launch planning, cuBLAS/cuSOLVER, the GPU Executable."""

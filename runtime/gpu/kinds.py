@@ -1,0 +1,34 @@
+"""Which instruction runs as what on the GPU (cuBLAS, cuSOLVER, generated CUDA, CuPy, a view):
+for pictures, profiles and the CUDA-graph capture. Needs no CuPy."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import codegen as cg
+
+GENERATED = set(cg.ELEMENTWISE_OPS) | set(cg.REDUCTIONS) | {"fused", "fused_reduce",
+                                                             "random_uniform"}
+CUSOLVER = {"solve", "inv", "slogdet"}
+VIEWS = {"reshape", "reshape_like", "transpose", "expand_dims", "squeeze", "broadcast_to",
+         "broadcast_like", "getitem", "concat_grad", "diag_part", "stop_gradient",
+         "custom_vjp"}
+
+
+def kernel_kind(kernel, dtype="float64") -> str:
+    """'generated CUDA', 'cuBLAS', 'cuSOLVER', 'view' (no launch) or 'CuPy' for one kernel."""
+    if kernel in GENERATED:
+        return "generated CUDA"
+    if kernel in ("matmul", "gemm"):
+        return "cuBLAS" if np.dtype(dtype).kind in "fc" else "CuPy"
+    if kernel in CUSOLVER:
+        return "cuSOLVER"
+    if kernel in VIEWS:
+        return "view"
+    return "CuPy"
+
+
+def kernel_kinds(program):
+    """[(instruction index, kernel, node id, kind)] for every instruction of `program` on the
+    GPU; {node: kind} of it is what a picture needs to colour nodes by how they run."""
+    return [(k, ins.kernel, ins.node, kernel_kind(ins.kernel, ins.dtype))
+            for k, ins in enumerate(program.instrs)]

@@ -1,0 +1,1 @@
+"""Memory planning from real shapes: live ranges, the NumPy byte arena, and the plan verifier."""
