@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import flowc as fc  # noqa: E402
 import runtime  # noqa: E402
+from flowc.ir.graph import paused_gc  # noqa: E402
 from flowc.lower.lower import lower  # noqa: E402
 from flowc.lower.unit import build_unit, cast_updates  # noqa: E402
 from flowc.passes.pipeline import PIPELINES  # noqa: E402
@@ -107,17 +108,21 @@ WORKLOADS = {"w4": build_w4, "chain": build_chain, "grad": build_grad}
 def measure(workload, n, level, profile=None):
     """{stage: seconds} for one size, run the way fc.function runs it, stage by stage."""
     st = Stages(profile)
-    with fc.Graph():
-        ins, outs, ups, args = WORKLOADS[workload](n, st)
+
+    @paused_gc  # as fc.function compiles
+    def compile_(ins, outs, ups):
         pairs = cast_updates(list(ups))
         unit, user = st.run("unit", build_unit, ins, outs, pairs, None)
         for p in PIPELINES[level]:
             unit = st.run(p.__name__, p, unit)
         cells = dict(user.cells)
         prog = st.run("lower", lower, unit, {k: c.value for k, c in cells.items()})
-        exe = st.run("link", lambda: runtime.link(prog, device="cpu",
-                                                  cells=[cells[p["key"]] for p in prog.params],
-                                                  single=len(outs) == 1))
+        return st.run("link", lambda: runtime.link(prog, device="cpu",
+                                                   cells=[cells[p["key"]] for p in prog.params],
+                                                   single=len(outs) == 1))
+    with fc.Graph():
+        ins, outs, ups, args = WORKLOADS[workload](n, st)
+        exe = compile_(ins, outs, ups)
         st.run("call 1", exe, *args)
         st.run("call 2", exe, *args)
     return st
