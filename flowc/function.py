@@ -4,6 +4,7 @@ from __future__ import annotations
 import flowc_runtime as runtime
 
 from .ir.errors import FlowcError, InputError, InputShapeError
+from .ir.graph import paused_gc
 from .ir.tensor import Tensor
 from .lower.lower import lower
 from .lower.unit import build_unit, cast_updates
@@ -31,6 +32,7 @@ class Function:
     before the call; then all updates are applied. A failed call changes no parameter.
     """
 
+    @paused_gc
     def __init__(self, inputs, outputs, updates, device, optimize, allow_input_downcast,
                  verify, givens=None, single_output=None, mode=None, check_tol=None,
                  **device_options):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import networkx as nx
 
 from ..ir.errors import GradError
-from ..ir.graph import downstream, upstream
+from ..ir.graph import downstream, paused_gc, upstream
 from ..ir.tensor import Tensor
 from ..ir.types import is_float
 from ..ops import api as F
@@ -12,6 +12,7 @@ from ..ops.registry import VjpCtx, get_op
 from .stable_chain import stable_vjp
 
 
+@paused_gc
 def grad(cost, wrt, disconnected="zero", consider_constant=None):
     """Symbolic gradient of a scalar `cost` with respect to `wrt` (a tensor or a list of them).
 

@@ -29,23 +29,25 @@ def _sigmoid_arg(G, n):
     Recognizes sigmoid(z), 1 - sigmoid(z), 1 / (1 + exp(a)) (= sigmoid(-a)) and
     1 - 1 / (1 + exp(a)) (= sigmoid(a)).
     """
-    op = _op(G, n)
-    if op == "sigmoid":
-        return operands(G, n)[0], 1
-    if op == "div":
-        one, den = operands(G, n)
-        if _is_one(G, one) and _op(G, den) == "add":
-            a, b = operands(G, den)
-            e = b if _is_one(G, a) else a if _is_one(G, b) else None
-            if e is not None and _op(G, e) == "exp":
-                return operands(G, e)[0], -1
-    if op == "sub":
-        one, s = operands(G, n)
-        if _is_one(G, one):
-            inner = _sigmoid_arg(G, s)
-            if inner is not None:
-                return inner[0], -inner[1]
-    return None
+    sign = 1
+    while True:  # peel `1 - ...` layers in a loop: no recursion over a deep chain of them
+        op = _op(G, n)
+        if op == "sigmoid":
+            return operands(G, n)[0], sign
+        if op == "div":
+            one, den = operands(G, n)
+            if _is_one(G, one) and _op(G, den) == "add":
+                a, b = operands(G, den)
+                e = b if _is_one(G, a) else a if _is_one(G, b) else None
+                if e is not None and _op(G, e) == "exp":
+                    return operands(G, e)[0], -sign
+            return None
+        if op != "sub":
+            return None
+        one, n = operands(G, n)
+        if not _is_one(G, one):
+            return None
+        sign = -sign
 
 
 def stable_vjp(graph, nid, g, on_path):

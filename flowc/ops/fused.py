@@ -7,6 +7,8 @@ expr is a nested tuple (hashable, JSON-able):
 """
 from __future__ import annotations
 
+from flowc_runtime.cpu.fused import postorder
+
 from ..ir.types import TensorType, normalize_axis
 from .infer import reduced_shape
 from .registry import REQUIRED, OpDef, get_op, register
@@ -14,22 +16,26 @@ from .registry import REQUIRED, OpDef, get_op, register
 
 def expr_type(expr, types):
     """The TensorType an expression computes from its operands' types."""
-    kind = expr[0]
-    if kind == "arg":
-        return types[expr[1]]
-    if kind == "const":
-        return TensorType(expr[2], ())
-    op, attrs, children = expr
-    return get_op(op).infer([expr_type(c, types) for c in children], dict(attrs))
+    out = {}
+    for e in postorder(expr):  # iterative: no recursion over the expression's depth
+        if e[0] == "arg":
+            out[e] = types[e[1]]
+        elif e[0] == "const":
+            out[e] = TensorType(e[2], ())
+        else:
+            op, attrs, children = e
+            out[e] = get_op(op).infer([out[c] for c in children], dict(attrs))
+    return out[expr]
 
 
 def expr_ops(expr):
-    """The op names used in an expression (for pictures and profiles)."""
-    if expr[0] in ("arg", "const"):
-        return []
-    out = [expr[0]]
-    for c in expr[2]:
-        out += expr_ops(c)
+    """The op names used in an expression, in prefix order (for pictures and profiles)."""
+    out, stack = [], [expr]
+    while stack:
+        e = stack.pop()
+        if e[0] not in ("arg", "const"):
+            out.append(e[0])
+            stack.extend(reversed(e[2]))
     return out
 
 

@@ -109,9 +109,23 @@ def canonical_attrs(opdef: OpDef, attrs: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def freeze(v):
-    """Lists → tuples and NumPy scalars → Python scalars, recursively, so attrs hash and JSON."""
-    if isinstance(v, (list, tuple)):
-        return tuple(freeze(x) for x in v)
+    """Lists → tuples and NumPy scalars → Python scalars, at any nesting, so attrs hash and
+    JSON. Iterative: a fused node's expression attr is a nested tuple."""
+    if not isinstance(v, (list, tuple)):
+        return _freeze_leaf(v)
+    done, stack = {}, [(v, False)]
+    while stack:
+        x, ready = stack.pop()
+        if ready:
+            done[id(x)] = tuple(done[id(c)] if isinstance(c, (list, tuple)) else _freeze_leaf(c)
+                                for c in x)
+        elif id(x) not in done:
+            stack.append((x, True))
+            stack.extend((c, False) for c in x if isinstance(c, (list, tuple)))
+    return done[id(v)]
+
+
+def _freeze_leaf(v):
     if hasattr(v, "item") and not isinstance(v, (str, bytes)):
         return v.item()
     return v

@@ -14,6 +14,9 @@ from .rewrite import add_like, copy_graph, log, move_roots, operands, replace, r
 REDUCIBLE = ("sum", "mean", "max", "min", "prod")
 NOT_FUSED = ("fused", "fused_reduce", "stop_gradient")
 MAX_RECOMPUTE = 6  # ops a shared subexpression may have and still be recomputed per group
+MAX_DEPTH = 32     # ops on the longest path of one expression: attrs stay shallow nested
+                   # tuples (Python hashes, compares and prints those recursively), and a
+                   # long chain pays one materialized tensor per 32 ops
 EXPENSIVE = frozenset("exp log log1p expm1 tanh sigmoid softplus sin cos sqrt pow".split())
 
 
@@ -36,38 +39,78 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
     Guarantee: same values and types; a node used twice, or returned, stays materialized.
     """
     H = copy_graph(G)
-    keep = set(roots(H))
-    size = {}  # ops in a node's inlined expression, to bound recomputation
+    absorbed = _absorbed(H, set(roots(H)))
+    order = topo(H)
+    ids = itertools.count(max(H.nodes, default=-1) + 1)
+    moved = {}
+    for n in reversed(order):
+        if n not in H:
+            continue
+        d = H.nodes[n]
+        if d["op"] in REDUCIBLE:
+            (u,) = operands(H, n)
+            if u not in absorbed:
+                continue
+            args = []
+            expr = _build(H, u, absorbed, args)
+            new = add_like(H, n, "fused_reduce", args,
+                           dict(expr=expr, reduce=d["op"], axis=d["attrs"]["axis"],
+                                keepdims=d["attrs"]["keepdims"]), next(ids))
+        elif fusable(H, n) and n not in absorbed:
+            if not any(u in absorbed for u in operands(H, n)):
+                continue  # a group of one: nothing to gain
+            args = []
+            expr = _build(H, n, absorbed, args)
+            new = add_like(H, n, "fused", args, dict(expr=expr), next(ids))
+        else:
+            continue
+        replace(H, n, new, moved)
+        log(H, "fuse", n)
+    move_roots(H, moved)
+    return prune(H)
 
-    def inline_size(n):
-        if n not in size:
-            size[n] = 1 + sum(inline_size(u) for u in operands(H, n) if absorbed(u))
-        return size[n]
 
-    def absorbed(n):
-        # n is computed inside its consumers' groups. With one consumer that is free; with
-        # several (all fusable) it is recomputed in each, which beats writing the full-size
-        # tensor out and reading it back as long as the expression stays small.
+def _absorbed(H, keep) -> set:
+    """The nodes computed inside their consumers' groups, decided in one forward walk.
+
+    A node with one use (one edge: a node used twice by one consumer counts twice, or its
+    expression would double per level) is absorbed for free. One with several uses (all
+    fusable) is recomputed in each, which beats writing the full-size tensor out and
+    reading it back while the expression stays small and cheap: on small tensors a second
+    exp/tanh/sigmoid costs more than keeping the first one's result.
+    """
+    size, cheap, depth, out = {}, {}, {}, set()
+    for n in topo(H):
         if n in keep or not fusable(H, n):
-            return False
+            continue
+        ins = [u for u in operands(H, n) if u in out]
+        size[n] = 1 + sum(size[u] for u in ins)
+        cheap[n] = H.nodes[n]["op"] not in EXPENSIVE and all(cheap[u] for u in ins)
+        depth[n] = 1 + max((depth[u] for u in ins), default=0)
         users = set(H.successors(n))
-        if not users or not all(fusable(H, c) or H.nodes[c]["op"] in REDUCIBLE for c in users):
-            return False
-        return len(users) == 1 or (inline_size(n) <= MAX_RECOMPUTE and cheap(n))
+        if not users or depth[n] >= MAX_DEPTH or not all(
+                fusable(H, c) or H.nodes[c]["op"] in REDUCIBLE for c in users):
+            continue
+        if H.out_degree(n) == 1 or (size[n] <= MAX_RECOMPUTE and cheap[n]):
+            out.add(n)
+    return out
 
-    def cheap(n):
-        # Recompute arithmetic freely, but not transcendental functions: on small tensors
-        # a second exp/tanh/sigmoid costs more than keeping the first one's result.
-        if H.nodes[n]["op"] in EXPENSIVE:
-            return False
-        return all(cheap(u) for u in operands(H, n) if absorbed(u))
 
-    def build(n, args, index):
-        op = H.nodes[n]["op"]
+def _build(H, root, absorbed, args):
+    """The expression tuple of root's group (operands appended to args), built bottom-up
+    with an explicit stack: groups are shallow, but no walk here recurses over depth."""
+    index, done, stack = {}, {}, [(root, False)]
+    while stack:
+        n, ready = stack.pop()
+        ops = operands(H, n)
+        if not ready:
+            stack.append((n, True))
+            stack.extend((u, False) for u in ops if u in absorbed and u not in done)
+            continue
         children = []
-        for u in operands(H, n):
-            if absorbed(u) and fusable(H, u):
-                children.append(build(u, args, index))
+        for u in ops:
+            if u in absorbed:
+                children.append(done[u])
             elif _scalar_const(H, u):
                 v = H.nodes[u]["value"]
                 children.append(("const", v.item(), v.dtype.name))
@@ -76,35 +119,6 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
                     index[u] = len(args)
                     args.append(u)
                 children.append(("arg", index[u]))
-        attrs = tuple(sorted(H.nodes[n]["attrs"].items()))
-        return (op, attrs, tuple(children))
-
-    ids = itertools.count(max(H.nodes, default=-1) + 1)
-    moved = {}
-    for n in reversed(topo(H)):
-        if n not in H:
-            continue
-        d = H.nodes[n]
-        if d["op"] in REDUCIBLE:
-            (u,) = operands(H, n)
-            if not absorbed(u):
-                continue
-            args = []
-            expr = build(u, args, {})
-            new = add_like(H, n, "fused_reduce", args,
-                           dict(expr=expr, reduce=d["op"], axis=d["attrs"]["axis"],
-                                keepdims=d["attrs"]["keepdims"]), next(ids))
-        elif fusable(H, n) and not absorbed(n):
-            if not any(absorbed(u) for u in operands(H, n)):
-                continue  # a group of one: nothing to gain
-            if len(set(H.successors(n))) > 1 and absorbed(n):
-                continue  # recomputed inside each consumer instead
-            args = []
-            expr = build(n, args, {})
-            new = add_like(H, n, "fused", args, dict(expr=expr), next(ids))
-        else:
-            continue
-        replace(H, n, new, moved)
-        log(H, "fuse", n)
-    move_roots(H, moved)
-    return prune(H)
+        done[n] = (H.nodes[n]["op"], tuple(sorted(H.nodes[n]["attrs"].items())),
+                   tuple(children))
+    return done[root]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 
 import numpy as np
+from flowc_runtime.cpu.fused import postorder
 
 from ..ops.registry import OPS, REQUIRED
 
@@ -87,19 +88,24 @@ INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "less": "<
          "not_equal": "!="}
 
 
-def expr_text(e) -> str:
+def expr_text(expr) -> str:
     """A fused expression as compact infix text: 'tanh(a0*a1+a2)*sigmoid(a1)'."""
-    if e[0] == "arg":
-        return f"a{e[1]}"
-    if e[0] == "const":
-        return scalar_text(e[1])
-    op, _, kids = e
-    parts = [expr_text(k) for k in kids]
-    if op in INFIX and len(parts) == 2:
-        return f"({parts[0]}{INFIX[op]}{parts[1]})"
-    if op == "neg":
-        return f"-{parts[0]}"
-    return f"{op}({','.join(parts)})"
+    text = {}
+    for e in postorder(expr):  # iterative: no recursion over the expression's depth
+        if e[0] == "arg":
+            text[e] = f"a{e[1]}"
+        elif e[0] == "const":
+            text[e] = scalar_text(e[1])
+        else:
+            op, _, kids = e
+            parts = [text[k] for k in kids]
+            if op in INFIX and len(parts) == 2:
+                text[e] = f"({parts[0]}{INFIX[op]}{parts[1]})"
+            elif op == "neg":
+                text[e] = f"-{parts[0]}"
+            else:
+                text[e] = f"{op}({','.join(parts)})"
+    return text[expr]
 
 
 def _fused_label(d, name, n):

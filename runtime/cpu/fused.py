@@ -46,32 +46,27 @@ def _source(expr, kernels):
     `probe(a..)` also returns them (to learn their shapes), and `block_s(a.., out, S)`
     writes temporary j into scratch array S[j] (or allocates where S[j] is None).
     """
-    steps, env, seen = [], {}, {}
-
-    def emit(e, root=False):
-        if not root and e in seen:  # a repeated subexpression is computed once per block
-            return seen[e]
+    steps, env, names = [], {}, {}
+    for e in postorder(expr):  # a repeated subexpression is computed once per block
         kind = e[0]
         if kind == "arg":
-            return f"a{_index(e[1])}"
+            names[e] = f"a{_index(e[1])}"
+            continue
         if kind == "const":
-            name = f"c{len(env)}"
-            env[name] = np.dtype(e[2]).type(e[1])
-            return name
+            names[e] = f"c{len(env)}"
+            env[names[e]] = np.dtype(e[2]).type(e[1])
+            continue
         op, attrs, children = e
-        args = [emit(c) for c in children]
+        args = [names[c] for c in children]
         fn = kernels[op].fn  # an op name that is no kernel fails here, before any source
         fname = f"k{len(env)}"  # op names stay out of the source text: only our own names
         attrs = dict(attrs)
         env[fname] = (lambda f, a: (lambda *x, out=None: f(*x, out=out, **a)))(fn, attrs) \
             if attrs else fn
-        target = f"t{len(steps)}"
-        steps.append((target, fname, args, root))
-        seen[e] = target
-        return target
-
-    result = emit(expr, root=True)
-    n = max(_args(expr), default=-1) + 1
+        names[e] = f"t{len(steps)}"
+        steps.append((names[e], fname, args, e is expr))
+    result = names[expr]
+    n = max((e[1] for e in names if e[0] == "arg"), default=-1) + 1
     params = ", ".join([f"a{i}" for i in range(n)])
     temps = [t for t, _, _, root in steps if not root and t != result]
 
@@ -109,12 +104,23 @@ def _index(i):
     return str(i)
 
 
-def _args(expr):
-    if expr[0] == "arg":
-        return [expr[1]]
-    if expr[0] == "const":
-        return []
-    return [i for c in expr[2] for i in _args(c)]
+def postorder(expr):
+    """Each distinct subexpression of a fused expression once, operands before their users.
+
+    Iterative: a walk must not recurse over the depth of an expression.
+    """
+    order, seen, stack = [], set(), [(expr, False)]
+    while stack:
+        e, ready = stack.pop()
+        if e in seen:
+            continue
+        if ready or e[0] in ("arg", "const"):
+            seen.add(e)
+            order.append(e)
+            continue
+        stack.append((e, True))
+        stack.extend((c, False) for c in reversed(e[2]))
+    return order
 
 
 class Block:

@@ -308,12 +308,14 @@ def _reduction(ins, fn, kernels):
 
 def external_slots(program, members):
     """The slots a group reads that none of its members writes, in first-use order."""
-    made, ext = set(), []
+    made, ext = set(), {}  # a dict keeps first-use order with set-time lookups
     for k in members:
         ins = program.instrs[k]
-        ext += [a for a in ins.args if a not in made and a not in ext]
+        for a in ins.args:
+            if a not in made:
+                ext.setdefault(a, None)
         made.add(ins.out)
-    return ext
+    return list(ext)
 
 
 def escaping(program, ends, group):

@@ -30,6 +30,8 @@ from typing import Tuple
 
 import numpy as np
 
+from ..cpu.fused import postorder
+
 CTYPES = {"bool": "bool", "int8": "signed char", "uint8": "unsigned char", "int16": "short",
           "uint16": "unsigned short", "int32": "int", "uint32": "unsigned int",
           "int64": "long long", "uint64": "unsigned long long", "float32": "float",
@@ -64,9 +66,8 @@ def ctype(dtype) -> str:
 @lru_cache(maxsize=4096)
 def _dtypes(expr, arg_dtypes):
     from ..cpu.kernels import KERNELS
-    out = {}
-
-    def walk(e):
+    out, vals = {}, {}
+    for e in postorder(expr):
         # One-element 1-d arrays: NumPy turns some 0-d results into scalars.
         if e[0] == "arg":
             v = np.ones((1,), dtype=arg_dtypes[e[1]])
@@ -76,12 +77,10 @@ def _dtypes(expr, arg_dtypes):
             op, attrs, children = e
             if op not in KERNELS:
                 raise Unsupported(f"no kernel for op {op!r}")
-            vals = [walk(c) for c in children]
             with np.errstate(all="ignore"):
-                v = np.asarray(KERNELS[op].fn(*vals, **dict(attrs)))
+                v = np.asarray(KERNELS[op].fn(*[vals[c] for c in children], **dict(attrs)))
+        vals[e] = v
         out[e] = v.dtype.name
-        return v
-    walk(expr)
     return tuple(out.items())
 
 
@@ -266,25 +265,19 @@ def expression_function(expr, arg_dtypes):
         ctype(d)
     dts = expr_dtypes(expr, arg_dtypes)
     lines, seen = [], {}
-
-    def emit(e):
-        if e in seen:  # a repeated subexpression is computed once per element
-            return seen[e]
+    for e in postorder(expr):  # a repeated subexpression is computed once per element
         if e[0] == "arg":
-            r = (f"v{_index(e[1], len(arg_dtypes))}", arg_dtypes[e[1]])
+            seen[e] = (f"v{_index(e[1], len(arg_dtypes))}", arg_dtypes[e[1]])
         elif e[0] == "const":
-            r = (literal(e[1], e[2]), np.dtype(e[2]).name)
+            seen[e] = (literal(e[1], e[2]), np.dtype(e[2]).name)
         else:
             op, attrs, children = e
-            kids = [emit(c) for c in children]
             D = dts[e]
             name = f"t{len(lines)}"
+            kids = [seen[c] for c in children]
             lines.append(f"  const {ctype(D)} {name} = {_node(op, dict(attrs), D, kids)};")
-            r = (name, D)
-        seen[e] = r
-        return r
-
-    result, root = emit(expr)
+            seen[e] = (name, D)
+    result, root = seen[expr]
     params = ", ".join(f"const {ctype(d)} v{i}" for i, d in enumerate(arg_dtypes))
     body = "\n".join(lines + [f"  return {result};"])
     return f"FC_D {ctype(root)} fc_expr({params}) {{\n{body}\n}}\n", root

@@ -257,7 +257,9 @@ def _generate(program, kinds, single, timed, groups=(), check=False):
     inside = {k for m in groups for k in m[1:]}
     out_slots = set(program.outputs)
     fresh = {ins.out for ins, kind in zip(program.instrs, kinds) if kind == "out"}
-    upd_swap = [u for u in program.updates if u["slot"] in fresh and u["slot"] not in out_slots]
+    # Indexes, not the update dicts: `u in a list of dicts` made this quadratic in params.
+    upd_swap = {j for j, u in enumerate(program.updates)
+                if u["slot"] in fresh and u["slot"] not in out_slots}
     buffered = [ins.out for ins, kind in zip(program.instrs, kinds)
                 if kind == "out" and ins.out not in out_slots]
     lines, line_instr = [], {}
@@ -337,12 +339,12 @@ def _generate(program, kinds, single, timed, groups=(), check=False):
         seen.add(s)
     # Updates: compute every new value first, then commit (Theano's semantics). A buffered
     # value is swapped with the old parameter array, which becomes the next call's buffer.
-    for u in program.updates:
-        if u not in upd_swap:
+    for i, u in enumerate(program.updates):
+        if i not in upd_swap:
             lines.append(f"    n{_n(u['param'])} = _copy(s{_n(u['slot'])})")
-    for u in program.updates:
+    for i, u in enumerate(program.updates):
         j, s = _n(u["param"]), _n(u["slot"])
-        if u in upd_swap:
+        if i in upd_swap:
             lines.append(f"    old = _cells[{j}].value; _cells[{j}].value = s{s}; B[{s}] = old")
         else:
             lines.append(f"    _cells[{j}].value = n{j}")
