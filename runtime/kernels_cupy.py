@@ -262,6 +262,15 @@ def _gemm(a, b, c, alpha=1.0, beta=1.0, out=None):
 
 # -- linear algebra, selection, steering --------------------------------------------------------
 def _solve(a, b, out=None):
+    # NumPy 2 broadcasts the batch dims (b is a vector only when 1-d); CuPy's solve wants
+    # a.shape[:-1] == b.shape[:-1] (or b.shape for a vector): broadcast both first.
+    if b.ndim == 1:
+        batch = a.shape[:-2]
+        b = cp.broadcast_to(b, batch + b.shape)
+    else:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        b = cp.broadcast_to(b, batch + b.shape[-2:])
+    a = cp.broadcast_to(a, batch + a.shape[-2:])
     return _store(cp.linalg.solve(a, b), out)
 
 
