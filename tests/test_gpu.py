@@ -371,44 +371,15 @@ def test_cuda_graph_capture_failure_falls_back(fake_gpu, monkeypatch):
     assert list(g.graph_status().values())[0].startswith("failed: RuntimeError")
 
 
-# Rows whose kernels are CuPy functions (not generated CUDA), one or two per kernel.
-OP_ROWS_ON_FAKE = [
-    "softmax", "softmax_axis0", "log_softmax_huge", "logsumexp_axes", "logsumexp_keepdims_all",
-    "matmul_batch_bcast", "matmul_int", "dot_scalar", "argmax_keepdims", "argmin_all",
-    "count_axes", "getitem_grad", "take_axis1_2d_idx", "take_flat", "take_grad_axis1",
-    "take_grad_flat", "concatenate_mixed_dtype", "concat_grad", "sum_like_lead",
-    "take_negative_const", "stack_axis1", "topk_indices", "take_along_axis",
-    "put_along_axis_grad", "basis", "custom_vjp_value", "stop_gradient_value",
-    "getitem_reverse", "getitem_newaxis", "broadcast_like"]
-OP_ROWS_ON_FAKE += [s.name for s in SAMPLES if s.name.startswith(
-    ("solve", "inv", "slogdet", "diag", "norm", "trace", "outer", "eye"))]
-
-
-@pytest.mark.parametrize("name", sorted(set(OP_ROWS_ON_FAKE)))
-def test_cupy_function_kernels_on_fake_device(fake_gpu, name):
-    # The kernels written with CuPy functions, run with NumPy standing in: checks how they
-    # call the API (arguments, out=, views) on the rows that use them.
-    s = BY_NAME[name]
-    xs, out = build(s)
-    f = fc.function(xs, out, optimize="O1", device="gpu")
-    for k in (0, 1):
-        assert_matches(s, host(f(*draw(s, k))), np.asarray(s.ref(*draw(s, k))), f"draw {k}")
-
-
-# -- with a GPU -------------------------------------------------------------------------------------
-ROWS = [pytest.param(s, id=s.name) for s in SAMPLES]
-
-
-@pytest.mark.parametrize("s", ROWS)
-@pytest.mark.gpu
-@pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU and CuPy (pip install 'flowc[gpu]')")
-def test_op_row_on_gpu_matches_numpy(s):
-    import cupy
+def _op_row_body(s, cupy):
+    """One op-table row on the GPU backend (real or fake `cupy`) against NumPy: O1 and O2,
+    three calls (the second of a shape runs the buffered body), device inputs, an output
+    written into a buffer, and the row fused into out*3-1 and its sum."""
     xs, out = build(s)
     wants = [np.asarray(s.ref(*draw(s, k))) for k in (0, 1)]
     for level in ("O1", "O2"):
         f = fc.function(xs, out, optimize=level, device="gpu")
-        for k in (0, 1, 0):  # the second call of a shape runs the buffered body
+        for k in (0, 1, 0):
             assert_matches(s, host(f(*draw(s, k))), wants[k], f"GPU {level}, draw {k}")
         got = f(*[cupy.asarray(a) for a in draw(s, 1)])  # device inputs too
         assert_matches(s, host(got), wants[1], f"GPU {level}, CuPy inputs")
@@ -421,6 +392,26 @@ def test_op_row_on_gpu_matches_numpy(s):
             got = host(f(*draw(s, k)))
             assert_matches(s, got[0], wants[k] * 3 - 1, f"GPU fused, draw {k}")
             assert_matches(s, got[1], np.sum(wants[k] * 3 - 1), f"GPU fused sum, draw {k}")
+
+
+ROWS = [pytest.param(s, id=s.name) for s in SAMPLES]
+
+
+@pytest.mark.parametrize("s", ROWS)
+def test_op_row_on_fake_device_matches_numpy(fake_gpu, s):
+    # Every row, the real-GPU test's body, on the strict fake: generated CUDA in the host
+    # emulator, CuPy functions on device arrays NumPy cannot see.
+    _op_row_body(s, fake_gpu)
+
+
+# -- with a GPU -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("s", ROWS)
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU and CuPy (pip install 'flowc[gpu]')")
+def test_op_row_on_gpu_matches_numpy(s):
+    import cupy
+    _op_row_body(s, cupy)
 
 
 @pytest.mark.gpu
