@@ -13,6 +13,7 @@ on the GPU equals NumPy within the row's tolerance, training reaches the CPU's c
 graphs replay the same steps, outputs come back as CuPy or (host_outputs) NumPy arrays.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from runtime.backends.cupy_backend import GPUUnavailable, kernel_kinds, preview
 from runtime.storage import Cell
 from tests import fake_cupy
 from tests import gpu_emulator as emu
+from tests import nvrtc
 from tests.opinfo import BY_NAME, SAMPLES
 from tests.test_ops import assert_matches, build, draw
 
@@ -229,6 +231,60 @@ def test_generated_kernels_compile_with_nvcc(generated, tmp_path):
         res = subprocess.run([NVCC, "--ptx", "-arch=sm_90", "one.cu", "-o", "one.ptx"],
                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
         assert res.returncode == 0, res.stderr[-4000:]
+
+
+def _kernels_64(generated, monkeypatch):
+    """The same kernels planned with 64-bit indices (as for arrays past 2**30 elements)."""
+    from runtime.backends.cupy_backend import make_plan
+    monkeypatch.setattr(cplan, "INT32_SAFE", 0)
+    plans = [make_plan(g.spec, g.args, sms=1) for _, _, g in generated if g.plan]
+    monkeypatch.undo()
+    return list({k.name: k for p in plans for k in p.sources}.values())
+
+
+def _nvrtc_problems(log):
+    """Warnings and errors in an NVRTC log, less the notes about precompiled headers."""
+    return [ln for ln in log.splitlines() if re.search(r"\b(warning|error)\b", ln, re.I)
+            and "precompiled header" not in ln and not ln.startswith("Remark")]
+
+
+@pytest.mark.skipif(nvrtc.load() is None, reason=f"NVRTC cannot be loaded: {nvrtc.why()}")
+def test_generated_kernels_compile_with_nvrtc_as_cupy_does(generated, monkeypatch, request):
+    # Every kernel, one source per program as CuPy's RawKernel compiles it, with CuPy's
+    # options, for sm_90 and sm_100, with 32- and 64-bit indices. Passes are remembered in
+    # pytest's cache (by source, architecture, options and NVRTC version), so a rerun
+    # compiles only what changed.
+    import hashlib
+    import time
+    k32 = _kernels(generated)
+    k64 = _kernels_64(generated, monkeypatch)
+    assert k64 and all("long long" in k.source for k in k64)
+    k64 = [k for k in k64 if k.name not in {k.name for k in k32}]  # e.g. random_uniform's
+    tag = f"{nvrtc.version()}{nvrtc.CUPY_OPTIONS}"
+    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    passed = set(cache.get("flowc/nvrtc-passed", []) if cache else [])
+
+    def key(k, arch):
+        return hashlib.sha1(f"{tag} sm_{arch}\n{k.source}".encode()).hexdigest()
+    jobs = [(k.source, k.name, arch) for arch in (90, 100) for k in k32 + k64]
+    todo = [j for j in jobs if key(_Src(j[0]), j[2]) not in passed]
+    t0 = time.perf_counter()
+    results = nvrtc.compile_many(todo)
+    took = time.perf_counter() - t0
+    by = {(k.name, arch): k for arch in (90, 100) for k in k32 + k64}
+    bad = [f"{n} sm_{a}: {log[-2000:]}" for n, a, ok, log, size in results
+           if not ok or not size or _nvrtc_problems(log)]
+    assert not bad, "\n".join(bad[:5])
+    passed |= {key(by[(n, a)], a) for n, a, *_ in results}
+    if cache:
+        cache.set("flowc/nvrtc-passed", sorted(passed))
+    print(f"NVRTC {nvrtc.version()}: {len(k32)} + {len(k64)} kernels (32/64-bit index) x 2 "
+          f"archs = {len(jobs)} compiles, {len(todo)} run now in {took:.1f} s")
+
+
+class _Src:
+    def __init__(self, source):
+        self.source = source
 
 
 def _tols(row, dtype):
