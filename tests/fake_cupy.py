@@ -493,7 +493,9 @@ class RawKernel:
     def __call__(self, grid, block, args, shared_mem=0, stream=None):
         args = tuple(_unwrap(a, f"RawKernel {self.kernel.name}") for a in args)
         for (ctype, pname), a in zip(self.kernel.params, args):
-            if ctype.endswith("*") != isinstance(a, np.ndarray):
+            pointer = ctype.endswith("*")
+            if pointer != isinstance(a, np.ndarray) or not pointer and not isinstance(
+                    a, (np.number, np.bool_, int, float)):
                 raise TypeError(f"fake CuPy: kernel {self.kernel.name} parameter {pname} "
                                 f"({ctype}) got {type(a).__name__}")
         if len(args) != len(self.kernel.params):

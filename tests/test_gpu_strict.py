@@ -162,3 +162,20 @@ def test_in_place_kernel_never_gets_a_buffer_an_operand_views(fake, level):
         T = np.exp(X)
         np.testing.assert_allclose(host(f(X, W)), (T + T.T) @ W, rtol=1e-12,
                                    err_msg=f"{level} call {call + 1}")
+
+
+# -- a launch scalar of -1 or -2 (a reversed operand's stride) was bound as a buffer --------------
+@pytest.mark.parametrize("level", LEVELS)
+def test_reversed_operands_pass_their_negative_strides(fake, level):
+    rng = np.random.default_rng(6)
+    x = fc.input("x", (5, 4))
+    y = fc.input("y", (5, 4))
+    f = fc.function([x, y], [x[::-1] * 3 - y, fc.sum(x[:, ::-2] * 2, axis=1)], optimize=level,
+                    device="gpu")
+    for call in range(3):
+        X, Y = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+        got = host(f(X, Y))
+        np.testing.assert_allclose(got[0], X[::-1] * 3 - Y, rtol=1e-14,
+                                   err_msg=f"{level} call {call + 1}")
+        np.testing.assert_allclose(got[1], np.sum(X[:, ::-2] * 2, axis=1), rtol=1e-14,
+                                   err_msg=f"{level} call {call + 1}")
