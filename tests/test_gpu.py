@@ -3,10 +3,11 @@
 Without a GPU (CI): the clear error for device="gpu"; deterministic code generation; every
 generated CUDA kernel of the test programs (the op table's rows alone, wrapped as out*3-1 and
 sum(out*3-1) at O2, a logistic-regression step, an MLP step, the W3 expression and its
-gradient) compiled with `nvcc --ptx -arch=sm_90` where nvcc is on PATH, and run on the CPU by
-the host emulator (tests/gpu_emulator.py) against the NumPy kernels' results; the whole GPU
-backend (kernel table, executable, CUDA-graph capture and replay) on a fake device
-(tests/fake_cupy.py) against the CPU backend.
+gradient) compiled with `nvcc --ptx -arch=sm_90` where nvcc is on PATH and with NVRTC as CuPy
+compiles them (tests/nvrtc.py) where libnvrtc loads, and run on the CPU by the host emulator
+(tests/gpu_emulator.py) against the NumPy kernels' results; the whole GPU backend (kernel
+table, executable, CUDA-graph capture and replay, every op-table row) on a fake device as
+strict as CuPy (tests/fake_cupy.py) against the CPU backend.
 
 With a GPU (marker `gpu`; skipped cleanly without CuPy or a CUDA device): every op-table row
 on the GPU equals NumPy within the row's tolerance, training reaches the CPU's cost, CUDA
