@@ -124,6 +124,15 @@ class CupyExecutable(Executable):
         """{shape signature: "captured" | "ordinary path" | "failed: why"} with cuda_graph."""
         return {} if self._graphs is None else dict(self._graphs.status)
 
+    def graph_parts(self):
+        """{shape signature: (graphs, library calls)} replayed per call, for each captured
+        signature (the capture is cut at every cuBLAS / cuSOLVER call)."""
+        if self._graphs is None:
+            return {}
+        return {key: (sum(hasattr(p, "launch") for p in st.parts),
+                      sum(not hasattr(p, "launch") for p in st.parts))
+                for key, st in self._graphs.states.items() if st is not None}
+
 
 def _host(out):
     if isinstance(out, list):

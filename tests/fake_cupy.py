@@ -559,7 +559,12 @@ def module():
     _Stream.null = _NULL
     cp.cuda = types.SimpleNamespace(Device=_Device, Stream=_Stream, MemoryPool=_MemoryPool,
                                     using_allocator=_Allocator,
-                                    get_current_stream=get_current_stream)
+                                    get_current_stream=get_current_stream,
+                                    runtime=types.SimpleNamespace(
+                                        getDeviceProperties=lambda dev: {"name": b"fake GPU",
+                                                                     "totalGlobalMem": 1 << 30},
+                                        runtimeGetVersion=lambda: 13000))
+    cp.__version__ = "fake"
     linalg = {n: getattr(np.linalg, n) for n in _LINALG}
     linalg["solve"] = _solve
     cp.linalg = types.SimpleNamespace(**{n: _numpy_function(f, f"linalg.{n}", library=True)
