@@ -144,7 +144,7 @@ class _State:
     """One shape signature's captured graph and the buffers it reads and writes."""
 
     __slots__ = ("parts", "pool", "stream", "stage", "fixed", "kernels", "B", "outs",
-                 "outbuf", "updtmp", "ptrs", "libout")
+                 "outbuf", "updtmp", "ptrs", "libout", "empty")
 
 
 class GraphRunner:
@@ -252,7 +252,7 @@ class GraphRunner:
             self._body(st, commit=False)
             st.stream.synchronize()
             # 3. Capture (nothing runs until the graphs are launched), cut at library calls.
-            st.parts = []
+            st.parts, st.empty = [], True
             st.stream.begin_capture()
             try:
                 self._body(st, commit=True)
@@ -280,8 +280,11 @@ class GraphRunner:
         if st.parts is None:
             call()
         else:
-            st.parts.append(st.stream.end_capture())
+            graph = st.stream.end_capture()
+            if not st.empty:  # two library calls in a row: no graph between them
+                st.parts.append(graph)
             st.parts.append(call)
+            st.empty = True
             st.stream.begin_capture()
         return buf
 
@@ -294,7 +297,9 @@ class GraphRunner:
             args = [vals[a] for a in ins.args]
             if self.library[k] and st.libout is not None:
                 vals[ins.out] = self._library_call(st, k, args)
-            elif st.B is not None and ins.out in st.B:
+                continue
+            st.empty = False
+            if st.B is not None and ins.out in st.B:
                 vals[ins.out] = st.kernels[k](*args, out=st.B[ins.out])
             else:
                 r = st.kernels[k](*args)
