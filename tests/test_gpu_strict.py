@@ -1,13 +1,14 @@
 """The GPU backend's fixes for what real CuPy rejects, tested on a fake device that rejects it
-too (tests/fake_cupy.py), and the fake's own strictness. Each fix is checked against the CPU
-(NumPy) at every optimize level, on the first, second and third call."""
+too (tests/fake_cupy.py) and on a real GPU where there is one (marker `gpu`), and the fake's
+own strictness. Each fix is checked against the CPU (NumPy) at every optimize level, on the
+first, second and third call."""
 import numpy as np
 import pytest
 
 import flowc as fc
 from tests import fake_cupy
 from tests import gpu_emulator as emu
-from tests.test_gpu import host, mlp_data, mlp_step, relink
+from tests.test_gpu import gpu, host, mlp_data, mlp_step, relink
 
 LEVELS = ("O0", "O1", "O2")
 
@@ -18,6 +19,19 @@ def fake(monkeypatch):
         pytest.skip("no C++ compiler (g++) for the host emulator")
     cp = fake_cupy.install(monkeypatch)
     yield cp
+    fake_cupy.uninstall()
+
+
+@pytest.fixture(params=["fake", pytest.param("gpu", marks=gpu)])
+def device(request, monkeypatch):
+    """The fixes' tests run on the strict fake, and on a real GPU where there is one."""
+    if request.param == "gpu":
+        import cupy
+        yield cupy
+        return
+    if not emu.available():
+        pytest.skip("no C++ compiler (g++) for the host emulator")
+    yield fake_cupy.install(monkeypatch)
     fake_cupy.uninstall()
 
 
@@ -88,7 +102,7 @@ def test_fake_solve_wants_matching_leading_dims_as_cupy(fake):
 
 
 # -- bug 1: CUDA graphs around cuBLAS / cuSOLVER calls --------------------------------------------------
-def test_cuda_graph_replays_an_mlp_step_with_gemms(fake):
+def test_cuda_graph_replays_an_mlp_step_with_gemms(device):
     X, Y = mlp_data("float64", n=16)
     f = mlp_step("float64")
     cpu, graph = relink(f, "cpu"), relink(f, "gpu", cuda_graph=True)
@@ -103,7 +117,7 @@ def test_cuda_graph_replays_an_mlp_step_with_gemms(fake):
 
 
 @pytest.mark.parametrize("level", LEVELS)
-def test_cuda_graph_replays_solve_inv_slogdet(fake, level):
+def test_cuda_graph_replays_solve_inv_slogdet(device, level):
     rng = np.random.default_rng(3)
     a = fc.input("a", (3, 3))
     b = fc.input("b", (3, 2))
@@ -122,7 +136,7 @@ def test_cuda_graph_replays_solve_inv_slogdet(fake, level):
 # -- bug 2: solve with a shared right-hand side -----------------------------------------------------
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("bshape", [(3, 1), (3, 2), (4, 3, 2)])
-def test_solve_broadcasts_as_numpy_on_the_gpu(fake, level, bshape):
+def test_solve_broadcasts_as_numpy_on_the_gpu(device, level, bshape):
     rng = np.random.default_rng(4)
     ashape = (4, 3, 3) if len(bshape) < 3 else (3, 3)
     a, b = fc.input("a", ashape), fc.input("b", bshape)
@@ -136,7 +150,7 @@ def test_solve_broadcasts_as_numpy_on_the_gpu(fake, level, bshape):
 
 # -- bug 3: graph replay with a 0-d input -------------------------------------------------------------
 @pytest.mark.parametrize("level", LEVELS)
-def test_cuda_graph_replay_with_a_0d_input(fake, level):
+def test_cuda_graph_replay_with_a_0d_input(device, level):
     s = fc.input("s", ())
     x = fc.input("x", (None,))
     f = fc.function([s, x], fc.sum(x * s) + s, optimize=level)
@@ -151,7 +165,7 @@ def test_cuda_graph_replay_with_a_0d_input(fake, level):
 # -- bug 4: an in-place kernel handed a buffer another of its operands views ------------------------------
 @pytest.mark.xfail(strict=True, reason="fixed by the memory-plan change (issue 10)")
 @pytest.mark.parametrize("level", LEVELS)
-def test_in_place_kernel_never_gets_a_buffer_an_operand_views(fake, level):
+def test_in_place_kernel_never_gets_a_buffer_an_operand_views(device, level):
     rng = np.random.default_rng(5)
     x = fc.input("x", (4, 4))
     w = fc.input("w", (4, 4))
@@ -166,7 +180,7 @@ def test_in_place_kernel_never_gets_a_buffer_an_operand_views(fake, level):
 
 # -- a launch scalar of -1 or -2 (a reversed operand's stride) was bound as a buffer --------------
 @pytest.mark.parametrize("level", LEVELS)
-def test_reversed_operands_pass_their_negative_strides(fake, level):
+def test_reversed_operands_pass_their_negative_strides(device, level):
     rng = np.random.default_rng(6)
     x = fc.input("x", (5, 4))
     y = fc.input("y", (5, 4))
@@ -182,7 +196,7 @@ def test_reversed_operands_pass_their_negative_strides(fake, level):
 
 
 @pytest.mark.parametrize("level", LEVELS)
-def test_cuda_graph_with_library_calls_first_and_in_a_row(fake, level):
+def test_cuda_graph_with_library_calls_first_and_in_a_row(device, level):
     # inv straight from an input, then a matmul of its result: no graph before or between.
     a = fc.input("a", (3, 3))
     w = fc.param("w", np.eye(3))
