@@ -72,7 +72,7 @@ def version():
 
 def compile_source(source, name, arch, pch_dir=None):
     """Compile one kernel source to a cubin for sm_<arch>; returns (ok, log, cubin bytes).
-    pch_dir: where NVRTC may keep precompiled headers (else a folder of its own in the temp folder)."""
+    pch_dir: where NVRTC may keep precompiled headers (else its own temp folder)."""
     lib = load()
     prog = ctypes.c_void_p()
     rc = lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), f"{name}.cu".encode(),

@@ -35,7 +35,7 @@ def device(request, monkeypatch):
     fake_cupy.uninstall()
 
 
-# -- the fake refuses what CuPy refuses -------------------------------------------------------------
+# -- the fake refuses what CuPy refuses -----------------------------------------------------------
 def test_fake_device_arrays_are_not_numpy_arrays(fake):
     d = fake.asarray(np.arange(6.0).reshape(2, 3))
     assert not isinstance(d, np.ndarray)
@@ -101,7 +101,7 @@ def test_fake_solve_wants_matching_leading_dims_as_cupy(fake):
         fake.linalg.solve(a, fake.asarray(np.ones((3, 1))))
 
 
-# -- bug 1: CUDA graphs around cuBLAS / cuSOLVER calls --------------------------------------------------
+# -- bug 1: CUDA graphs around cuBLAS / cuSOLVER calls --------------------------------------------
 def test_cuda_graph_replays_an_mlp_step_with_gemms(device):
     X, Y = mlp_data("float64", n=16)
     f = mlp_step("float64")
@@ -133,7 +133,7 @@ def test_cuda_graph_replays_solve_inv_slogdet(device, level):
     assert list(graph.graph_status().values()) == ["captured"], graph.graph_status()
 
 
-# -- bug 2: solve with a shared right-hand side -----------------------------------------------------
+# -- bug 2: solve with a shared right-hand side ---------------------------------------------------
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("bshape", [(3, 1), (3, 2), (4, 3, 2)])
 def test_solve_broadcasts_as_numpy_on_the_gpu(device, level, bshape):
@@ -148,7 +148,7 @@ def test_solve_broadcasts_as_numpy_on_the_gpu(device, level, bshape):
                                    err_msg=f"{level} call {call + 1}")
 
 
-# -- bug 3: graph replay with a 0-d input -------------------------------------------------------------
+# -- bug 3: graph replay with a 0-d input ---------------------------------------------------------
 @pytest.mark.parametrize("level", LEVELS)
 def test_cuda_graph_replay_with_a_0d_input(device, level):
     s = fc.input("s", ())
@@ -162,7 +162,7 @@ def test_cuda_graph_replay_with_a_0d_input(device, level):
     assert list(graph.graph_status().values()) == ["captured"], graph.graph_status()
 
 
-# -- bug 4: an in-place kernel handed a buffer another of its operands views ------------------------------
+# -- bug 4: an in-place kernel handed a buffer another of its operands views ----------------------
 @pytest.mark.xfail(strict=True, reason="fixed by the memory-plan change (issue 10)")
 @pytest.mark.parametrize("level", LEVELS)
 def test_in_place_kernel_never_gets_a_buffer_an_operand_views(device, level):
