@@ -3,16 +3,18 @@
 Without a GPU (CI): the clear error for device="gpu"; deterministic code generation; every
 generated CUDA kernel of the test programs (the op table's rows alone, wrapped as out*3-1 and
 sum(out*3-1) at O2, a logistic-regression step, an MLP step, the W3 expression and its
-gradient) compiled with `nvcc --ptx -arch=sm_90` where nvcc is on PATH, and run on the CPU by
-the host emulator (tests/gpu_emulator.py) against the NumPy kernels' results; the whole GPU
-backend (kernel table, executable, CUDA-graph capture and replay) on a fake device
-(tests/fake_cupy.py) against the CPU backend.
+gradient) compiled with `nvcc --ptx -arch=sm_90` where nvcc is on PATH and with NVRTC as CuPy
+compiles them (tests/nvrtc.py) where libnvrtc loads, and run on the CPU by the host emulator
+(tests/gpu_emulator.py) against the NumPy kernels' results; the whole GPU backend (kernel
+table, executable, CUDA-graph capture and replay, every op-table row) on a fake device as
+strict as CuPy (tests/fake_cupy.py) against the CPU backend.
 
 With a GPU (marker `gpu`; skipped cleanly without CuPy or a CUDA device): every op-table row
 on the GPU equals NumPy within the row's tolerance, training reaches the CPU's cost, CUDA
 graphs replay the same steps, outputs come back as CuPy or (host_outputs) NumPy arrays.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from flowc_runtime.gpu.backend import GPUUnavailable, kernel_kinds, preview
 from flowc_runtime.storage import Cell
 from tests import fake_cupy
 from tests import gpu_emulator as emu
+from tests import nvrtc
 from tests.opinfo import BY_NAME, SAMPLES
 from tests.test_ops import assert_matches, build, draw
 
@@ -231,6 +234,60 @@ def test_generated_kernels_compile_with_nvcc(generated, tmp_path):
         assert res.returncode == 0, res.stderr[-4000:]
 
 
+def _kernels_64(generated, monkeypatch):
+    """The same kernels planned with 64-bit indices (as for arrays past 2**30 elements)."""
+    from flowc_runtime.gpu.backend import make_plan
+    monkeypatch.setattr(cplan, "INT32_SAFE", 0)
+    plans = [make_plan(g.spec, g.args, sms=1) for _, _, g in generated if g.plan]
+    monkeypatch.undo()
+    return list({k.name: k for p in plans for k in p.sources}.values())
+
+
+def _nvrtc_problems(log):
+    """Warnings and errors in an NVRTC log, less the notes about precompiled headers."""
+    return [ln for ln in log.splitlines() if re.search(r"\b(warning|error)\b", ln, re.I)
+            and "precompiled header" not in ln and not ln.startswith("Remark")]
+
+
+@pytest.mark.skipif(nvrtc.load() is None, reason=f"NVRTC cannot be loaded: {nvrtc.why()}")
+def test_generated_kernels_compile_with_nvrtc_as_cupy_does(generated, monkeypatch, request):
+    # Every kernel, one source per program as CuPy's RawKernel compiles it, with CuPy's
+    # options, for sm_90 and sm_100, with 32- and 64-bit indices. Passes are remembered in
+    # pytest's cache (by source, architecture, options and NVRTC version), so a rerun
+    # compiles only what changed.
+    import hashlib
+    import time
+    k32 = _kernels(generated)
+    k64 = _kernels_64(generated, monkeypatch)
+    assert k64 and all("long long" in k.source for k in k64)
+    k64 = [k for k in k64 if k.name not in {k.name for k in k32}]  # e.g. random_uniform's
+    tag = f"{nvrtc.version()}{nvrtc.CUPY_OPTIONS}"
+    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    passed = set(cache.get("flowc/nvrtc-passed", []) if cache else [])
+
+    def key(k, arch):
+        return hashlib.sha1(f"{tag} sm_{arch}\n{k.source}".encode()).hexdigest()
+    jobs = [(k.source, k.name, arch) for arch in (90, 100) for k in k32 + k64]
+    todo = [j for j in jobs if key(_Src(j[0]), j[2]) not in passed]
+    t0 = time.perf_counter()
+    results = nvrtc.compile_many(todo)
+    took = time.perf_counter() - t0
+    by = {(k.name, arch): k for arch in (90, 100) for k in k32 + k64}
+    bad = [f"{n} sm_{a}: {log[-2000:]}" for n, a, ok, log, size in results
+           if not ok or not size or _nvrtc_problems(log)]
+    assert not bad, "\n".join(bad[:5])
+    passed |= {key(by[(n, a)], a) for n, a, *_ in results}
+    if cache:
+        cache.set("flowc/nvrtc-passed", sorted(passed))
+    print(f"NVRTC {nvrtc.version()}: {len(k32)} + {len(k64)} kernels (32/64-bit index) x 2 "
+          f"archs = {len(jobs)} compiles, {len(todo)} run now in {took:.1f} s")
+
+
+class _Src:
+    def __init__(self, source):
+        self.source = source
+
+
 def _tols(row, dtype):
     if row is not None:
         return row.tols(dtype)
@@ -371,44 +428,15 @@ def test_cuda_graph_capture_failure_falls_back(fake_gpu, monkeypatch):
     assert list(g.graph_status().values())[0].startswith("failed: RuntimeError")
 
 
-# Rows whose kernels are CuPy functions (not generated CUDA), one or two per kernel.
-OP_ROWS_ON_FAKE = [
-    "softmax", "softmax_axis0", "log_softmax_huge", "logsumexp_axes", "logsumexp_keepdims_all",
-    "matmul_batch_bcast", "matmul_int", "dot_scalar", "argmax_keepdims", "argmin_all",
-    "count_axes", "getitem_grad", "take_axis1_2d_idx", "take_flat", "take_grad_axis1",
-    "take_grad_flat", "concatenate_mixed_dtype", "concat_grad", "sum_like_lead",
-    "take_negative_const", "stack_axis1", "topk_indices", "take_along_axis",
-    "put_along_axis_grad", "basis", "custom_vjp_value", "stop_gradient_value",
-    "getitem_reverse", "getitem_newaxis", "broadcast_like"]
-OP_ROWS_ON_FAKE += [s.name for s in SAMPLES if s.name.startswith(
-    ("solve", "inv", "slogdet", "diag", "norm", "trace", "outer", "eye"))]
-
-
-@pytest.mark.parametrize("name", sorted(set(OP_ROWS_ON_FAKE)))
-def test_cupy_function_kernels_on_fake_device(fake_gpu, name):
-    # The kernels written with CuPy functions, run with NumPy standing in: checks how they
-    # call the API (arguments, out=, views) on the rows that use them.
-    s = BY_NAME[name]
-    xs, out = build(s)
-    f = fc.function(xs, out, optimize="O1", device="gpu")
-    for k in (0, 1):
-        assert_matches(s, host(f(*draw(s, k))), np.asarray(s.ref(*draw(s, k))), f"draw {k}")
-
-
-# -- with a GPU -------------------------------------------------------------------------------------
-ROWS = [pytest.param(s, id=s.name) for s in SAMPLES]
-
-
-@pytest.mark.parametrize("s", ROWS)
-@pytest.mark.gpu
-@pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU and CuPy (pip install 'flowc[gpu]')")
-def test_op_row_on_gpu_matches_numpy(s):
-    import cupy
+def _op_row_body(s, cupy):
+    """One op-table row on the GPU backend (real or fake `cupy`) against NumPy: O1 and O2,
+    three calls (the second of a shape runs the buffered body), device inputs, an output
+    written into a buffer, and the row fused into out*3-1 and its sum."""
     xs, out = build(s)
     wants = [np.asarray(s.ref(*draw(s, k))) for k in (0, 1)]
     for level in ("O1", "O2"):
         f = fc.function(xs, out, optimize=level, device="gpu")
-        for k in (0, 1, 0):  # the second call of a shape runs the buffered body
+        for k in (0, 1, 0):
             assert_matches(s, host(f(*draw(s, k))), wants[k], f"GPU {level}, draw {k}")
         got = f(*[cupy.asarray(a) for a in draw(s, 1)])  # device inputs too
         assert_matches(s, host(got), wants[1], f"GPU {level}, CuPy inputs")
@@ -421,6 +449,26 @@ def test_op_row_on_gpu_matches_numpy(s):
             got = host(f(*draw(s, k)))
             assert_matches(s, got[0], wants[k] * 3 - 1, f"GPU fused, draw {k}")
             assert_matches(s, got[1], np.sum(wants[k] * 3 - 1), f"GPU fused sum, draw {k}")
+
+
+ROWS = [pytest.param(s, id=s.name) for s in SAMPLES]
+
+
+@pytest.mark.parametrize("s", ROWS)
+def test_op_row_on_fake_device_matches_numpy(fake_gpu, s):
+    # Every row, the real-GPU test's body, on the strict fake: generated CUDA in the host
+    # emulator, CuPy functions on device arrays NumPy cannot see.
+    _op_row_body(s, fake_gpu)
+
+
+# -- with a GPU -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("s", ROWS)
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU and CuPy (pip install 'flowc[gpu]')")
+def test_op_row_on_gpu_matches_numpy(s):
+    import cupy
+    _op_row_body(s, cupy)
 
 
 @pytest.mark.gpu

@@ -4,7 +4,8 @@
       step: flowc, flowc with CUDA graphs, hand-written CuPy, PyTorch, PyTorch + CUDA graph.
       Target: flowc with CUDA graphs within 1.5x of PyTorch with CUDA graphs.
   W2  one training step of an MLP, batch 4096, width 4096 (4096-4096-4096-10, relu, softmax
-      cross-entropy, SGD), float32. Target: within 1.2x of PyTorch.
+      cross-entropy, SGD), float32: flowc, flowc with CUDA graphs (graphs between the GEMMs),
+      hand-written CuPy, PyTorch. Target: within 1.2x of PyTorch.
   W3  10**8 float32 elements: cost = sum(tanh(a*x + b) * sigmoid(x) + exp(-x*x)), and its
       gradient d cost / d x. Reports GB/s for the minimal traffic (read x; for the gradient
       also write dx) and the share of the GPU's peak memory bandwidth. Target: >= 70%.
@@ -170,12 +171,20 @@ def w1(env, args):
     for name, c in costs.items():
         close(f"W1 {name} vs hand-written CuPy", c, ref, rtol=1e-4 if dt == "float32" else 1e-9)
     print(f"\nW1 costs after 3 steps agree: {ref[-1]:.6f}")
-    status = impls["flowc + CUDA graph"].graph_status()
-    print(f"  flowc CUDA graph: {status}")
+    print_graphs(impls["flowc + CUDA graph"])
     rows = [(name, timed(lambda s=step, a=inputs.get(name, (Xd, Yd)): s(*a), env.sync,
                          args.w1_calls, args.repeats)) for name, step in impls.items()]
     report(f"W1: logistic-regression step ({N} x {FEATS}, {dt}), time per step", rows,
            base="PyTorch + CUDA graph" if torch is not None else "hand-written CuPy")
+
+
+def print_graphs(exe):
+    """How a CUDA-graph executable runs each signature: captured (graphs + library calls)?"""
+    parts = exe.graph_parts()
+    for key, status in exe.graph_status().items():
+        how = f" as {parts[key][0]} graphs + {parts[key][1]} cuBLAS/cuSOLVER calls" \
+            if key in parts else ""
+        print(f"  flowc CUDA graph: {status}{how}")
 
 
 # -- W2: MLP step, batch 4096, width 4096 -----------------------------------------------------------
@@ -198,7 +207,8 @@ def w2(env, args):
     gs = fc.grad(cost, ps)
     f = fc.function([x, t], cost, updates=[(p, p - lr * g) for p, g in zip(ps, gs)])
     Xd, Td = cp.asarray(X), cp.asarray(T)
-    impls, inputs = {"flowc": gpu_link(f)}, {}
+    impls = {"flowc": gpu_link(f), "flowc + CUDA graph": gpu_link(f, cuda_graph=True)}
+    inputs = {}
 
     class CupyStep:
         def __init__(self):
@@ -242,6 +252,7 @@ def w2(env, args):
     for name, c in costs.items():
         close(f"W2 {name} vs hand-written CuPy", c, costs["hand-written CuPy"], rtol=2e-3)
     print(f"\nW2 costs after 2 steps agree: {costs['hand-written CuPy'][-1]:.6f}")
+    print_graphs(impls["flowc + CUDA graph"])
     flops = 3 * 2 * B * (W * W * 2 + W * C)
     rows = [(name, timed(lambda s=step, a=inputs.get(name, (Xd, Td)): s(*a), env.sync,
                          args.w2_calls, args.repeats)) for name, step in impls.items()]

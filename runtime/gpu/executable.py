@@ -8,8 +8,11 @@ microseconds of Python and driver work per kernel). The first call of a shape si
 the ordinary linked code (allocating, compiling the kernels). The second call builds a
 *graph state*: a private memory pool, staging buffers for the inputs, planned buffers for
 every instruction output (runtime/memory/plan.py), then one uncaptured warm-up run of the body and
-one run under stream capture. Every later call of that signature copies the inputs into the
-staging buffers, replays the graph with one launch, and copies the outputs out. Parameters
+one run under stream capture. CuPy cannot capture cuBLAS or cuSOLVER calls (matmul, gemm,
+solve, inv, slogdet), so the capture is cut at each of them: the step becomes graphs with a
+library call between each two, which runs on its fixed buffers at replay. Every later call of
+that signature copies the inputs into the staging buffers, replays the parts in order (one
+launch per graph), and copies the outputs out. Parameters
 are updated *in place* inside the graph (all new values are computed first, then copied in),
 so their device pointers stay the ones the graph was captured with; if another executable
 swaps a parameter's array, the pointers no longer match and the state is captured again.
@@ -23,10 +26,10 @@ import functools
 import cupy as cp
 import numpy as np
 
-from ..memory import plan as memory
-from .kinds import kernel_kinds
 from ..cpu.kernels import Kernel
 from ..link.linker import CallError, Executable
+from ..memory import plan as memory
+from .kinds import kernel_kind, kernel_kinds
 
 RECAPTURES = 3  # pointer changes per signature before graphs are given up for it
 
@@ -122,6 +125,15 @@ class CupyExecutable(Executable):
         """{shape signature: "captured" | "ordinary path" | "failed: why"} with cuda_graph."""
         return {} if self._graphs is None else dict(self._graphs.status)
 
+    def graph_parts(self):
+        """{shape signature: (graphs, library calls)} replayed per call, for each captured
+        signature (the capture is cut at every cuBLAS / cuSOLVER call)."""
+        if self._graphs is None:
+            return {}
+        return {key: (sum(hasattr(p, "launch") for p in st.parts),
+                      sum(not hasattr(p, "launch") for p in st.parts))
+                for key, st in self._graphs.states.items() if st is not None}
+
 
 def _host(out):
     if isinstance(out, list):
@@ -132,8 +144,8 @@ def _host(out):
 class _State:
     """One shape signature's captured graph and the buffers it reads and writes."""
 
-    __slots__ = ("graph", "pool", "stream", "stage", "fixed", "kernels", "B", "outs",
-                 "outbuf", "updtmp", "ptrs")
+    __slots__ = ("parts", "pool", "stream", "stage", "fixed", "kernels", "B", "outs",
+                 "outbuf", "updtmp", "ptrs", "libout", "empty")
 
 
 class GraphRunner:
@@ -147,6 +159,9 @@ class GraphRunner:
         kern = [exe.backend.kernels[ins.kernel] for ins in prog.instrs]
         self.kinds = [k.kind for k in kern]
         self.inplace = [k.inplace for k in kern]
+        # cuBLAS / cuSOLVER calls cannot be captured: they run between graphs at replay.
+        self.library = [kernel_kind(ins.kernel, ins.dtype) in ("cuBLAS", "cuSOLVER")
+                        for ins in prog.instrs]
         self.states, self.status, self.captures = {}, {}, {}
 
     def call(self, inputs, fresh=True):
@@ -183,8 +198,11 @@ class GraphRunner:
             if type(x) is cp.ndarray:
                 cp.copyto(buf, x)
             else:
-                buf.set(np.ascontiguousarray(x))  # host to device, straight into the buffer
-        st.graph.launch()
+                # Host to device, straight into the buffer (CuPy's set wants its exact
+                # shape: np.ascontiguousarray would make a 0-d input 1-d).
+                buf.set(np.asarray(x, order="C"))
+        for part in st.parts:
+            part.launch() if hasattr(part, "launch") else part()
         outs = [o.copy() for o in st.outs] if fresh else list(st.outs)
         return outs[0] if exe.single and len(outs) == 1 else outs
 
@@ -194,6 +212,9 @@ class GraphRunner:
         st = _State()
         st.pool = cp.cuda.MemoryPool()
         st.stream = cp.cuda.Stream(non_blocking=True)
+        # The capture stream does not wait for the current one (non_blocking): the inputs and
+        # parameters it reads must be written before it starts.
+        cp.cuda.get_current_stream().synchronize()
         with cp.cuda.using_allocator(st.pool.malloc), st.stream:
             st.stage = [cp.empty(x.shape, x.dtype) for x in xs]
             for buf, x in zip(st.stage, xs):
@@ -209,7 +230,7 @@ class GraphRunner:
                                   functools.partial(kern.fn, **ins.attrs) if ins.attrs
                                   else kern.fn)
             # 1. Allocate: fresh arrays show every output's size; the plan shares buffers.
-            st.B = None
+            st.B, st.libout, st.parts = None, None, None
             vals = self._body(st, commit=False)
             arrays = {ins.out: vals[ins.out] for ins, kind in zip(prog.instrs, self.kinds)
                       if kind == "out" and hasattr(vals[ins.out], "shape")}
@@ -223,12 +244,16 @@ class GraphRunner:
                 first.add(s)
             st.updtmp = {j: cp.empty_like(vals[u["slot"]]) for j, u in enumerate(prog.updates)
                          if u["slot"] not in st.B}
+            # A library call's result needs a fixed buffer too: later graphs read it there.
+            st.libout = {k: cp.empty_like(vals[ins.out]) for k, ins in enumerate(prog.instrs)
+                         if self.library[k] and ins.out not in st.B}
             del vals, arrays
             # 2. Warm up with the buffers (nothing committed), so every temporary the body
             #    needs is already in this pool when it is captured.
             self._body(st, commit=False)
             st.stream.synchronize()
-            # 3. Capture (nothing runs until the graph is launched).
+            # 3. Capture (nothing runs until the graphs are launched), cut at library calls.
+            st.parts, st.empty = [], True
             st.stream.begin_capture()
             try:
                 self._body(st, commit=True)
@@ -238,9 +263,31 @@ class GraphRunner:
                 except Exception:
                     pass
                 raise
-            st.graph = st.stream.end_capture()
+            st.parts.append(st.stream.end_capture())
         st.ptrs = tuple(c.value.data.ptr for c in exe.cells)
         return st
+
+    def _library_call(self, st, k, args):
+        """A cuBLAS / cuSOLVER instruction into its fixed buffer: run now, or, while the
+        step is captured, cut the capture and run it there at every replay."""
+        out = self.exe.program.instrs[k].out
+        buf = st.B[out] if out in st.B else st.libout[k]
+
+        def call():
+            if out in st.B:
+                st.kernels[k](*args, out=buf)
+            else:
+                cp.copyto(buf, st.kernels[k](*args))
+        if st.parts is None:
+            call()
+        else:
+            graph = st.stream.end_capture()
+            if not st.empty:  # two library calls in a row: no graph between them
+                st.parts.append(graph)
+            st.parts.append(call)
+            st.empty = True
+            st.stream.begin_capture()
+        return buf
 
     def _body(self, st, commit):
         """One pass over the instructions; with `commit`, outputs and updates land in their
@@ -249,6 +296,10 @@ class GraphRunner:
         vals = dict(st.fixed)
         for k, ins in enumerate(prog.instrs):
             args = [vals[a] for a in ins.args]
+            if self.library[k] and st.libout is not None:
+                vals[ins.out] = self._library_call(st, k, args)
+                continue
+            st.empty = False
             if st.B is not None and ins.out in st.B:
                 vals[ins.out] = st.kernels[k](*args, out=st.B[ins.out])
             else:

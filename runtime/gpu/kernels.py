@@ -113,8 +113,9 @@ def _execute(hit, args, out):
         dst = cp.empty(plan.out_shape, dtype=plan.out_dtype)
     work = cp.empty(plan.work[0], dtype=plan.work[1]) if plan.work else None
     for fn, grid, block, spec in bound:
-        fn(grid, block, tuple(args[s] if type(s) is int and s >= 0 else
-                              dst if s == -1 else work if s == -2 else s for s in spec))
+        # Markers are Python ints; scalars are NumPy ints, and a stride may well be -1.
+        fn(grid, block, tuple(s if type(s) is not int else args[s] if s >= 0 else
+                              dst if s == -1 else work for s in spec))
     if out is not None and dst is not out:
         cp.copyto(out, dst)
         return out
@@ -152,7 +153,8 @@ class RandomKernel:
 
 
 def _marker(a):
-    """A launch argument as bound at call time: operand index, -1 out, -2 work, or a scalar."""
+    """A launch argument as bound at call time: operand index, -1 out, -2 work (Python
+    ints), or a scalar (a NumPy scalar, never a Python int)."""
     if not isinstance(a, tuple):
         return a
     return a[1] if a[0] == "arg" else -1 if a[0] == "out" else -2
@@ -262,6 +264,15 @@ def _gemm(a, b, c, alpha=1.0, beta=1.0, out=None):
 
 # -- linear algebra, selection, steering --------------------------------------------------------
 def _solve(a, b, out=None):
+    # NumPy 2 broadcasts the batch dims (b is a vector only when 1-d); CuPy's solve wants
+    # a.shape[:-1] == b.shape[:-1] (or b.shape for a vector): broadcast both first.
+    if b.ndim == 1:
+        batch = a.shape[:-2]
+        b = cp.broadcast_to(b, batch + b.shape)
+    else:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        b = cp.broadcast_to(b, batch + b.shape[-2:])
+    a = cp.broadcast_to(a, batch + a.shape[-2:])
     return _store(cp.linalg.solve(a, b), out)
 
 
