@@ -943,6 +943,7 @@ def check_forward(spec, stats):
     refs = [evaluate(spec, {i: draw_leaf(spec, i, k) for i in spec.leaves()}) for k in (0, 1)]
     exact = [evaluate(spec, {i: draw_leaf(spec, i, k) for i in spec.leaves()}, exact=True)
              for k in (0, 1)]
+    seen = {}
     variants = [False] + ([True] if any(spec.nodes[i].kind == "const" for i in spec.leaves()) else [])
     for ci in variants:
         check = "forward" if not ci else "consts-as-inputs"
@@ -961,6 +962,13 @@ def check_forward(spec, stats):
                     d = mismatch(got[k][j], refs[k][o], exact[k].get(o))
                     if d:
                         raise Finding(check, f"{level} draw {'AB'[k]}, output {j}: {d}")
+                    # Folding must give what run time gives (both may pass the reference:
+                    # a stabilized value and the naive overflow are each accepted alone).
+                    d = ci and mismatch(got[k][j], seen[level][k][j])
+                    if d:
+                        raise Finding(check, f"{level} draw {'AB'[k]}, output {j}: constants "
+                                             f"fed as inputs vs folded: {d}")
+            seen[level] = got
         stats["graphs-checked" if not ci else "consts-as-inputs"] += 1
 
 
@@ -1618,8 +1626,8 @@ def report(stats, findings, shrink_budget, verbose, out):
                                                     "grad-vs-fd": "grad", "jvp-vs-vjp": "grad",
                                                     "grad-of-grad": "grad", "hessian": "grad",
                                                     "jacobian": "grad"}.get(f.check)
-        small = shrink(spec, check, kind_of(f), shrink_budget) if check and spec.size() <= LONG \
-            else spec
+        budget = shrink_budget if not spec.large else shrink_budget // 5   # large: slow tries
+        small = shrink(spec, check, kind_of(f), budget) if check and spec.size() <= LONG else spec
         out(f"   minimal repro ({small.size()} nodes):")
         out("\n".join("   | " + line for line in repro(small, f.check).splitlines()))
 
