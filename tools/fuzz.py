@@ -311,9 +311,6 @@ class Gen:
         a = [v[np.isfinite(v)] for v in self.refs[i]]
         return min((float(x.min()) if x.size else 0.0) for x in a)
 
-    def finite(self, i):
-        return all(np.isfinite(v).all() for v in self.refs[i])
-
     def bshape(self, shape):
         """A shape that broadcasts against `shape`: dims set to 1, leading dims dropped/added."""
         r = self.rng.random()
@@ -825,7 +822,7 @@ def build(spec, params=(), consts_as_inputs=False):
     return graph, ts, ins
 
 
-def call_args(spec, ins, k, consts=False):
+def call_args(spec, ins, k):
     """The call arrays for draw k, in their layouts."""
     out = []
     for i in ins:
