@@ -956,12 +956,12 @@ def check_forward(spec, stats):
             got = run_calls(check, f, argsets, len(outs), level)
             for k in (0, 1):
                 for j, o in enumerate(spec.outputs):
-                    d = mismatch(got[k][j], refs[k][o], exact[k].get(o))
+                    d = mismatch(got[k][j], refs[k][o], exact[k].get(o), low_dtype(spec))
                     if d:
                         raise Finding(check, f"{level} draw {'AB'[k]}, output {j}: {d}")
                     # Folding must give what run time gives (both may pass the reference:
                     # a stabilized value and the naive overflow are each accepted alone).
-                    d = ci and mismatch(got[k][j], seen[level][k][j])
+                    d = ci and mismatch(got[k][j], seen[level][k][j], dtype=low_dtype(spec))
                     if d:
                         raise Finding(check, f"{level} draw {'AB'[k]}, output {j}: constants "
                                              f"fed as inputs vs folded: {d}")
@@ -996,7 +996,12 @@ def cost_of(ts, R, graph):
     return c
 
 
-def compile_levels(check, ins, outs, argsets, stats, levels=LEVELS):
+def low_dtype(spec):
+    """float32 if any value of the graph is float32 (its precision bounds every result)."""
+    return "float32" if any(spec.nodes[i].dtype == "float32" for i in spec.needed()) else None
+
+
+def compile_levels(check, ins, outs, argsets, stats, levels=LEVELS, low=None):
     """Each level's results on draws A, B (calls A, B, A); later levels compared with O0's."""
     base = None
     for level in levels:
@@ -1013,7 +1018,7 @@ def compile_levels(check, ins, outs, argsets, stats, levels=LEVELS):
                 b, x = np.asarray(base[k][j]), np.asarray(got[k][j])
                 # A stable rewrite may make finite what O0 leaves inf/nan: accept that direction.
                 keep = ~np.isfinite(b) & np.isfinite(x) if b.dtype.kind == "f" and b.shape == x.shape else None
-                d = mismatch(np.where(keep, b, x) if keep is not None else x, b)
+                d = mismatch(np.where(keep, b, x) if keep is not None else x, b, dtype=low)
                 if d:
                     raise Finding(check, f"{level} vs O0, draw {'AB'[k]}, result {j}: {d}")
     return base
@@ -1036,7 +1041,7 @@ def check_grads(spec, stats, second=True):
     gs = guarded("grad", "fc.grad", lambda: fc.grad(cost, [ts[i] for i in wrt]))
     argsets = [call_args(spec, ins, k) for k in (0, 1, 0)]
     tin = [ts[i] for i in ins]
-    g0 = compile_levels("grad", tin, gs, argsets, stats)
+    g0 = compile_levels("grad", tin, gs, argsets, stats, low=low_dtype(spec))
     stats["grads"] += 1
     nodes = [spec.nodes[i] for i in spec.needed()]
     smooth = all(n.smooth for n in nodes) and all(n.dtype != "float32" for n in nodes)
@@ -1054,7 +1059,7 @@ def check_grads(spec, stats, second=True):
         tans = [fc.constant(V[i].astype(spec.nodes[i].dtype)) for i in wrt]
         outs = [ts[o] for o in R]
         jv = guarded("jvp-vs-vjp", "fc.jvp", lambda: fc.jvp(outs, [ts[i] for i in wrt], tans))
-    got = compile_levels("jvp-vs-vjp", tin, jv, argsets, stats, levels=("O0", "O2"))
+    got = compile_levels("jvp-vs-vjp", tin, jv, argsets, stats, levels=("O0", "O2"), low=low_dtype(spec))
     jvr = sum(float(np.sum(np.asarray(t, dtype=np.float64) * R[o])) for t, o in zip(got[0], R))
     rt = 1e-3 if any(spec.nodes[i].dtype == "float32" for i in spec.needed()) else 1e-5
     primal_ok = all(np.isfinite(refs[o]).all() for o in R)   # mean of nothing: nan, no tangent
@@ -1094,7 +1099,7 @@ def check_second_order(spec, stats, graph, ts, tin, gs, wrt, argsets, V, smooth)
             t = fc.sum(fc.cast(g, "float64") * fc.constant(C[i]))
             c2 = t if c2 is None else c2 + t
         g2 = guarded("grad-of-grad", "fc.grad", lambda: fc.grad(c2, [ts[i] for i in wrt]))
-    got = compile_levels("grad-of-grad", tin, g2, argsets, stats, levels=("O0", "O2"))
+    got = compile_levels("grad-of-grad", tin, g2, argsets, stats, levels=("O0", "O2"), low=low_dtype(spec))
     stats["grad-of-grad"] += 1
     if smooth and not spec.large:
         f1 = fc.function(tin, c2)
@@ -1126,7 +1131,7 @@ def check_second_order(spec, stats, graph, ts, tin, gs, wrt, argsets, V, smooth)
         H = guarded("hessian", "fc.hessian", lambda: fc.hessian(cost, ts[x]))
         v = fc.constant(V[x].astype(spec.nodes[x].dtype))
         hv = guarded("hessian", "fc.hvp", lambda: fc.hvp(cost, ts[x], v))
-    got = compile_levels("hessian", tin, [H, hv], argsets, stats, levels=("O0", "O2"))
+    got = compile_levels("hessian", tin, [H, hv], argsets, stats, levels=("O0", "O2"), low=low_dtype(spec))
     nd = len(spec.nodes[x].shape)
     for k in (0, 1):
         Hv = np.tensordot(np.asarray(got[k][0], dtype=np.float64), V[x], axes=nd) if nd else \
@@ -1152,7 +1157,7 @@ def check_jacobian(spec, stats, graph, ts, tin, x, v, argsets):
         except Exception as e:
             raise Finding("jacobian", f"fc.jacobian: {type(e).__name__}: {str(e)[:200]}") from None
         jv = guarded("jacobian", "fc.jvp", lambda: fc.jvp(ts[o], ts[x], fc.constant(v.astype(spec.nodes[x].dtype))))
-    got = compile_levels("jacobian", tin, [J, jv], argsets, stats, levels=("O0", "O2"))
+    got = compile_levels("jacobian", tin, [J, jv], argsets, stats, levels=("O0", "O2"), low=low_dtype(spec))
     nd = len(spec.nodes[x].shape)
     for k in (0, 1):
         Jv = np.tensordot(np.asarray(got[k][0], dtype=np.float64), v, axes=nd) if nd else \
@@ -1203,7 +1208,7 @@ def check_training(spec, stats, steps=3):
                 d = mismatch(hist[0][1 + j], refs[o])
                 if d and not np.isnan(hist[0][0]):
                     raise Finding("training", f"O0 step 1 output {j} vs NumPy: {d}")
-    low = "float32" if any(spec.nodes[i].dtype == "float32" for i in spec.needed()) else None
+    low = low_dtype(spec)
     for s in range(steps):
         for j, (a, b) in enumerate(zip(runs[0][s], runs[1][s])):
             d = mismatch(b, a, dtype=low)
