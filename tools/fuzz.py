@@ -1228,7 +1228,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f"{name} is blocked: runtime.load must not need it")
 sys.meta_path.insert(0, Block())
 import numpy as np
-import runtime
+import flowc_runtime as runtime
 assert "flowc" not in sys.modules
 LAYOUTS = json.loads(sys.argv[2])
 
