@@ -97,3 +97,18 @@ def test_shape_references_do_not_keep_forward_values_alive():
     ref = fc.function([x, y], [cost, gw, gb], optimize="O0")
     for got, want in zip(f(X, Y), ref(X, Y)):
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("level", ["O0", "O1", "O2"])
+def test_reductions_over_nothing_give_numpys_values(level):
+    """log(sum(exp x)) over an empty axis is -inf at every level (O1 rewrites it to
+    logsumexp, whose max has no identity there); softmax of nothing is nothing."""
+    x = fc.input("x", (None, 0, 3))
+    f = fc.function([x], [fc.log(fc.sum(fc.exp(x), axis=1)), fc.logsumexp(x, axis=None),
+                          fc.softmax(x, axis=1), fc.log_softmax(x, axis=1)], optimize=level)
+    X = np.zeros((2, 0, 3))
+    for _ in range(3):
+        with np.errstate(divide="ignore"):
+            lse1, lse, sm, lsm = f(X)
+        np.testing.assert_array_equal(lse1, np.full((2, 3), -np.inf))
+        assert lse == -np.inf and sm.shape == lsm.shape == (2, 0, 3)

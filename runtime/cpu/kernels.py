@@ -87,8 +87,14 @@ def _mean(x, axis=None, keepdims=False, out=None):
     return np.true_divide(s, n, out=s if isinstance(s, np.ndarray) else None)
 
 
+def _shift(x, axis):
+    """The max over `axis` (keepdims) that softmax and logsumexp subtract; 0 over nothing,
+    where max has no identity (a sum of nothing is 0 and its log -inf, as NumPy gives)."""
+    return np.max(x, axis=axis, keepdims=True) if x.size else np.sum(x, axis=axis, keepdims=True)
+
+
 def _logsumexp(x, axis=None, keepdims=False, out=None):
-    m = np.max(x, axis=axis, keepdims=True)
+    m = _shift(x, axis)
     m = np.where(np.isfinite(m), m, 0)
     s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     if not keepdims:
@@ -100,12 +106,12 @@ def _logsumexp(x, axis=None, keepdims=False, out=None):
 
 
 def _softmax(x, axis=-1, out=None):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(x - _shift(x, axis))
     return np.divide(e, np.sum(e, axis=axis, keepdims=True), out=out)
 
 
 def _log_softmax(x, axis=-1, out=None):
-    z = x - np.max(x, axis=axis, keepdims=True)
+    z = x - _shift(x, axis)
     return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=out)
 
 

@@ -183,8 +183,14 @@ def _floating_dtype(dt):
     return np.result_type(dt, np.float16)
 
 
+def _shift(x, axis):
+    """The max over `axis` (keepdims) that softmax and logsumexp subtract; 0 over nothing,
+    where max has no identity (a sum of nothing is 0 and its log -inf, as NumPy gives)."""
+    return cp.max(x, axis=axis, keepdims=True) if x.size else cp.sum(x, axis=axis, keepdims=True)
+
+
 def _logsumexp(x, axis=None, keepdims=False, out=None):
-    m = cp.max(x, axis=axis, keepdims=True)
+    m = _shift(x, axis)
     m = cp.where(cp.isfinite(m), m, cp.zeros((), m.dtype))
     s = cp.log(cp.sum(cp.exp(x - m), axis=axis, keepdims=True)) + m
     if not keepdims:
@@ -193,12 +199,12 @@ def _logsumexp(x, axis=None, keepdims=False, out=None):
 
 
 def _softmax(x, axis=-1, out=None):
-    e = cp.exp(x - cp.max(x, axis=axis, keepdims=True))
+    e = cp.exp(x - _shift(x, axis))
     return cp.divide(e, cp.sum(e, axis=axis, keepdims=True), out=out)
 
 
 def _log_softmax(x, axis=-1, out=None):
-    z = x - cp.max(x, axis=axis, keepdims=True)
+    z = x - _shift(x, axis)
     return cp.subtract(z, cp.log(cp.sum(cp.exp(z), axis=axis, keepdims=True)), out=out)
 
 
