@@ -274,7 +274,7 @@ def _check_prob(what, arr):
     with np.errstate(invalid="ignore"):
         bad = ~((arr >= 0) & (arr <= 1))
     if np.any(bad):
-        raise _error(what, f"probability p must be in [0, 1], got {np.asarray(arr)[bad].ravel()[0]!r}")
+        raise _error(what, f"probability p must be in [0, 1], got {float(np.asarray(arr)[bad].ravel()[0])!r}")
 
 
 def _check_bounds(what, low, high, a, b, strict):

@@ -120,7 +120,7 @@ def range_problem(x, lo, hi, what):
     if not bad.any():
         return None
     at = np.unravel_index(int(np.argmax(bad.ravel())), np.shape(x)) if np.ndim(x) else ()
-    return (f"{what} must be in [{lo:g}, {hi:g}], got {np.asarray(x)[at]!r} at index "
+    return (f"{what} must be in [{lo:g}, {hi:g}], got {float(np.asarray(x)[at])!r} at index "
             f"{tuple(int(i) for i in at)} ({int(bad.sum())} of {bad.size} out of range)")
 
 
