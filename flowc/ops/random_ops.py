@@ -50,6 +50,6 @@ def _check_infer(types, attrs):
 register(OpDef(
     "random_check", 1, _check_infer, attrs={"lo": 0.0, "hi": 1.0, "what": "value"},
     differentiable=False,
-    batch=lambda c: (apply("random_check", c.inputs, **c.attrs), c.batched[0]),
+    batch=lambda c: apply("random_check", c.inputs, **c.attrs),
     doc="operand 0 unchanged, or an error at call time naming `what` when an element is NaN "
         "or outside [lo, hi] (a draw's probability)"))
