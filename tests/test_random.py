@@ -372,3 +372,27 @@ def test_theano_mrg_streams_rbm_sampling_and_dropout():
         rng.normal(h.shape)
     z = theano.function([], rng.normal((N // 10,), avg=2.0, std=3.0, nstreams=90))()
     assert abs(z.mean() - 2.0) < 0.05 and abs(z.std() - 3.0) < 0.05
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_gradient_flows_through_mean_and_std_not_the_noise(level):
+    """The reparameterization trick: z = mean + std * eps, so d sum(z) / d std = sum(eps)."""
+    mu, sd = fc.param("mu", np.array([0.5, -1.0])), fc.param("sd", np.array([2.0, 0.5]))
+    z = fc.random.Stream(8).normal((50, 2), mean=mu, std=sd)
+    g_mu, g_sd = fc.grad(fc.sum(z), [mu, sd])
+    f = fc.function([], [z, g_mu, g_sd], optimize=level)
+    for _ in range(3):
+        zz, gm, gs = f()
+        np.testing.assert_array_equal(gm, [50.0, 50.0])
+        np.testing.assert_allclose(gs, ((zz - [0.5, -1.0]) / [2.0, 0.5]).sum(0), rtol=1e-12,
+                                   atol=1e-12)
+
+
+def test_checked_mode_runs_draws():
+    """Checked mode compares the optimized program with the plain one: same numbers."""
+    s = fc.random.Stream(3)
+    x = fc.input("x", (None,))
+    f = fc.function([x], fc.exp(s.normal(like=x)) * s.uniform(like=x) + x, mode="check")
+    first = f(np.zeros(5))
+    assert first.shape == (5,) and not np.array_equal(first, f(np.zeros(5)))
+    assert s.state.get_value()[1] == 2.0
