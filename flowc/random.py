@@ -81,7 +81,7 @@ class Stream:
         """Restart the stream from `seed` (counter 0); compiled functions see it at once."""
         self.key = seed_key(seed)
         if self.state is not None:
-            self.state.graph.cells[self.state.id].value = np.array([self.key, 0.0])
+            self.state.set_value(np.array([self.key, 0.0]))  # stays on the GPU if it is there
 
     def updates(self):
         """The state's (param, new value) pair, for a function compiled without defaults."""
@@ -274,7 +274,8 @@ def _check_prob(what, arr):
     with np.errstate(invalid="ignore"):
         bad = ~((arr >= 0) & (arr <= 1))
     if np.any(bad):
-        raise _error(what, f"probability p must be in [0, 1], got {float(np.asarray(arr)[bad].ravel()[0])!r}")
+        first = float(np.asarray(arr)[bad].ravel()[0])
+        raise _error(what, f"probability p must be in [0, 1], got {first!r}")
 
 
 def _check_bounds(what, low, high, a, b, strict):

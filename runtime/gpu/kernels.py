@@ -374,7 +374,8 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "slogdet": _slogdet, "diag_part": lambda x, k=0: cp.diagonal(x, offset=k, axis1=-2, axis2=-1),
     "topk_indices": _topk_indices,
     "take_along_axis": lambda x, idx, axis=-1: cp.take_along_axis(x, idx, axis=axis),
-    "basis": _basis, "random_check": _random_check, "stop_gradient": lambda x: x, "custom_vjp": lambda y, *rest, rule=None: y,
+    "basis": _basis, "random_check": _random_check, "stop_gradient": lambda x: x,
+    "custom_vjp": lambda y, *rest, rule=None: y,
 }.items()})
 
 
