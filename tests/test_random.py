@@ -396,3 +396,23 @@ def test_checked_mode_runs_draws():
     first = f(np.zeros(5))
     assert first.shape == (5,) and not np.array_equal(first, f(np.zeros(5)))
     assert s.state.get_value()[1] == 2.0
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_cuda_graph_replay_with_a_call_time_probability_check(fake, level):
+    """random_check reads a bool on the host: the capture is cut there (as at a cuBLAS call),
+    and a bad p found at replay fails the call before the last graph commits anything."""
+    p = fc.input("p", (None, 3))
+    s = fc.random.Stream(12)
+    f = fc.function([p], [s.binomial(like=p, p=p) * 2, s.normal(like=p) + p], optimize=level)
+    cpu, gpu = relink(f, "cpu"), relink(f, "gpu", cuda_graph=True)
+    P = np.full((2, 3), 0.4)
+    for call in range(3):
+        for w, g in zip(cpu(P), host(gpu(P))):
+            np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-13)
+    assert list(gpu.graph_status().values()) == ["captured"], gpu.graph_status()
+    with pytest.raises(fc.FlowcError, match=r"probability p must be in \[0, 1\], got 1.5"):
+        gpu(np.array([[0.4, 0.4, 0.4], [0.4, 1.5, 0.4]]))
+    assert host(gpu.cells[0].value)[1] == 3.0
+    for w, g in zip(cpu(P), host(gpu(P))):   # the replay goes on where it was
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-13)
