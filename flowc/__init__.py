@@ -30,5 +30,6 @@ from .ops.api_linalg import (diag, eye, inv, norm, outer, slogdet, solve, take_a
 from .ops.registry import OPS
 from .render import render, to_dot
 from .nn import optim
+from . import random  # noqa: F401  (fc.random.Stream)
 
 __version__ = "0.1.0"

@@ -7,7 +7,7 @@ from .ir.errors import FlowcError, InputError, InputShapeError
 from .ir.graph import paused_gc
 from .ir.tensor import Tensor
 from .lower.lower import lower
-from .lower.unit import build_unit, cast_updates
+from .lower.unit import build_unit, cast_updates, with_default_updates
 from .passes.pipeline import optimize as run_passes
 
 
@@ -35,11 +35,11 @@ class Function:
     @paused_gc
     def __init__(self, inputs, outputs, updates, device, optimize, allow_input_downcast,
                  verify, givens=None, single_output=None, mode=None, check_tol=None,
-                 **device_options):
+                 no_default_updates=False, **device_options):
         outs = [] if outputs is None else [outputs] if isinstance(outputs, Tensor) else list(outputs)
         ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-        pairs = cast_updates(list(updates.items()) if isinstance(updates, dict)
-                             else list(updates or []))
+        pairs = list(updates.items()) if isinstance(updates, dict) else list(updates or [])
+        pairs = cast_updates(with_default_updates(outs, pairs, no_default_updates))
         unit, self.user_graph = build_unit(ins, outs, pairs, givens)
         self.mode, self.level = check_mode(mode, check_tol, device), optimize
         self.graph = run_passes(unit, optimize, verify=verify)
@@ -111,7 +111,8 @@ class Function:
 def function(inputs, outputs=None, updates=None, device="cpu", optimize="O2",
              allow_input_downcast=False, verify=False, givens=None,
              single_output=None, explain=False, host_outputs=False,
-             cuda_graph=False, mode=None, check_tol=None) -> Function:
+             cuda_graph=False, mode=None, check_tol=None,
+             no_default_updates=False) -> Function:
     """Compile a function of `inputs` returning `outputs` and applying `updates` (param, value).
 
     One output gives one array; several give a list. `optimize` is "O0", "O1" or "O2";
@@ -127,11 +128,15 @@ def function(inputs, outputs=None, updates=None, device="cpu", optimize="O2",
     the op, the forward op it differentiates and the user's line, and compares the optimized
     program and executable with the unoptimized one (`check_tol`: a relative tolerance, or
     {dtype: tolerance}). `mode=None` (or "fast") runs the executable alone.
+
+    Random draws (flowc/random.py) advance their stream on every call: their state's default
+    update is added unless `no_default_updates=True` (or a list of the states to leave).
     """
     if device not in ("cpu", "gpu"):
         raise FlowcError(f"device must be 'cpu' or 'gpu', got {device!r}")
     f = Function(inputs, outputs, updates, device, optimize, allow_input_downcast, verify,
                  givens, single_output, mode=mode, check_tol=check_tol,
+                 no_default_updates=no_default_updates,
                  host_outputs=host_outputs, cuda_graph=cuda_graph)
     if explain:
         print(f.explain())

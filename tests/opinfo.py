@@ -672,6 +672,9 @@ def _splitmix_ref(like, state, stream=0):
 S("random_uniform", lambda x, s: F.apply("random_uniform", [x, s], stream=3), [
     A(4, 3, decl=(None, 3)), A(2, dom=lambda r, s: np.array([r.random(), r.integers(0, 9)]))],
   lambda x, s: _splitmix_ref(x, s, 3), grad=False, zero_grad=True)
+S("random_check", lambda p: F.apply("random_check", [p], what="p"),
+  [A(3, 4, decl=(None, 4), dom=lambda r, s: r.random(s))], lambda p: p, grad=False,
+  zero_grad=True)
 
 
 # -- compositions users write (cross-op dtype and broadcasting paths) ------------------------------

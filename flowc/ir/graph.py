@@ -26,6 +26,9 @@ class Graph:
         self.cells: Dict[int, Cell] = {}
         # User gradient rules of custom_vjp nodes, by the key in the node's attrs.
         self.custom_rules: Dict[int, tuple] = {}
+        # {param id: value id} added to every function using the param (random streams'
+        # state; flowc/random.py), unless the function says no_default_updates.
+        self.default_updates: Dict[int, int] = {}
         self._next_id = max(self.nx.nodes, default=-1) + 1
         # Where new nodes come from: set by autodiff (phase, origin) and by passes (trace).
         self._phase = "forward"

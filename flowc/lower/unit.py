@@ -85,6 +85,23 @@ def _retype(H, nodes):
                                               d["attrs"])
 
 
+def with_default_updates(outputs, updates, skip=False):
+    """`updates` plus the default updates (random stream states) of the params the outputs
+    and update values use and no update targets; `skip`: True for none, or params to leave."""
+    tensors = [t for t in outputs if isinstance(t, Tensor)] + [
+        t for pair in updates for t in pair if isinstance(t, Tensor)]
+    if skip is True or not tensors:
+        return updates
+    graph = tensors[0].graph
+    defaults = getattr(graph, "default_updates", None)
+    if not defaults:
+        return updates
+    skipped = {p.id for p in (skip or ())} | {p.id for p, _ in updates if isinstance(p, Tensor)}
+    used = upstream(graph.nx, [t.id for t in tensors if t.graph is graph])
+    return list(updates) + [(Tensor(graph, p), Tensor(graph, v)) for p, v in defaults.items()
+                            if p in used and p not in skipped]
+
+
 def cast_updates(updates):
     """Cast update values whose dtype differs from their param's (same kind only)."""
     out = []

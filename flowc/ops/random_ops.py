@@ -34,3 +34,22 @@ register(OpDef(
     batch=_batch,
     doc="uniform [0, 1) numbers shaped like operand 0 from state [key, counter]: element i is "
         "SplitMix64(key, counter, stream, i), the same bits on every backend"))
+
+
+def _check_infer(types, attrs):
+    (x,) = types
+    lo, hi = attrs["lo"], attrs["hi"]
+    if not (isinstance(lo, float) and isinstance(hi, float) and lo <= hi):
+        raise ShapeError(f"random_check needs float bounds lo <= hi, got lo={lo!r}, hi={hi!r}")
+    return x
+
+
+# The call-time half of the random draws' argument checks (the build-time half is in
+# flowc/random.py): a probability that is a graph value is checked when the call computes it.
+# Raising inside the call means no update commits, so no parameter or stream advances.
+register(OpDef(
+    "random_check", 1, _check_infer, attrs={"lo": 0.0, "hi": 1.0, "what": "value"},
+    differentiable=False,
+    batch=lambda c: apply("random_check", c.inputs, **c.attrs),
+    doc="operand 0 unchanged, or an error at call time naming `what` when an element is NaN "
+        "or outside [lo, hi] (a draw's probability)"))

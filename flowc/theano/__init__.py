@@ -8,7 +8,7 @@ import numpy as np
 from ..ir.tensor import Tensor
 from ..leaves import param as _param
 from ..render.text import pp  # noqa: F401
-from . import printing, tensor  # noqa: F401
+from . import printing, sandbox, tensor  # noqa: F401
 from .config import config  # noqa: F401
 from .function import In, TheanoFunction
 from .unsupported import unsupported
@@ -17,7 +17,7 @@ from .unsupported import unsupported
 # optimized program with the unoptimized one (DebugMode) and stops at NaN/inf (NanGuardMode).
 CHECKED_MODES = ("DebugMode", "DEBUG_MODE", "NanGuardMode")
 
-__all__ = ["In", "config", "function", "grad", "pp", "printing", "shared", "tensor"]
+__all__ = ["In", "config", "function", "grad", "pp", "printing", "sandbox", "shared", "tensor"]
 
 
 def shared(value, name=None, borrow=False, strict=False, allow_downcast=None):
@@ -41,7 +41,8 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
                           device="cpu", optimize="O0" if mode == "FAST_COMPILE" else "O2",
                           allow_input_downcast=bool(allow_input_downcast), verify=False,
                           givens=givens, single_output=isinstance(outputs, Tensor),
-                          mode="check" if mode in CHECKED_MODES else None)
+                          mode="check" if mode in CHECKED_MODES else None,
+                          no_default_updates=no_default_updates)
 
 
 def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise"):

@@ -4,9 +4,14 @@ from __future__ import annotations
 from .. import leaves as _leaves
 from ..autodiff.reverse import grad as _grad
 from ..ops import api as F
-from . import nnet  # noqa: F401
+import sys
+
+from . import nnet, shared_randomstreams  # noqa: F401
 from .config import config
 from .unsupported import unsupported
+
+# `import theano.tensor.shared_randomstreams` works although this is a module, not a package.
+sys.modules[__name__ + ".shared_randomstreams"] = shared_randomstreams
 
 # -- typed inputs: T.scalar/vector/matrix/tensor3 and the d/f/i/l/b prefixed forms -----------
 _RANKS = {"scalar": (), "vector": (None,), "matrix": (None, None), "row": (1, None),

@@ -113,6 +113,25 @@ def _random_uniform(like, state, stream=0, dtype="float64", out=None):
     return out
 
 
+def range_problem(x, lo, hi, what):
+    """None, or the message for the first element of x that is NaN or outside [lo, hi]."""
+    with np.errstate(invalid="ignore"):
+        bad = ~((x >= lo) & (x <= hi))
+    if not bad.any():
+        return None
+    at = np.unravel_index(int(np.argmax(bad.ravel())), np.shape(x)) if np.ndim(x) else ()
+    return (f"{what} must be in [{lo:g}, {hi:g}], got {float(np.asarray(x)[at])!r} at index "
+            f"{tuple(int(i) for i in at)} ({int(bad.sum())} of {bad.size} out of range)")
+
+
+def _random_check(x, lo=0.0, hi=1.0, what="value"):
+    # Raising here fails the call before any update commits: no param or stream advances.
+    problem = range_problem(x, lo, hi, what)
+    if problem:
+        raise ValueError(problem)
+    return x
+
+
 def _basis(t):
     n = t.size
     return np.eye(n, dtype=t.dtype).reshape((n,) + t.shape)
@@ -130,5 +149,5 @@ OUT = {"solve": _solve, "inv": _inv, "random_uniform": _random_uniform,
        "diag_part_grad": _diag_part_grad, "diag_embed": _diag_embed, "norm2": _norm2,
        "put_along_axis_grad": _put_along_axis_grad}
 VIEW = {"slogdet": _slogdet, "diag_part": _diag_part, "topk_indices": _topk_indices,
-        "take_along_axis": _take_along_axis, "basis": _basis,
+        "take_along_axis": _take_along_axis, "basis": _basis, "random_check": _random_check,
         "stop_gradient": lambda x: x, "custom_vjp": lambda y, *rest, rule=None: y}

@@ -27,7 +27,7 @@ import cupy as cp
 import numpy as np
 
 from ..cpu.kernels import Kernel
-from ..link.linker import CallError, Executable
+from ..link.linker import CallError, Executable, ProgramError
 from ..memory import plan as memory
 from .kinds import kernel_kind, kernel_kinds
 
@@ -148,6 +148,9 @@ class _State:
                  "outbuf", "updtmp", "ptrs", "libout", "empty")
 
 
+HOST_CHECKS = {"random_check"}
+
+
 class GraphRunner:
     """CUDA-graph capture and replay of an executable's step (see the module docstring)."""
 
@@ -159,9 +162,11 @@ class GraphRunner:
         kern = [exe.backend.kernels[ins.kernel] for ins in prog.instrs]
         self.kinds = [k.kind for k in kern]
         self.inplace = [k.inplace for k in kern]
-        # cuBLAS / cuSOLVER calls cannot be captured: they run between graphs at replay.
+        # cuBLAS / cuSOLVER calls cannot be captured: they run between graphs at replay. So
+        # does random_check, which reads one bool on the host (and may fail the call there,
+        # before the last graph commits anything).
         self.library = [kernel_kind(ins.kernel, ins.dtype) in ("cuBLAS", "cuSOLVER")
-                        for ins in prog.instrs]
+                        or ins.kernel in HOST_CHECKS for ins in prog.instrs]
         self.states, self.status, self.captures = {}, {}, {}
 
     def call(self, inputs, fresh=True):
@@ -274,10 +279,15 @@ class GraphRunner:
         buf = st.B[out] if out in st.B else st.libout[k]
 
         def call():
-            if out in st.B:
-                st.kernels[k](*args, out=buf)
-            else:
-                cp.copyto(buf, st.kernels[k](*args))
+            try:
+                if out in st.B:
+                    st.kernels[k](*args, out=buf)
+                else:
+                    cp.copyto(buf, st.kernels[k](*args))
+            except Exception as e:  # at replay too: say which instruction and whose line
+                ins = self.exe.program.instrs[k]
+                raise ProgramError(f"instruction {k} ({ins.kernel}) for {ins.where} failed: "
+                                   f"{type(e).__name__}: {e}") from e
         if st.parts is None:
             call()
         else:

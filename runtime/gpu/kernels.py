@@ -18,6 +18,7 @@ from . import launch_plan as cplan
 from ..cpu.fused import compile_block
 # Pure shape and slicing kernels work on CuPy arrays unchanged.
 from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
+from ..cpu.kernels_extra import range_problem
 
 _RAW = {}      # kernel name (a hash of its source) -> cupy.RawKernel, compiled on first launch
 _PLANS = {}    # (spec, layout, SMs) -> (Plan, bound launches)
@@ -339,6 +340,13 @@ def _put_along_axis_grad(x, idx, g, axis=-1, out=None):
     return out
 
 
+def _random_check(x, lo=0.0, hi=1.0, what="value"):
+    # One reduction on the device, then one bool to the host (a sync, as the check needs).
+    if bool(cp.any(~((x >= lo) & (x <= hi)))):
+        raise ValueError(range_problem(x.get(), lo, hi, what))
+    return x
+
+
 def _basis(t):
     n = t.size
     return cp.eye(n, dtype=t.dtype).reshape((n,) + t.shape)
@@ -372,7 +380,8 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "slogdet": _slogdet, "diag_part": lambda x, k=0: cp.diagonal(x, offset=k, axis1=-2, axis2=-1),
     "topk_indices": _topk_indices,
     "take_along_axis": lambda x, idx, axis=-1: cp.take_along_axis(x, idx, axis=axis),
-    "basis": _basis, "stop_gradient": lambda x: x, "custom_vjp": lambda y, *rest, rule=None: y,
+    "basis": _basis, "random_check": _random_check, "stop_gradient": lambda x: x,
+    "custom_vjp": lambda y, *rest, rule=None: y,
 }.items()})
 
 
