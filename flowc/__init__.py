@@ -25,6 +25,7 @@ from .ops.api import (abs, add, argmax, argmin, broadcast_to, cast, clip, concat
                       reshape, sigmoid, sign, sin, softmax, softplus, sqrt, square, squeeze,
                       stack, sub, sum, take, tanh, transpose, where, zeros_like)
 from .ops.api_grad import custom_vjp, stop_gradient
+from .ops.api_index import inc_subtensor, set_subtensor
 from .ops.api_linalg import (diag, eye, inv, norm, outer, slogdet, solve, take_along_axis, topk,
                              trace)
 from .ops.registry import OPS

@@ -491,6 +491,91 @@ S("take_grad_axis1", lambda x, i, g: F.apply("take_grad", [x, i, g], axis=1),
 S("take_grad_flat", lambda x, i, g: F.apply("take_grad", [x, i, g]),
   [A(2, 3), A(5, dom=index(6), dt="int64"), A(5)], _take_grad_ref(None))
 
+# -- advanced (integer-array) indexing and functional updates ----------------------------------
+def _added(index_of):
+    """Reference of x.at[index].add(v): np.add.at on a copy (repeated indices accumulate)."""
+    def ref(x, v, *arrays):
+        out = x.copy()
+        np.add.at(out, index_of(*arrays), v)
+        return out
+    return ref
+
+
+def _was_set(index_of):
+    def ref(x, v, *arrays):
+        out = x.copy()
+        out[index_of(*arrays)] = v
+        return out
+    return ref
+
+
+I3, I4 = A(4, dom=index(3), dt="int64"), A(4, dom=index(4), dt="int64")
+S("advindex_rows_cols", lambda x, i, j: x[i, j], [X34, I3, I4], lambda x, i, j: x[i, j])
+S("advindex_arange_y", lambda p, y: fc.log(p)[np.arange(4), y],
+  [A(4, 3, dom=pos), A(4, dom=index(3), dt="int64")], lambda p, y: np.log(p)[np.arange(4), y])
+S("advindex_slice_array", lambda x, i: x[:, i], [X34, A(2, 3, dom=index(4), dt="int64")],
+  lambda x, i: x[:, i])
+S("advindex_apart", lambda x, i, j: x[i, :, j], [X234, A(3, dom=index(2), dt="int64"),
+                                                 A(3, dom=index(4), dt="int64")],
+  lambda x, i, j: x[i, :, j])
+S("advindex_int_apart", lambda x, j: x[0, :, j], [X234, A(2, 2, dom=index(4), dt="int64")],
+  lambda x, j: x[0, :, j])
+S("advindex_int_adjacent", lambda x, j: x[:, 1, j], [X234, A(3, dom=index(4), dt="int64")],
+  lambda x, j: x[:, 1, j])
+S("advindex_bcast", lambda x, i, j: x[i, j], [X34, A(2, 1, dom=index(3), dt="int64"),
+                                             A(3, dom=index(4), dt="int64")],
+  lambda x, i, j: x[i, j])
+S("advindex_negative", lambda x, i, j: x[i, j], [X34, A(5, dom=index(3, -3), dt="int64"),
+                                                A(5, dom=index(4, -4), dt="int64")],
+  lambda x, i, j: x[i, j])
+S("advindex_ellipsis_newaxis", lambda x, i: x[None, ..., i], [X234, A(2, dom=index(4), dt="int64")],
+  lambda x, i: x[None, ..., i])
+S("advindex_const_lists", lambda x: x[[0, 2, 2], [-1, 0, 0]], [X34],
+  lambda x: x[[0, 2, 2], [-1, 0, 0]])
+S("advindex_decl_none", lambda x, i, j: x[i, j],
+  [A(3, 4, decl=(None, 4)), A(5, dom=index(3), dt="int64", decl=(None,)), A(5, dom=index(4), dt="int64")],
+  lambda x, i, j: x[i, j])
+S("advindex_int32_f32", lambda x, i, j: x[i, j],
+  [A(3, 4, dt="float32"), A(4, dom=index(3), dt="int32"), A(4, dom=index(4), dt="int32")],
+  lambda x, i, j: x[i, j])
+S("index_add_dups", lambda x, v, i: x.at[i].add(v), [A(3, 2), A(5, 2), A(5, dom=index(3), dt="int64")],
+  _added(lambda i: i))
+S("index_add_two_arrays", lambda x, v, i, j: x.at[i, j].add(v),
+  [X34, A(4), I3, I4], _added(lambda i, j: (i, j)))
+S("index_add_scalar_v", lambda x, v, i, j: x.at[i, j].add(v), [X34, A(), I3, I4],
+  _added(lambda i, j: (i, j)))
+S("index_add_apart", lambda x, v, i, j: x.at[i, :, j].add(v),
+  [X234, A(3, 3), A(3, dom=index(2), dt="int64"), A(3, dom=index(4), dt="int64")],
+  _added(lambda i, j: (i, slice(None), j)))
+S("index_add_basic", lambda x, v: x.at[1:, 0].add(v), [X34, A(2)],
+  lambda x, v: _added(lambda: (slice(1, None), 0))(x, v))
+S("inc_subtensor", lambda x, v: fc.inc_subtensor(x[[0, 2, 0], [1, 1, 1]], v), [X34, A(3)],
+  lambda x, v: _added(lambda: ([0, 2, 0], [1, 1, 1]))(x, v))
+S("inc_subtensor_slice", lambda x, v: fc.inc_subtensor(x[:, ::2], v), [X34, A(3, 1)],
+  lambda x, v: _added(lambda: (slice(None), slice(None, None, 2)))(x, v))
+S("index_add_decl_none", lambda x, v, i: x.at[i].add(v),
+  [A(3, 2, decl=(None, 2)), A(4, 2, decl=(None, 2)), A(4, dom=index(3), dt="int64", decl=(None,))],
+  _added(lambda i: i))
+S("index_add_f32", lambda x, v, i: x.at[:, i].add(v),
+  [A(2, 3, dt="float32"), A(2, 4, dt="float32"), A(4, dom=index(3), dt="int64")],
+  _added(lambda i: (slice(None), i)))
+# Distinct indices: with repeats the last write wins and v's gradient follows g[index].
+S("index_set", lambda x, v: x.at[[2, 0]].set(v), [X34, A(2, 4)],
+  lambda x, v: _was_set(lambda: [2, 0])(x, v))
+S("index_set_two_arrays", lambda x, v: x.at[[0, 2, 1], [3, 0, 0]].set(v), [X34, A(3)],
+  lambda x, v: _was_set(lambda: ([0, 2, 1], [3, 0, 0]))(x, v))
+S("index_set_tensor_idx", lambda x, v, i: x.at[:, i].set(v),
+  [X34, A(3, 1), A(1, dom=index(4), dt="int64")], _was_set(lambda i: (slice(None), i)))
+S("index_set_basic", lambda x, v: x.at[0].set(v), [X34, A(4)],
+  lambda x, v: _was_set(lambda: 0)(x, v))
+S("set_subtensor", lambda x, v: fc.set_subtensor(x[1:, 2], v), [X34, A()],
+  lambda x, v: _was_set(lambda: (slice(1, None), 2))(x, v))
+S("set_subtensor_take", lambda x, v: fc.set_subtensor(x[[1, 0]], v), [X34, A(2, 4)],
+  lambda x, v: _was_set(lambda: [1, 0])(x, v))
+S("index_set_int", lambda x, i: x.at[i].set(7), [A(5, dom=ints, dt="int64"), A(2, dom=index(5), dt="int64")],
+  lambda x, i: _was_set(lambda i: i)(x, 7, i),
+  grad=False)
+
 # -- joining ---------------------------------------------------------------------------------------
 S("concatenate", lambda a, b: fc.concatenate([a, b]), [X23, A(1, 3)],
   lambda a, b: np.concatenate([a, b]))

@@ -157,6 +157,12 @@ class Tensor:
     # -- methods --------------------------------------------------------------------------
     @property
     def T(self): return _ops().transpose(self)
+
+    @property
+    def at(self):
+        """Functional index updates: x.at[i].set(v), x.at[i].add(v) (new tensors)."""
+        from ..ops.api_index import IndexUpdate
+        return IndexUpdate(self)
     def abs(self): return _ops().abs(self)
     def sum(self, axis=None, keepdims=False): return _ops().sum(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return _ops().mean(self, axis, keepdims)

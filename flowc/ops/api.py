@@ -285,7 +285,8 @@ def take(x, indices, axis=None):
 
 
 def getitem(x, index):
-    """x[index] for basic slices, integers, None and Ellipsis; integer arrays go to take."""
+    """x[index] for basic slices, integers, None and Ellipsis; integer arrays (NumPy advanced
+    indexing) go to take (one array) or advindex."""
     if not isinstance(index, tuple):
         index = (index,)
     items = []
@@ -301,6 +302,9 @@ def getitem(x, index):
             items.append(("int", int(it)))
         elif len(index) == 1 and isinstance(it, (Tensor, list, np.ndarray)):
             return take(x, it, axis=0)
+        elif isinstance(it, (Tensor, list, np.ndarray)):
+            from .api_index import advanced_getitem
+            return advanced_getitem(x, index)
         else:
             raise op_error("getitem", [x], f"unsupported index {it!r}: use slices, integers, "
                            "None, ..., or flowc.take for integer arrays")

@@ -260,6 +260,10 @@ from .kernels_extra import OUT as _EXTRA_OUT, VIEW as _EXTRA_VIEW  # noqa: E402
 
 KERNELS.update({name: Kernel(fn, "out") for name, fn in _EXTRA_OUT.items()})
 KERNELS.update({name: Kernel(fn, "view") for name, fn in _EXTRA_VIEW.items()})
+from .kernels_index import OUT as _INDEX_OUT, VIEW as _INDEX_VIEW  # noqa: E402
+
+KERNELS.update({name: Kernel(fn, "out") for name, fn in _INDEX_OUT.items()})
+KERNELS.update({name: Kernel(fn, "view") for name, fn in _INDEX_VIEW.items()})
 
 # alpha * A @ B + beta * C in one BLAS call (the specialize pass makes these).
 from .gemm import gemm as _gemm  # noqa: E402

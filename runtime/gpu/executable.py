@@ -159,8 +159,10 @@ class GraphRunner:
         kern = [exe.backend.kernels[ins.kernel] for ins in prog.instrs]
         self.kinds = [k.kind for k in kern]
         self.inplace = [k.inplace for k in kern]
-        # cuBLAS / cuSOLVER calls cannot be captured: they run between graphs at replay.
-        self.library = [kernel_kind(ins.kernel, ins.dtype) in ("cuBLAS", "cuSOLVER")
+        # cuBLAS / cuSOLVER calls cannot be captured, nor index checks that read indices on
+        # the host: they run between graphs at replay.
+        self.library = [kernel_kind(ins.kernel, ins.dtype) in ("cuBLAS", "cuSOLVER",
+                                                              "CuPy, checked")
                         for ins in prog.instrs]
         self.states, self.status, self.captures = {}, {}, {}
 

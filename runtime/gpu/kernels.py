@@ -18,6 +18,7 @@ from . import launch_plan as cplan
 from ..cpu.fused import compile_block
 # Pure shape and slicing kernels work on CuPy arrays unchanged.
 from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
+from ..cpu.kernels_index import check_bounds, index_tuple
 
 _RAW = {}      # kernel name (a hash of its source) -> cupy.RawKernel, compiled on first launch
 _PLANS = {}    # (spec, layout, SMs) -> (Plan, bound launches)
@@ -221,16 +222,49 @@ def _getitem_grad(x, g, index, out=None):
 
 
 def _take(x, idx, axis=None, out=None):
+    _check_take(x, idx, axis)  # cp.take wraps an index out of bounds; NumPy raises
     return cp.take(x, idx, axis=axis, out=out)
 
 
+def _check_take(x, idx, axis):
+    check_bounds(idx, x.size if axis is None else x.shape[axis], 0 if axis is None else axis, cp)
+
+
 def _take_grad(x, idx, g, axis=None, out=None):
+    _check_take(x, idx, axis)
     out = cp.zeros_like(x) if out is None else out
     out.fill(0)
     if axis is None:
         cupyx.scatter_add(out.reshape(-1), idx.reshape(-1), g.reshape(-1))
     else:
         cupyx.scatter_add(out, (slice(None),) * axis + (idx,), g)
+    return out
+
+
+def _advindex(x, *arrays, index):
+    return x[index_tuple(index, arrays, x.shape, cp)]
+
+
+def _updated(x, out):
+    if out is None:
+        return x.copy()
+    if out is not x:
+        cp.copyto(out, x)
+    return out
+
+
+def _index_add(x, v, *arrays, index, out=None):
+    idx = index_tuple(index, arrays, x.shape, cp)
+    out = _updated(x, out)
+    cupyx.scatter_add(out, idx, v)
+    return out
+
+
+def _index_set(x, v, *arrays, index, out=None):
+    # With repeated indices, which write wins is unspecified on the GPU (NumPy: the last).
+    idx = index_tuple(index, arrays, x.shape, cp)
+    out = _updated(x, out)
+    out[idx] = v
     return out
 
 
@@ -351,7 +385,8 @@ KERNELS.update({name: Kernel(fn, "out") for name, fn in {
     "take_grad": _take_grad,
     "concatenate": _concatenate, "solve": _solve, "inv": _inv,
     "diag_part_grad": _diag_part_grad, "diag_embed": _diag_embed, "norm2": _norm2,
-    "put_along_axis_grad": _put_along_axis_grad,
+    "put_along_axis_grad": _put_along_axis_grad, "index_add": _index_add,
+    "index_set": _index_set,
 }.items()})
 KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "argmax": _arg(cp.argmax), "argmin": _arg(cp.argmin), "count": _count,
@@ -366,7 +401,7 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "slogdet": _slogdet, "diag_part": lambda x, k=0: cp.diagonal(x, offset=k, axis1=-2, axis2=-1),
     "topk_indices": _topk_indices,
     "take_along_axis": lambda x, idx, axis=-1: cp.take_along_axis(x, idx, axis=axis),
-    "basis": _basis, "stop_gradient": lambda x: x, "custom_vjp": lambda y, *rest, rule=None: y,
+    "basis": _basis, "advindex": _advindex, "stop_gradient": lambda x: x, "custom_vjp": lambda y, *rest, rule=None: y,
 }.items()})
 
 

@@ -9,13 +9,16 @@ from . import codegen as cg
 GENERATED = set(cg.ELEMENTWISE_OPS) | set(cg.REDUCTIONS) | {"fused", "fused_reduce",
                                                              "random_uniform"}
 CUSOLVER = {"solve", "inv", "slogdet"}
+# Integer-array indexing checks its indices on the host first (CuPy would wrap them).
+CHECKED = {"advindex", "index_add", "index_set", "take", "take_grad"}
 VIEWS = {"reshape", "reshape_like", "transpose", "expand_dims", "squeeze", "broadcast_to",
          "broadcast_like", "getitem", "concat_grad", "diag_part", "stop_gradient",
          "custom_vjp"}
 
 
 def kernel_kind(kernel, dtype="float64") -> str:
-    """'generated CUDA', 'cuBLAS', 'cuSOLVER', 'view' (no launch) or 'CuPy' for one kernel."""
+    """'generated CUDA', 'cuBLAS', 'cuSOLVER', 'view' (no launch), 'CuPy, checked' (reads its
+    indices on the host first) or 'CuPy' for one kernel."""
     if kernel in GENERATED:
         return "generated CUDA"
     if kernel in ("matmul", "gemm"):
@@ -24,6 +27,8 @@ def kernel_kind(kernel, dtype="float64") -> str:
         return "cuSOLVER"
     if kernel in VIEWS:
         return "view"
+    if kernel in CHECKED:
+        return "CuPy, checked"
     return "CuPy"
 
 
