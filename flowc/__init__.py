@@ -26,6 +26,7 @@ from .ops.api import (abs, add, argmax, argmin, broadcast_to, cast, clip, concat
                       stack, sub, sum, take, tanh, transpose, where, zeros_like)
 from .ops.api_grad import custom_vjp, stop_gradient
 from .ops.api_index import inc_subtensor, set_subtensor
+from .ops.api_make import alloc, arange, full, ones, zeros
 from .ops.api_linalg import (diag, eye, inv, norm, outer, slogdet, solve, take_along_axis, topk,
                              trace)
 from .ops.registry import OPS

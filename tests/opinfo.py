@@ -576,6 +576,20 @@ S("index_set_int", lambda x, i: x.at[i].set(7), [A(5, dom=ints, dt="int64"), A(2
   lambda x, i: _was_set(lambda i: i)(x, 7, i),
   grad=False)
 
+# -- tensors made from Python sizes ----------------------------------------------------------------
+S("arange_index", lambda x: x[fc.arange(3), fc.arange(2, -1, -1)], [X34],
+  lambda x: x[np.arange(3), np.arange(2, -1, -1)])
+S("arange_float_step", lambda x: x * fc.arange(0.0, 1.0, 0.25), [A(4)],
+  lambda x: x * np.arange(0.0, 1.0, 0.25))
+S("zeros_ones_full", lambda x: x + fc.zeros((2, 3)) + 2 * fc.ones(3) - fc.full((1, 3), 0.5),
+  [X23], lambda x: x + 2 - 0.5)
+S("full_int", lambda i: i + fc.full(3, 7, dtype="int64"), [A(3, dom=ints, dt="int64")],
+  lambda i: i + 7, grad=False)
+S("alloc_tensor", lambda v: fc.alloc(v, 2, 3), [A()], lambda v: np.broadcast_to(v, (2, 3)))
+S("alloc_row", lambda v: fc.alloc(v, 4, 3), [A(3)], lambda v: np.broadcast_to(v, (4, 3)))
+S("alloc_value", lambda x: x * fc.alloc(1.5, 2, 3), [X23], lambda x: x * 1.5)
+S("full_tensor_value", lambda v: fc.full((2, 2), v), [A()], lambda v: np.full((2, 2), v))
+
 # -- joining ---------------------------------------------------------------------------------------
 S("concatenate", lambda a, b: fc.concatenate([a, b]), [X23, A(1, 3)],
   lambda a, b: np.concatenate([a, b]))

@@ -96,9 +96,12 @@ def _update_infer(types, attrs):
     _check_arrays(arrays)
     _count(attrs["index"], len(arrays))
     target = index_shape(x, attrs["index"], arrays)
-    out = broadcast_shapes(v.shape, target)  # v broadcasts to x[index]
-    if len(out) != len(target) or any(o is not None and t is not None and o != t
-                                       for o, t in zip(out, target)):
+    try:
+        out = broadcast_shapes(v.shape, target)  # v broadcasts to x[index]
+    except ShapeError:
+        out = None
+    if out is None or len(out) != len(target) or any(
+            o is not None and t is not None and o != t for o, t in zip(out, target)):
         raise ShapeError(f"cannot broadcast the value {fmt_shape(v.shape)} to the indexed "
                          f"part {fmt_shape(target)}")
     return x
