@@ -276,6 +276,45 @@ S("add_bool_weak_int", lambda a: (a > 0) + 1, [X23], lambda a: (a > 0) + 1, grad
 S("mul_f32_np_f64", lambda a: a * np.float64(3.0), [A(3, dt="float32")],
   lambda a: a * np.float64(3.0))
 
+# -- rounding, floor division, remainder, xlogx (NumPy semantics, negative operands too) ----------
+def nonzero_ints(rng, shape):
+    return rng.choice([-3, -2, -1, 1, 2, 3], shape)
+
+
+def halves(rng, shape):
+    # Ties: np.round sends halves to the even neighbour.
+    return rng.integers(-4, 4, shape) + 0.5
+
+
+S("floor", fc.floor, [A(2, 4, dom=off_quarter)], np.floor)
+S("ceil", fc.ceil, [A(2, 4, dom=off_quarter)], np.ceil)
+S("round", fc.round, [A(2, 4, dom=off_quarter)], np.round)
+S("round_halves", fc.round, [A(8, dom=halves)], np.round, grad=False, zero_grad=True)
+S("floor_f32", fc.floor, [A(5, dom=off_quarter, dt="float32")], np.floor)
+S("floor_int", fc.floor, [A(4, dom=ints, dt="int64")], np.floor, grad=False)
+S("ceil_int32", fc.ceil, [A(4, dom=ints, dt="int32")], np.ceil, grad=False)
+S("round_int", fc.round, [A(4, dom=ints, dt="int64")], np.round, grad=False)
+S("floor_divide", lambda a, b: a // b, [A(2, 3, dom=wide), A(3, dom=away)], np.floor_divide)
+S("floor_divide_int", lambda a, b: a // b, [A(2, 4, dom=ints, dt="int64"),
+                                            A(4, dom=nonzero_ints, dt="int64")], np.floor_divide,
+  grad=False)
+S("floor_divide_int8", fc.floor_divide, [A(5, dom=ints, dt="int8"), A(5, dom=nonzero_ints, dt="int8")],
+  np.floor_divide, grad=False)
+S("rfloordiv_weak", lambda a: 7.0 // a, [A(4, dom=away)], lambda a: 7.0 // a)
+S("floor_divide_f32", lambda a: a // 0.75, [A(5, dom=wide, dt="float32")], lambda a: a // np.float32(0.75))
+S("mod", lambda a, b: a % b, [A(2, 3, dom=wide), A(3, dom=away)], np.remainder)
+S("mod_fn_bcast", fc.mod, [A(3, 1, dom=wide), A(4, dom=away)], np.remainder)
+S("mod_int", lambda a, b: a % b, [A(2, 4, dom=ints, dt="int64"), A(4, dom=nonzero_ints, dt="int64")],
+  np.remainder, grad=False)
+S("mod_int32_weak", lambda a: a % 3, [A(6, dom=ints, dt="int32")], lambda a: a % 3, grad=False)
+S("rmod_weak", lambda a: 5.0 % a, [A(4, dom=away)], lambda a: 5.0 % a)
+S("mod_f32", lambda a: fc.remainder(a, -1.5), [A(5, dom=wide, dt="float32")],
+  lambda a: np.remainder(a, np.float32(-1.5)))
+S("xlogx", fc.xlogx, [A(2, 3, dom=pos)], lambda x: x * np.log(x))
+S("xlogx_int_zeros", fc.xlogx, [A(6, dom=index(3), dt="int64")],
+  lambda x: np.where(x == 0, 0.0, x * np.log(np.where(x == 0, 1, x))), grad=False)
+S("xlogx_f32", fc.xlogx, [A(4, dom=pos, dt="float32")], lambda x: x * np.log(x))
+
 # -- comparisons (boolean results, not differentiable) ------------------------------------------
 S("less", lambda a, b: a < b, [A(2, 3, dom=coarse), A(3, dom=coarse)], np.less, grad=False)
 S("less_equal", lambda a, b: a <= b, [A(3, 1, dom=coarse), A(4, dom=coarse)], np.less_equal,

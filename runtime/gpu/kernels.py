@@ -437,6 +437,12 @@ def _where(c, a, b, out=None):
     return _store(cp.where(c, a, b), out)
 
 
+def _xlogx(x, out=None):
+    x = x if x.dtype.kind == "f" else x.astype(_floating_dtype(x.dtype))
+    r = cp.where(x == 0, cp.zeros((), x.dtype), x * cp.log(x))
+    return _store(r, out)
+
+
 FALLBACK = {name: Kernel(fn, "out") for name, fn in {
     "neg": cp.negative, "exp": cp.exp, "log": cp.log, "log1p": cp.log1p, "expm1": cp.expm1,
     "sqrt": cp.sqrt, "square": cp.square, "abs": cp.absolute, "sign": cp.sign, "tanh": cp.tanh,
@@ -446,5 +452,7 @@ FALLBACK = {name: Kernel(fn, "out") for name, fn in {
     "pow": cp.power, "maximum": cp.maximum, "minimum": cp.minimum, "less": cp.less,
     "less_equal": cp.less_equal, "greater": cp.greater, "greater_equal": cp.greater_equal,
     "equal": cp.equal, "not_equal": cp.not_equal, "where": _where, "clip": cp.clip,
-    "cast": _cast, "zeros_like": _like(0), "ones_like": _like(1),
+    "cast": _cast, "zeros_like": _like(0), "ones_like": _like(1), "floor": cp.floor,
+    "ceil": cp.ceil, "round": lambda x, out=None: cp.around(x, 0, out), "xlogx": _xlogx,
+    "floor_divide": cp.floor_divide, "mod": cp.remainder,
 }.items()}
