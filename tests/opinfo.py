@@ -629,6 +629,43 @@ S("alloc_row", lambda v: fc.alloc(v, 4, 3), [A(3)], lambda v: np.broadcast_to(v,
 S("alloc_value", lambda x: x * fc.alloc(1.5, 2, 3), [X23], lambda x: x * 1.5)
 S("full_tensor_value", lambda v: fc.full((2, 2), v), [A()], lambda v: np.full((2, 2), v))
 
+# -- sorting, one_hot, tile, repeat, flatten, dimshuffle, join, specify_shape ------------------------
+S("sort", fc.sort, [A(3, 4, dom=distinct)], np.sort)
+S("sort_axis0", lambda x: fc.sort(x, axis=0), [A(4, 3, dom=distinct, decl=(None, 3))],
+  lambda x: np.sort(x, axis=0))
+S("sort_flat", lambda x: fc.sort(x, axis=None), [A(2, 3, dom=distinct)],
+  lambda x: np.sort(x, axis=None))
+S("sort_f32", fc.sort, [A(5, dom=distinct, dt="float32")], np.sort)
+S("sort_int", fc.sort, [A(6, dom=ints, dt="int64")], np.sort, grad=False)
+S("argsort", fc.argsort, [A(3, 4, dom=coarse)], lambda x: np.argsort(x, kind="stable"),
+  grad=False)
+S("argsort_axis0_int", lambda x: fc.argsort(x, axis=0), [A(5, 2, dom=ints, dt="int32")],
+  lambda x: np.argsort(x, axis=0, kind="stable"), grad=False)
+S("one_hot", lambda y: fc.one_hot(y, 4), [A(5, dom=index(4), dt="int64")],
+  lambda y: np.eye(4)[y], grad=False)
+S("one_hot_f32_2d", lambda y: fc.one_hot(y, 3, dtype="float32"),
+  [A(2, 2, dom=index(3), dt="int32", decl=(None, 2))], lambda y: np.eye(3, dtype="float32")[y],
+  grad=False)
+S("tile", lambda x: fc.tile(x, (2, 3)), [X23], lambda x: np.tile(x, (2, 3)))
+S("tile_more_reps", lambda x: fc.tile(x, (2, 1, 2)), [A(3)], lambda x: np.tile(x, (2, 1, 2)))
+S("repeat", lambda x: fc.repeat(x, 2, axis=1), [X23], lambda x: np.repeat(x, 2, axis=1))
+S("repeat_each", lambda x: fc.repeat(x, [1, 0, 3], axis=0), [A(3, 2, decl=(3, None))],
+  lambda x: np.repeat(x, [1, 0, 3], axis=0))
+S("repeat_flat", lambda x: fc.repeat(x, 3), [X23], lambda x: np.repeat(x, 3))
+S("flatten", fc.flatten, [X234], lambda x: x.reshape(-1))
+S("flatten_ndim2_decl_none", lambda x: fc.flatten(x, 2), [A(2, 3, 4, decl=(None, 3, 4))],
+  lambda x: x.reshape(x.shape[0], -1))
+S("dimshuffle", lambda x: fc.dimshuffle(x, 1, "x", 0), [X23],
+  lambda x: x.T[:, None, :])
+S("dimshuffle_drop", lambda x: fc.dimshuffle(x, ("x", 2, 0)), [A(2, 1, 3)],
+  lambda x: np.transpose(x[:, 0, :])[None])
+S("dimshuffle_row", lambda x: fc.dimshuffle(x, "x", 0), [A(3, decl=(None,))], lambda x: x[None])
+S("join", lambda a, b: fc.join(1, a, b), [X23, A(2, 2)], lambda a, b: np.concatenate([a, b], 1))
+S("specify_shape", lambda x: fc.specify_shape(x, (3, None)) * 2.0, [A(3, 2, decl=(None, None))],
+  lambda x: x * 2.0)
+S("specify_shape_int", lambda i: fc.specify_shape(i, (-1,)), [A(4, dom=ints, dt="int64")],
+  lambda i: i, grad=False)
+
 # -- joining ---------------------------------------------------------------------------------------
 S("concatenate", lambda a, b: fc.concatenate([a, b]), [X23, A(1, 3)],
   lambda a, b: np.concatenate([a, b]))

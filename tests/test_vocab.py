@@ -152,3 +152,65 @@ def test_index_out_of_bounds_on_the_fake_gpu(fake_gpu, level):
             with pytest.raises(IndexError, match=r"test_vocab\.py:\d+ failed: IndexError: "
                                r"index 3 is out of bounds for axis 0 with size 3"):
                 f(xv, np.array([3, 0]), np.ones(2))
+
+
+def test_specify_shape_checks_at_run_time_and_refines_the_type():
+    x = fc.input("x", (None, None))
+    y = fc.specify_shape(x, (None, 3))
+    assert y.shape == (None, 3)
+    for level in LEVELS:
+        f = fc.function([x], y * 2.0, optimize=level)
+        for _ in range(3):
+            np.testing.assert_array_equal(f(np.ones((2, 3))), np.full((2, 3), 2.0))
+            with pytest.raises(fc.FlowcError, match=r"test_vocab\.py:\d+.*expected shape "
+                               r"\(\?, 3\), got \(2, 4\)"):
+                f(np.ones((2, 4)))
+    with pytest.raises(fc.ShapeError, match="not"):
+        fc.specify_shape(fc.input("z", (2, 3)), (2, 4))
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero")  # the gradient at 0 is log(0) + 1
+def test_xlogx_is_zero_at_zero_and_its_gradient_is_log_plus_one():
+    x = fc.input("x", (4,))
+    y = fc.xlogx(x)
+    for level in LEVELS:
+        f = fc.function([x], [y, fc.grad(fc.sum(y), x)], optimize=level)
+        xv = np.array([0.0, 0.5, 1.0, 2.0])
+        for _ in range(3):
+            v, g = f(xv)
+            np.testing.assert_allclose(v, [0.0, 0.5 * np.log(0.5), 0.0, 2 * np.log(2.0)])
+            np.testing.assert_allclose(g[1:], np.log(xv[1:]) + 1)
+
+
+def test_floor_divide_and_mod_match_numpy_on_signs_zeros_and_ints():
+    a = fc.input("a", (None,))
+    b = fc.input("b", (None,))
+    i = fc.input("i", (None,), dtype="int64")
+    j = fc.input("j", (None,), dtype="int64")
+    av = np.array([7.0, -7.0, 7.0, -7.0, 0.0, -0.0, 6.0, 1e-300, 5.5])
+    bv = np.array([2.0, 2.0, -2.0, -2.0, 3.0, -3.0, 3.0, -1.0, 0.5])
+    iv, jv = np.array([7, -7, 7, -7, 0, 6]), np.array([2, 2, -2, -2, 5, -3])
+    for level in LEVELS:
+        f = fc.function([a, b, i, j], [a // b, a % b, i // j, i % j, fc.floor(a), fc.round(a)],
+                        optimize=level)
+        for _ in range(3):
+            got = f(av, bv, iv, jv)
+            want = [av // bv, av % bv, iv // jv, iv % jv, np.floor(av), np.round(av)]
+            for g, w in zip(got, want):
+                assert g.dtype == w.dtype
+                np.testing.assert_array_equal(g, w)
+                np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
+
+
+def test_vocabulary_errors_name_what_was_expected():
+    x = fc.input("x", (2, 3))
+    with pytest.raises(fc.ShapeError, match="drops axis 0 of size 2"):
+        fc.dimshuffle(x, 1)
+    with pytest.raises(fc.ShapeError, match="repeats for an axis of size 3"):
+        fc.repeat(x, [1, 2], axis=1)
+    with pytest.raises(fc.ShapeError, match="integer labels"):
+        fc.one_hot(x, 3)
+    with pytest.raises(fc.ShapeError, match="at most one unknown"):
+        fc.flatten(fc.input("u", (None, None, 2)), 3)
+    with pytest.raises(fc.ShapeError, match="Python ints"):
+        fc.arange(fc.input("n", (), dtype="int64"))

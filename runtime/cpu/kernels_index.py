@@ -68,3 +68,18 @@ def index_set(x, v, *arrays, index, out=None):
 
 OUT = {"index_add": index_add, "index_set": index_set}
 VIEW = {"advindex": advindex}
+
+
+def argsort(x, axis=-1):
+    # Stable, so equal entries keep their order (the GPU's sort is stable too).
+    return np.argsort(x, axis=axis, kind="stable").astype(np.int64, copy=False)
+
+
+def specify_shape(x, shape):
+    if len(shape) != x.ndim or any(d is not None and d != e for d, e in zip(shape, x.shape)):
+        want = "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"specify_shape: expected shape {want}, got {tuple(x.shape)}")
+    return x
+
+
+VIEW.update({"argsort": argsort, "specify_shape": specify_shape})

@@ -18,7 +18,7 @@ from . import launch_plan as cplan
 from ..cpu.fused import compile_block
 # Pure shape and slicing kernels work on CuPy arrays unchanged.
 from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
-from ..cpu.kernels_index import check_bounds, index_tuple
+from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape
 
 _RAW = {}      # kernel name (a hash of its source) -> cupy.RawKernel, compiled on first launch
 _PLANS = {}    # (spec, layout, SMs) -> (Plan, bound launches)
@@ -401,7 +401,9 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "slogdet": _slogdet, "diag_part": lambda x, k=0: cp.diagonal(x, offset=k, axis1=-2, axis2=-1),
     "topk_indices": _topk_indices,
     "take_along_axis": lambda x, idx, axis=-1: cp.take_along_axis(x, idx, axis=axis),
-    "basis": _basis, "advindex": _advindex, "stop_gradient": lambda x: x, "custom_vjp": lambda y, *rest, rule=None: y,
+    "basis": _basis, "advindex": _advindex, "specify_shape": specify_shape,
+    "argsort": lambda x, axis=-1: cp.argsort(x, axis=axis).astype(cp.int64, copy=False),
+    "stop_gradient": lambda x: x, "custom_vjp": lambda y, *rest, rule=None: y,
 }.items()})
 
 

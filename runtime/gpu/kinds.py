@@ -12,7 +12,7 @@ CUSOLVER = {"solve", "inv", "slogdet"}
 # Integer-array indexing checks its indices on the host first (CuPy would wrap them).
 CHECKED = {"advindex", "index_add", "index_set", "take", "take_grad"}
 VIEWS = {"reshape", "reshape_like", "transpose", "expand_dims", "squeeze", "broadcast_to",
-         "broadcast_like", "getitem", "concat_grad", "diag_part", "stop_gradient",
+         "broadcast_like", "getitem", "concat_grad", "diag_part", "stop_gradient", "specify_shape",
          "custom_vjp"}
 
 

@@ -104,6 +104,9 @@ ATTR_TYPES = {
     "index": ("a getitem index (a list of slice/int/newaxis/ellipsis items)", _is_index),
     ("concat_grad", "index"): ("an int", _is_int),
 }
+ATTR_TYPES[("specify_shape", "shape")] = ("a list of ints and nulls", lambda v: isinstance(
+    v, tuple) and all(d is None or (type(d) is int and d >= 0) for d in v))
+ATTR_TYPES[("argsort", "axis")] = ("an int", _is_int)
 ATTR_TYPES.update({(k, "index"): ("an index (a list of slice/int/newaxis/ellipsis/array items)",
                                   _is_array_index)
                    for k in ("advindex", "index_add", "index_set")})
