@@ -214,3 +214,20 @@ def test_vocabulary_errors_name_what_was_expected():
         fc.flatten(fc.input("u", (None, None, 2)), 3)
     with pytest.raises(fc.ShapeError, match="Python ints"):
         fc.arange(fc.input("n", (), dtype="int64"))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_saved_program_with_every_new_kernel_loads_and_runs(tmp_path, level):
+    x = fc.input("x", (None, 3))
+    i = fc.input("i", (2,), dtype="int64")
+    outs = [fc.sort(x, axis=0), fc.argsort(x), fc.specify_shape(x, (None, 3)),
+            x.at[i, 1].set(-1.0), x.at[:, i].add(1.0), x[i, i], x // 0.3, x % 0.3,
+            fc.floor(x), fc.ceil(x), fc.round(x), fc.xlogx(fc.abs(x))]
+    f = fc.function([x, i], outs, optimize=level)
+    base = str(tmp_path / "m")
+    f.save(base)
+    g = runtime.load(base)
+    xv, iv = np.linspace(-1, 1, 12).reshape(4, 3) + 0.01, np.array([2, -1])
+    for _ in range(3):
+        for a, b in zip(g(xv, iv), f(xv, iv)):
+            np.testing.assert_array_equal(a, b)
