@@ -231,3 +231,15 @@ def test_saved_program_with_every_new_kernel_loads_and_runs(tmp_path, level):
     for _ in range(3):
         for a, b in zip(g(xv, iv), f(xv, iv)):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_constant_index_out_of_bounds_is_not_folded_away_from_the_users_line(level):
+    # Constant folding must not raise a bare IndexError at compile time: the run names the line.
+    x = fc.input("x", (3,))
+    c = fc.constant(np.arange(3.0))
+    f = fc.function([x], x + c[[0, 5], None][0, 0] + c.at[[4]].add(1.0)[0], optimize=level)
+    for _ in range(3):
+        with pytest.raises(IndexError, match=r"test_vocab\.py:\d+ failed: IndexError: index "
+                           r"[45] is out of bounds for axis 0 with size 3"):
+            f(np.zeros(3))
