@@ -778,6 +778,8 @@ S("topk_indices", lambda x: fc.topk(x, 2)[1], [A(3, 5, dom=coarse)],
   lambda x: np.argsort(-x, axis=-1, kind="stable")[:, :2], grad=False)
 S("take_along_axis", lambda x, i: fc.take_along_axis(x, i, 1),
   [A(2, 4), A(2, 3, dom=index(4), dt="int64")], lambda x, i: np.take_along_axis(x, i, 1))
+S("take_along_axis_bcast_idx", lambda x, i: fc.take_along_axis(x, i, 0),
+  [A(3, 4), A(2, 1, dom=index(3), dt="int64")], lambda x, i: np.take_along_axis(x, i, 0))
 S("put_along_axis_grad", lambda x, i, g: F.apply("put_along_axis_grad", [x, i, g], axis=1),
   [A(2, 4), A(2, 3, dom=index(4), dt="int64"), A(2, 3)], _put_along_ref)
 S("stop_gradient_value", lambda x: fc.stop_gradient(x) * 2.0, [X23], lambda x: x * 2.0,

@@ -142,7 +142,9 @@ def test_index_out_of_bounds_on_the_fake_gpu(fake_gpu, level):
     x = fc.input("x", (3, 4))
     i = fc.input("i", (None,), dtype="int64")
     v = fc.input("v", (None,))
-    for out in (x[i, 1], x[i], x.at[i].add(v[:, None]), x.at[i, 2].set(v)):
+    for out in (x[i, 1], x[i], x.at[i].add(v[:, None]), x.at[i, 2].set(v),
+                fc.take_along_axis(x, fc.expand_dims(i, 1), 0),
+                fc.grad(fc.sum(fc.take_along_axis(x, fc.expand_dims(i, 1), 0) * v[0]), x)):
         f = fc.function([x, i, v], out, optimize=level, device="gpu")
         xv = np.arange(12.0).reshape(3, 4)
         for _ in range(3):

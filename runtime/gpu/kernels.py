@@ -357,10 +357,17 @@ def _topk_indices(x, k, axis=-1, largest=True):
     return cp.take(order, cp.arange(k), axis=axis).astype(cp.int64, copy=False)
 
 
+def _take_along_axis(x, idx, axis=-1):
+    check_bounds(idx, x.shape[axis], axis % x.ndim, cp)  # CuPy would wrap
+    return cp.take_along_axis(x, idx, axis=axis)
+
+
 def _put_along_axis_grad(x, idx, g, axis=-1, out=None):
+    check_bounds(idx, x.shape[axis], axis % x.ndim, cp)
     out = cp.zeros_like(x) if out is None else out
     out.fill(0)
     ax = axis % x.ndim
+    idx = cp.broadcast_to(idx, g.shape)  # idx may broadcast against x off the axis
     grids = cp.ix_(*[cp.arange(d) for d in idx.shape])
     full = tuple(idx if i == ax else cp.broadcast_to(grids[i], idx.shape) for i in range(x.ndim))
     cupyx.scatter_add(out, full, g)
@@ -400,7 +407,7 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "getitem": lambda x, index: x[_index(index)], "concat_grad": _concat_grad,
     "slogdet": _slogdet, "diag_part": lambda x, k=0: cp.diagonal(x, offset=k, axis1=-2, axis2=-1),
     "topk_indices": _topk_indices,
-    "take_along_axis": lambda x, idx, axis=-1: cp.take_along_axis(x, idx, axis=axis),
+    "take_along_axis": _take_along_axis,
     "basis": _basis, "advindex": _advindex, "specify_shape": specify_shape,
     "argsort": lambda x, axis=-1: cp.argsort(x, axis=axis).astype(cp.int64, copy=False),
     "stop_gradient": lambda x: x, "custom_vjp": lambda y, *rest, rule=None: y,

@@ -10,7 +10,8 @@ GENERATED = set(cg.ELEMENTWISE_OPS) | set(cg.REDUCTIONS) | {"fused", "fused_redu
                                                              "random_uniform"}
 CUSOLVER = {"solve", "inv", "slogdet"}
 # Integer-array indexing checks its indices on the host first (CuPy would wrap them).
-CHECKED = {"advindex", "index_add", "index_set", "take", "take_grad"}
+CHECKED = {"advindex", "index_add", "index_set", "take", "take_grad", "take_along_axis",
+           "put_along_axis_grad"}
 VIEWS = {"reshape", "reshape_like", "transpose", "expand_dims", "squeeze", "broadcast_to",
          "broadcast_like", "getitem", "concat_grad", "diag_part", "stop_gradient", "specify_shape",
          "custom_vjp"}
