@@ -18,13 +18,18 @@ from .ir.graph import Graph, default_graph
 from .ir.tensor import Tensor
 from .ir.types import TensorType
 from .leaves import constant, input, matrix, param, scalar, vector
-from .ops.api import (abs, add, argmax, argmin, broadcast_to, cast, clip, concatenate, cos,
-                      div, dot, equal, exp, expand_dims, expm1, greater, greater_equal, less,
-                      less_equal, log, log1p, log_softmax, logsumexp, matmul, max, maximum,
-                      mean, min, minimum, mul, neg, not_equal, ones_like, pow, prod, relu,
-                      reshape, sigmoid, sign, sin, softmax, softplus, sqrt, square, squeeze,
-                      stack, sub, sum, take, tanh, transpose, where, zeros_like)
+from .ops.api import (abs, add, argmax, argmin, broadcast_to, cast, ceil, clip, concatenate, cos,
+                      div, dot, equal, exp, expand_dims, expm1, floor, floor_divide, greater,
+                      greater_equal, less, less_equal, log, log1p, log_softmax, logsumexp, matmul,
+                      max, maximum, mean, min, minimum, mod, mul, neg, not_equal, ones_like, pow,
+                      prod, relu, remainder, reshape, round, sigmoid, sign, sin, softmax,
+                      softplus, sqrt, square, squeeze, stack, sub, sum, take, tanh, transpose,
+                      where, xlogx, zeros_like)
 from .ops.api_grad import custom_vjp, stop_gradient
+from .ops.api_index import inc_subtensor, set_subtensor
+from .ops.api_make import alloc, arange, full, ones, zeros
+from .ops.api_vocab import (argsort, dimshuffle, flatten, join, one_hot, repeat, sort,
+                            specify_shape, tile)
 from .ops.api_linalg import (diag, eye, inv, norm, outer, slogdet, solve, take_along_axis, topk,
                              trace)
 from .ops.registry import OPS

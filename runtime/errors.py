@@ -14,6 +14,10 @@ class ProgramError(FlowcError, RuntimeError):
     """A kernel failed while running a Program; the message names the instruction and node."""
 
 
+class ProgramIndexError(ProgramError, IndexError):
+    """A kernel met an index out of bounds (an IndexError too, as NumPy raises)."""
+
+
 class ProgramFileError(ProgramError, ValueError):
     """A saved Program is malformed or inconsistent; the message names the file and field."""
 
@@ -28,3 +32,8 @@ class CallError(FlowcError, TypeError):
 
 class CallShapeError(CallError, ValueError):
     """An input has the wrong shape (a ValueError too, as Theano and NumPy raise for shapes)."""
+
+
+def kernel_error(e, message):
+    """The error to raise for a failing kernel: ProgramIndexError when e is an IndexError."""
+    return (ProgramIndexError if isinstance(e, IndexError) else ProgramError)(message)

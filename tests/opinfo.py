@@ -276,6 +276,45 @@ S("add_bool_weak_int", lambda a: (a > 0) + 1, [X23], lambda a: (a > 0) + 1, grad
 S("mul_f32_np_f64", lambda a: a * np.float64(3.0), [A(3, dt="float32")],
   lambda a: a * np.float64(3.0))
 
+# -- rounding, floor division, remainder, xlogx (NumPy semantics, negative operands too) ----------
+def nonzero_ints(rng, shape):
+    return rng.choice([-3, -2, -1, 1, 2, 3], shape)
+
+
+def halves(rng, shape):
+    # Ties: np.round sends halves to the even neighbour.
+    return rng.integers(-4, 4, shape) + 0.5
+
+
+S("floor", fc.floor, [A(2, 4, dom=off_quarter)], np.floor)
+S("ceil", fc.ceil, [A(2, 4, dom=off_quarter)], np.ceil)
+S("round", fc.round, [A(2, 4, dom=off_quarter)], np.round)
+S("round_halves", fc.round, [A(8, dom=halves)], np.round, grad=False, zero_grad=True)
+S("floor_f32", fc.floor, [A(5, dom=off_quarter, dt="float32")], np.floor)
+S("floor_int", fc.floor, [A(4, dom=ints, dt="int64")], np.floor, grad=False)
+S("ceil_int32", fc.ceil, [A(4, dom=ints, dt="int32")], np.ceil, grad=False)
+S("round_int", fc.round, [A(4, dom=ints, dt="int64")], np.round, grad=False)
+S("floor_divide", lambda a, b: a // b, [A(2, 3, dom=wide), A(3, dom=away)], np.floor_divide)
+S("floor_divide_int", lambda a, b: a // b, [A(2, 4, dom=ints, dt="int64"),
+                                            A(4, dom=nonzero_ints, dt="int64")], np.floor_divide,
+  grad=False)
+S("floor_divide_int8", fc.floor_divide, [A(5, dom=ints, dt="int8"), A(5, dom=nonzero_ints, dt="int8")],
+  np.floor_divide, grad=False)
+S("rfloordiv_weak", lambda a: 7.0 // a, [A(4, dom=away)], lambda a: 7.0 // a)
+S("floor_divide_f32", lambda a: a // 0.75, [A(5, dom=wide, dt="float32")], lambda a: a // np.float32(0.75))
+S("mod", lambda a, b: a % b, [A(2, 3, dom=wide), A(3, dom=away)], np.remainder)
+S("mod_fn_bcast", fc.mod, [A(3, 1, dom=wide), A(4, dom=away)], np.remainder)
+S("mod_int", lambda a, b: a % b, [A(2, 4, dom=ints, dt="int64"), A(4, dom=nonzero_ints, dt="int64")],
+  np.remainder, grad=False)
+S("mod_int32_weak", lambda a: a % 3, [A(6, dom=ints, dt="int32")], lambda a: a % 3, grad=False)
+S("rmod_weak", lambda a: 5.0 % a, [A(4, dom=away)], lambda a: 5.0 % a)
+S("mod_f32", lambda a: fc.remainder(a, -1.5), [A(5, dom=wide, dt="float32")],
+  lambda a: np.remainder(a, np.float32(-1.5)))
+S("xlogx", fc.xlogx, [A(2, 3, dom=pos)], lambda x: x * np.log(x))
+S("xlogx_int_zeros", fc.xlogx, [A(6, dom=index(3), dt="int64")],
+  lambda x: np.where(x == 0, 0.0, x * np.log(np.where(x == 0, 1, x))), grad=False)
+S("xlogx_f32", fc.xlogx, [A(4, dom=pos, dt="float32")], lambda x: x * np.log(x))
+
 # -- comparisons (boolean results, not differentiable) ------------------------------------------
 S("less", lambda a, b: a < b, [A(2, 3, dom=coarse), A(3, dom=coarse)], np.less, grad=False)
 S("less_equal", lambda a, b: a <= b, [A(3, 1, dom=coarse), A(4, dom=coarse)], np.less_equal,
@@ -491,6 +530,142 @@ S("take_grad_axis1", lambda x, i, g: F.apply("take_grad", [x, i, g], axis=1),
 S("take_grad_flat", lambda x, i, g: F.apply("take_grad", [x, i, g]),
   [A(2, 3), A(5, dom=index(6), dt="int64"), A(5)], _take_grad_ref(None))
 
+# -- advanced (integer-array) indexing and functional updates ----------------------------------
+def _added(index_of):
+    """Reference of x.at[index].add(v): np.add.at on a copy (repeated indices accumulate)."""
+    def ref(x, v, *arrays):
+        out = x.copy()
+        np.add.at(out, index_of(*arrays), v)
+        return out
+    return ref
+
+
+def _was_set(index_of):
+    def ref(x, v, *arrays):
+        out = x.copy()
+        out[index_of(*arrays)] = v
+        return out
+    return ref
+
+
+I3, I4 = A(4, dom=index(3), dt="int64"), A(4, dom=index(4), dt="int64")
+S("advindex_rows_cols", lambda x, i, j: x[i, j], [X34, I3, I4], lambda x, i, j: x[i, j])
+S("advindex_arange_y", lambda p, y: fc.log(p)[np.arange(4), y],
+  [A(4, 3, dom=pos), A(4, dom=index(3), dt="int64")], lambda p, y: np.log(p)[np.arange(4), y])
+S("advindex_slice_array", lambda x, i: x[:, i], [X34, A(2, 3, dom=index(4), dt="int64")],
+  lambda x, i: x[:, i])
+S("advindex_apart", lambda x, i, j: x[i, :, j], [X234, A(3, dom=index(2), dt="int64"),
+                                                 A(3, dom=index(4), dt="int64")],
+  lambda x, i, j: x[i, :, j])
+S("advindex_int_apart", lambda x, j: x[0, :, j], [X234, A(2, 2, dom=index(4), dt="int64")],
+  lambda x, j: x[0, :, j])
+S("advindex_int_adjacent", lambda x, j: x[:, 1, j], [X234, A(3, dom=index(4), dt="int64")],
+  lambda x, j: x[:, 1, j])
+S("advindex_bcast", lambda x, i, j: x[i, j], [X34, A(2, 1, dom=index(3), dt="int64"),
+                                             A(3, dom=index(4), dt="int64")],
+  lambda x, i, j: x[i, j])
+S("advindex_negative", lambda x, i, j: x[i, j], [X34, A(5, dom=index(3, -3), dt="int64"),
+                                                A(5, dom=index(4, -4), dt="int64")],
+  lambda x, i, j: x[i, j])
+S("advindex_ellipsis_newaxis", lambda x, i: x[None, ..., i], [X234, A(2, dom=index(4), dt="int64")],
+  lambda x, i: x[None, ..., i])
+S("advindex_const_lists", lambda x: x[[0, 2, 2], [-1, 0, 0]], [X34],
+  lambda x: x[[0, 2, 2], [-1, 0, 0]])
+S("advindex_decl_none", lambda x, i, j: x[i, j],
+  [A(3, 4, decl=(None, 4)), A(5, dom=index(3), dt="int64", decl=(None,)), A(5, dom=index(4), dt="int64")],
+  lambda x, i, j: x[i, j])
+S("advindex_int32_f32", lambda x, i, j: x[i, j],
+  [A(3, 4, dt="float32"), A(4, dom=index(3), dt="int32"), A(4, dom=index(4), dt="int32")],
+  lambda x, i, j: x[i, j])
+S("index_add_dups", lambda x, v, i: x.at[i].add(v), [A(3, 2), A(5, 2), A(5, dom=index(3), dt="int64")],
+  _added(lambda i: i))
+S("index_add_two_arrays", lambda x, v, i, j: x.at[i, j].add(v),
+  [X34, A(4), I3, I4], _added(lambda i, j: (i, j)))
+S("index_add_scalar_v", lambda x, v, i, j: x.at[i, j].add(v), [X34, A(), I3, I4],
+  _added(lambda i, j: (i, j)))
+S("index_add_apart", lambda x, v, i, j: x.at[i, :, j].add(v),
+  [X234, A(3, 3), A(3, dom=index(2), dt="int64"), A(3, dom=index(4), dt="int64")],
+  _added(lambda i, j: (i, slice(None), j)))
+S("index_add_basic", lambda x, v: x.at[1:, 0].add(v), [X34, A(2)],
+  lambda x, v: _added(lambda: (slice(1, None), 0))(x, v))
+S("inc_subtensor", lambda x, v: fc.inc_subtensor(x[[0, 2, 0], [1, 1, 1]], v), [X34, A(3)],
+  lambda x, v: _added(lambda: ([0, 2, 0], [1, 1, 1]))(x, v))
+S("inc_subtensor_slice", lambda x, v: fc.inc_subtensor(x[:, ::2], v), [X34, A(3, 1)],
+  lambda x, v: _added(lambda: (slice(None), slice(None, None, 2)))(x, v))
+S("index_add_decl_none", lambda x, v, i: x.at[i].add(v),
+  [A(3, 2, decl=(None, 2)), A(4, 2, decl=(None, 2)), A(4, dom=index(3), dt="int64", decl=(None,))],
+  _added(lambda i: i))
+S("index_add_f32", lambda x, v, i: x.at[:, i].add(v),
+  [A(2, 3, dt="float32"), A(2, 4, dt="float32"), A(4, dom=index(3), dt="int64")],
+  _added(lambda i: (slice(None), i)))
+# Distinct indices: with repeats the last write wins and v's gradient follows g[index].
+S("index_set", lambda x, v: x.at[[2, 0]].set(v), [X34, A(2, 4)],
+  lambda x, v: _was_set(lambda: [2, 0])(x, v))
+S("index_set_two_arrays", lambda x, v: x.at[[0, 2, 1], [3, 0, 0]].set(v), [X34, A(3)],
+  lambda x, v: _was_set(lambda: ([0, 2, 1], [3, 0, 0]))(x, v))
+S("index_set_tensor_idx", lambda x, v, i: x.at[:, i].set(v),
+  [X34, A(3, 1), A(1, dom=index(4), dt="int64")], _was_set(lambda i: (slice(None), i)))
+S("index_set_basic", lambda x, v: x.at[0].set(v), [X34, A(4)],
+  lambda x, v: _was_set(lambda: 0)(x, v))
+S("set_subtensor", lambda x, v: fc.set_subtensor(x[1:, 2], v), [X34, A()],
+  lambda x, v: _was_set(lambda: (slice(1, None), 2))(x, v))
+S("set_subtensor_take", lambda x, v: fc.set_subtensor(x[[1, 0]], v), [X34, A(2, 4)],
+  lambda x, v: _was_set(lambda: [1, 0])(x, v))
+S("index_set_int", lambda x, i: x.at[i].set(7), [A(5, dom=ints, dt="int64"), A(2, dom=index(5), dt="int64")],
+  lambda x, i: _was_set(lambda i: i)(x, 7, i),
+  grad=False)
+
+# -- tensors made from Python sizes ----------------------------------------------------------------
+S("arange_index", lambda x: x[fc.arange(3), fc.arange(2, -1, -1)], [X34],
+  lambda x: x[np.arange(3), np.arange(2, -1, -1)])
+S("arange_float_step", lambda x: x * fc.arange(0.0, 1.0, 0.25), [A(4)],
+  lambda x: x * np.arange(0.0, 1.0, 0.25))
+S("zeros_ones_full", lambda x: x + fc.zeros((2, 3)) + 2 * fc.ones(3) - fc.full((1, 3), 0.5),
+  [X23], lambda x: x + 2 - 0.5)
+S("full_int", lambda i: i + fc.full(3, 7, dtype="int64"), [A(3, dom=ints, dt="int64")],
+  lambda i: i + 7, grad=False)
+S("alloc_tensor", lambda v: fc.alloc(v, 2, 3), [A()], lambda v: np.broadcast_to(v, (2, 3)))
+S("alloc_row", lambda v: fc.alloc(v, 4, 3), [A(3)], lambda v: np.broadcast_to(v, (4, 3)))
+S("alloc_value", lambda x: x * fc.alloc(1.5, 2, 3), [X23], lambda x: x * 1.5)
+S("full_tensor_value", lambda v: fc.full((2, 2), v), [A()], lambda v: np.full((2, 2), v))
+
+# -- sorting, one_hot, tile, repeat, flatten, dimshuffle, join, specify_shape ------------------------
+S("sort", fc.sort, [A(3, 4, dom=distinct)], np.sort)
+S("sort_axis0", lambda x: fc.sort(x, axis=0), [A(4, 3, dom=distinct, decl=(None, 3))],
+  lambda x: np.sort(x, axis=0))
+S("sort_flat", lambda x: fc.sort(x, axis=None), [A(2, 3, dom=distinct)],
+  lambda x: np.sort(x, axis=None))
+S("sort_f32", fc.sort, [A(5, dom=distinct, dt="float32")], np.sort)
+S("sort_int", fc.sort, [A(6, dom=ints, dt="int64")], np.sort, grad=False)
+S("argsort", fc.argsort, [A(3, 4, dom=coarse)], lambda x: np.argsort(x, kind="stable"),
+  grad=False)
+S("argsort_axis0_int", lambda x: fc.argsort(x, axis=0), [A(5, 2, dom=ints, dt="int32")],
+  lambda x: np.argsort(x, axis=0, kind="stable"), grad=False)
+S("one_hot", lambda y: fc.one_hot(y, 4), [A(5, dom=index(4), dt="int64")],
+  lambda y: np.eye(4)[y], grad=False)
+S("one_hot_f32_2d", lambda y: fc.one_hot(y, 3, dtype="float32"),
+  [A(2, 2, dom=index(3), dt="int32", decl=(None, 2))], lambda y: np.eye(3, dtype="float32")[y],
+  grad=False)
+S("tile", lambda x: fc.tile(x, (2, 3)), [X23], lambda x: np.tile(x, (2, 3)))
+S("tile_more_reps", lambda x: fc.tile(x, (2, 1, 2)), [A(3)], lambda x: np.tile(x, (2, 1, 2)))
+S("repeat", lambda x: fc.repeat(x, 2, axis=1), [X23], lambda x: np.repeat(x, 2, axis=1))
+S("repeat_each", lambda x: fc.repeat(x, [1, 0, 3], axis=0), [A(3, 2, decl=(3, None))],
+  lambda x: np.repeat(x, [1, 0, 3], axis=0))
+S("repeat_flat", lambda x: fc.repeat(x, 3), [X23], lambda x: np.repeat(x, 3))
+S("flatten", fc.flatten, [X234], lambda x: x.reshape(-1))
+S("flatten_ndim2_decl_none", lambda x: fc.flatten(x, 2), [A(2, 3, 4, decl=(None, 3, 4))],
+  lambda x: x.reshape(x.shape[0], -1))
+S("dimshuffle", lambda x: fc.dimshuffle(x, 1, "x", 0), [X23],
+  lambda x: x.T[:, None, :])
+S("dimshuffle_drop", lambda x: fc.dimshuffle(x, ("x", 2, 0)), [A(2, 1, 3)],
+  lambda x: np.transpose(x[:, 0, :])[None])
+S("dimshuffle_row", lambda x: fc.dimshuffle(x, "x", 0), [A(3, decl=(None,))], lambda x: x[None])
+S("join", lambda a, b: fc.join(1, a, b), [X23, A(2, 2)], lambda a, b: np.concatenate([a, b], 1))
+S("specify_shape", lambda x: fc.specify_shape(x, (3, None)) * 2.0, [A(3, 2, decl=(None, None))],
+  lambda x: x * 2.0)
+S("specify_shape_int", lambda i: fc.specify_shape(i, (-1,)), [A(4, dom=ints, dt="int64")],
+  lambda i: i, grad=False)
+
 # -- joining ---------------------------------------------------------------------------------------
 S("concatenate", lambda a, b: fc.concatenate([a, b]), [X23, A(1, 3)],
   lambda a, b: np.concatenate([a, b]))
@@ -603,6 +778,8 @@ S("topk_indices", lambda x: fc.topk(x, 2)[1], [A(3, 5, dom=coarse)],
   lambda x: np.argsort(-x, axis=-1, kind="stable")[:, :2], grad=False)
 S("take_along_axis", lambda x, i: fc.take_along_axis(x, i, 1),
   [A(2, 4), A(2, 3, dom=index(4), dt="int64")], lambda x, i: np.take_along_axis(x, i, 1))
+S("take_along_axis_bcast_idx", lambda x, i: fc.take_along_axis(x, i, 0),
+  [A(3, 4), A(2, 1, dom=index(3), dt="int64")], lambda x, i: np.take_along_axis(x, i, 0))
 S("put_along_axis_grad", lambda x, i, g: F.apply("put_along_axis_grad", [x, i, g], axis=1),
   [A(2, 4), A(2, 3, dom=index(4), dt="int64"), A(2, 3)], _put_along_ref)
 S("stop_gradient_value", lambda x: fc.stop_gradient(x) * 2.0, [X23], lambda x: x * 2.0,

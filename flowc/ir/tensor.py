@@ -141,6 +141,10 @@ class Tensor:
     def __rmul__(self, o): return _ops().mul(o, self)
     def __truediv__(self, o): return _ops().div(self, o)
     def __rtruediv__(self, o): return _ops().div(o, self)
+    def __floordiv__(self, o): return _ops().floor_divide(self, o)
+    def __rfloordiv__(self, o): return _ops().floor_divide(o, self)
+    def __mod__(self, o): return _ops().mod(self, o)
+    def __rmod__(self, o): return _ops().mod(o, self)
     def __pow__(self, o): return _ops().pow(self, o)
     def __rpow__(self, o): return _ops().pow(o, self)
     def __matmul__(self, o): return _ops().matmul(self, o)
@@ -157,6 +161,12 @@ class Tensor:
     # -- methods --------------------------------------------------------------------------
     @property
     def T(self): return _ops().transpose(self)
+
+    @property
+    def at(self):
+        """Functional index updates: x.at[i].set(v), x.at[i].add(v) (new tensors)."""
+        from ..ops.api_index import IndexUpdate
+        return IndexUpdate(self)
     def abs(self): return _ops().abs(self)
     def sum(self, axis=None, keepdims=False): return _ops().sum(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return _ops().mean(self, axis, keepdims)

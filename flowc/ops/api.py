@@ -39,6 +39,8 @@ def _un(op, doc):
 
 add, sub, mul, div, pow = _bin("add"), _bin("sub"), _bin("mul"), _bin("div"), _bin("pow")
 maximum, minimum = _bin("maximum"), _bin("minimum")
+floor_divide, mod = _bin("floor_divide"), _bin("mod")
+remainder = mod
 less, less_equal, greater, greater_equal = (_bin("less"), _bin("less_equal"), _bin("greater"),
                                             _bin("greater_equal"))
 equal, not_equal = _bin("equal"), _bin("not_equal")
@@ -61,6 +63,10 @@ sin = _un("sin", "Elementwise sine.")
 cos = _un("cos", "Elementwise cosine.")
 zeros_like = _un("zeros_like", "Zeros with x's shape and dtype.")
 ones_like = _un("ones_like", "Ones with x's shape and dtype.")
+floor = _un("floor", "Elementwise floor (largest integer <= x).")
+ceil = _un("ceil", "Elementwise ceiling (smallest integer >= x).")
+round = _un("round", "Elementwise nearest integer, halves to even (as np.round).")
+xlogx = _un("xlogx", "Elementwise x * log(x), 0 at x = 0.")
 negative = neg
 
 
@@ -285,7 +291,8 @@ def take(x, indices, axis=None):
 
 
 def getitem(x, index):
-    """x[index] for basic slices, integers, None and Ellipsis; integer arrays go to take."""
+    """x[index] for basic slices, integers, None and Ellipsis; integer arrays (NumPy advanced
+    indexing) go to take (one array) or advindex."""
     if not isinstance(index, tuple):
         index = (index,)
     items = []
@@ -301,6 +308,9 @@ def getitem(x, index):
             items.append(("int", int(it)))
         elif len(index) == 1 and isinstance(it, (Tensor, list, np.ndarray)):
             return take(x, it, axis=0)
+        elif isinstance(it, (Tensor, list, np.ndarray)):
+            from .api_index import advanced_getitem
+            return advanced_getitem(x, index)
         else:
             raise op_error("getitem", [x], f"unsupported index {it!r}: use slices, integers, "
                            "None, ..., or flowc.take for integer arrays")

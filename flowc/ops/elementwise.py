@@ -81,6 +81,12 @@ _unary("softplus", None, lambda x, y: F.sigmoid(x), "log(1 + exp(x)), stable",
        infer=float_unary)
 _unary("sin", np.sin, lambda x, y: F.cos(x), "sine")
 _unary("cos", np.cos, lambda x, y: -F.sin(x), "cosine")
+# Rounding is piecewise constant: gradient zero wherever it exists (NumPy's dtypes: ints stay
+# ints, halves round to even).
+_unary("floor", np.floor, _zero, "largest integer <= x (gradient zero)")
+_unary("ceil", np.ceil, _zero, "smallest integer >= x (gradient zero)")
+_unary("round", np.round, _zero, "nearest integer, halves to even (gradient zero)")
+_unary("xlogx", None, lambda x, y: F.log(x) + 1, "x * log(x), 0 at x = 0", infer=float_unary)
 # Same type as x for every dtype, bool included (np.positive has no bool loop).
 _unary("zeros_like", None, _zero, "zeros of x's shape and dtype",
        infer=_same_type, differentiable=False)
@@ -121,6 +127,12 @@ def _pow_partials(a, b, y):
 
 
 _binary("pow", np.power, _pow_partials, "a ** b")
+# NumPy's floor division and remainder (the remainder has the sign of b): a = (a // b) * b
+# + a % b, so d(a % b)/db = -(a // b) where a // b is locally constant.
+_binary("floor_divide", np.floor_divide, lambda a, b, y: [None, None],
+        "a // b, rounded toward -inf (gradient zero)")
+_binary("mod", np.remainder, lambda a, b, y: [1.0, -F.floor_divide(a, b)],
+        "a % b with the sign of b, as NumPy and Python")
 _binary("maximum", np.maximum, lambda a, b, y: [a >= b, a < b],
         "elementwise max (ties send the gradient to a)", commutative=True)
 _binary("minimum", np.minimum, lambda a, b, y: [a <= b, a > b],

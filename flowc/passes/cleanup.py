@@ -106,8 +106,11 @@ def evaluate(d, values):
     kernel = KERNELS.get(d["op"])
     if kernel is None or kernel.fn is None:
         return None
-    with np.errstate(all="ignore"):
-        value = np.asarray(kernel.fn(*values, **d["attrs"]))
+    try:
+        with np.errstate(all="ignore"):
+            value = np.asarray(kernel.fn(*values, **d["attrs"]))
+    except IndexError:
+        return None  # an index out of bounds: the run raises it, naming the user's line
     if value.size > FOLD_LIMIT:
         return None
     value = np.array(value, dtype=d["type"].dtype)

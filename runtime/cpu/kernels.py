@@ -140,6 +140,17 @@ def _cast(x, dtype, out=None):
     return out
 
 
+def _xlogx(x, out=None):
+    x = _floating(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.multiply(x, np.log(x))
+    r = np.where(x == 0, np.zeros((), r.dtype), r)  # all read before out (maybe x) is written
+    if out is None:
+        return r
+    np.copyto(out, r)
+    return out
+
+
 def _zeros_like(x, out=None):
     if out is None:
         return np.zeros_like(x)
@@ -240,7 +251,8 @@ KERNELS = {name: Kernel(fn, "out") for name, fn in {
     "less": np.less, "less_equal": np.less_equal, "greater": np.greater,
     "greater_equal": np.greater_equal, "equal": np.equal, "not_equal": np.not_equal,
     "where": _where, "clip": np.clip, "cast": _cast, "zeros_like": _zeros_like,
-    "ones_like": _ones_like,
+    "ones_like": _ones_like, "floor": np.floor, "ceil": np.ceil, "round": np.round,
+    "xlogx": _xlogx, "floor_divide": np.floor_divide, "mod": np.remainder,
     "sum": _red(np.sum, np.add), "mean": _mean, "max": _red(np.max, np.maximum),
     "min": _red(np.min, np.minimum), "prod": _red(np.prod, np.multiply),
     "logsumexp": _logsumexp,
@@ -266,6 +278,10 @@ from .kernels_extra import OUT as _EXTRA_OUT, VIEW as _EXTRA_VIEW  # noqa: E402
 
 KERNELS.update({name: Kernel(fn, "out") for name, fn in _EXTRA_OUT.items()})
 KERNELS.update({name: Kernel(fn, "view") for name, fn in _EXTRA_VIEW.items()})
+from .kernels_index import OUT as _INDEX_OUT, VIEW as _INDEX_VIEW  # noqa: E402
+
+KERNELS.update({name: Kernel(fn, "out") for name, fn in _INDEX_OUT.items()})
+KERNELS.update({name: Kernel(fn, "view") for name, fn in _INDEX_VIEW.items()})
 
 # alpha * A @ B + beta * C in one BLAS call (the specialize pass makes these).
 from .gemm import gemm as _gemm  # noqa: E402
@@ -285,6 +301,7 @@ KERNELS["fused_reduce"] = Kernel(
 # or helpers that compute all temporaries first), so out= may alias a dying operand.
 INPLACE = ("neg exp log log1p expm1 sqrt square abs sign tanh sin cos sigmoid relu softplus add "
            "sub mul div pow maximum minimum less less_equal greater greater_equal equal "
-           "not_equal where clip cast zeros_like ones_like").split()
+           "not_equal where clip cast zeros_like ones_like floor ceil round xlogx floor_divide mod"
+           ).split()
 for _name in INPLACE:
     KERNELS[_name] = Kernel(KERNELS[_name].fn, KERNELS[_name].kind, KERNELS[_name].prepare, True)

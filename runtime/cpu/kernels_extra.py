@@ -72,6 +72,7 @@ def _put_along_axis_grad(x, idx, g, axis=-1, out=None):
     out = np.zeros_like(x) if out is None else out
     out.fill(0)
     ax = axis % x.ndim
+    idx = np.broadcast_to(idx, g.shape)  # idx may broadcast against x off the axis
     grids = np.ix_(*[np.arange(d) for d in idx.shape])
     full = tuple(idx if i == ax else np.broadcast_to(grids[i], idx.shape) for i in range(x.ndim))
     np.add.at(out, full, g)

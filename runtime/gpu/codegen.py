@@ -185,6 +185,61 @@ template <class T> FC_D T fc_sign(T x) { return x > (T)0 ? (T)1 : (x < (T)0 ? (T
 template <class T> FC_D T fc_max(T a, T b) { return (a != a || a >= b) ? a : b; }
 template <class T> FC_D T fc_min(T a, T b) { return (a != a || a <= b) ? a : b; }
 template <class T> FC_D T fc_relu(T x) { return (x > (T)0 || x != x) ? x : (T)0; }
+// Rounding: integers (and bools) are already whole; halves round to even, as np.round.
+FC_D float fc_floor(float x) { return floorf(x); }
+FC_D double fc_floor(double x) { return floor(x); }
+template <class T> FC_D T fc_floor(T x) { return x; }
+FC_D float fc_ceil(float x) { return ceilf(x); }
+FC_D double fc_ceil(double x) { return ceil(x); }
+template <class T> FC_D T fc_ceil(T x) { return x; }
+FC_D float fc_round(float x) { return rintf(x); }
+FC_D double fc_round(double x) { return rint(x); }
+template <class T> FC_D T fc_round(T x) { return x; }
+FC_D float fc_xlogx(float x) { return x == 0.0f ? 0.0f : x * logf(x); }
+FC_D double fc_xlogx(double x) { return x == 0.0 ? 0.0 : x * log(x); }
+// Floor division and remainder as NumPy's npy_divmod: the remainder has b's sign, the
+// quotient is snapped to a whole number, b == 0 gives a / b and fmod's NaN.
+FC_D double fc_floordiv(double a, double b) {
+  if (b == 0.0) return a / b;
+  double m = fmod(a, b), d = (a - m) / b;
+  if (m != 0.0 && ((b < 0.0) != (m < 0.0))) d -= 1.0;
+  if (d == 0.0) return copysign(0.0, a / b);
+  double f = floor(d);
+  return (d - f > 0.5) ? f + 1.0 : f;
+}
+FC_D float fc_floordiv(float a, float b) {
+  if (b == 0.0f) return a / b;
+  float m = fmodf(a, b), d = (a - m) / b;
+  if (m != 0.0f && ((b < 0.0f) != (m < 0.0f))) d -= 1.0f;
+  if (d == 0.0f) return copysignf(0.0f, a / b);
+  float f = floorf(d);
+  return (d - f > 0.5f) ? f + 1.0f : f;
+}
+FC_D double fc_mod(double a, double b) {
+  double m = fmod(a, b);
+  if (b == 0.0) return m;
+  if (m == 0.0) return copysign(0.0, b);
+  return ((b < 0.0) != (m < 0.0)) ? m + b : m;
+}
+FC_D float fc_mod(float a, float b) {
+  float m = fmodf(a, b);
+  if (b == 0.0f) return m;
+  if (m == 0.0f) return copysignf(0.0f, b);
+  return ((b < 0.0f) != (m < 0.0f)) ? m + b : m;
+}
+// Integers: b == 0 gives 0 (NumPy warns), MIN // -1 wraps to MIN, as NumPy's loops.
+template <class T> FC_D T fc_floordiv(T a, T b) {
+  if (b == (T)0) return (T)0;
+  if ((T)(-1) < (T)0 && b == (T)(-1)) return (T)(0ULL - (unsigned long long)a);
+  T q = (T)(a / b);
+  if ((T)(q * b) != a && ((a < (T)0) != (b < (T)0))) q = (T)(q - (T)1);
+  return q;
+}
+template <class T> FC_D T fc_mod(T a, T b) {
+  if (b == (T)0 || ((T)(-1) < (T)0 && b == (T)(-1))) return (T)0;
+  T r = (T)(a % b);
+  return (r != (T)0 && ((r < (T)0) != (b < (T)0))) ? (T)(r + b) : r;
+}
 // Stable: exp never overflows, and tiny results keep their digits (sigmoid(-40) = 4.2e-18).
 FC_D float fc_sigmoid(float x) {
   if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
@@ -208,14 +263,15 @@ FC_D double fc_softplus(double x) {
 _UNARY = {"exp": "fc_exp", "log": "fc_log", "log1p": "fc_log1p", "expm1": "fc_expm1",
           "sqrt": "fc_sqrt", "tanh": "fc_tanh", "sin": "fc_sin", "cos": "fc_cos",
           "sigmoid": "fc_sigmoid", "softplus": "fc_softplus", "abs": "fc_abs",
-          "sign": "fc_sign", "relu": "fc_relu"}
+          "sign": "fc_sign", "relu": "fc_relu", "floor": "fc_floor", "ceil": "fc_ceil",
+          "round": "fc_round", "xlogx": "fc_xlogx"}
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 _COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=",
             "equal": "==", "not_equal": "!="}
 # Every elementwise op the fuse pass may put in an expression (flowc ops with elementwise=True).
 ARITY = {**{op: 1 for op in _UNARY}, **{op: 2 for op in (*_INFIX, *_COMPARE)},
          "neg": 1, "square": 1, "cast": 1, "zeros_like": 1, "ones_like": 1, "pow": 2,
-         "maximum": 2, "minimum": 2, "where": 3, "clip": 3}
+         "maximum": 2, "minimum": 2, "where": 3, "clip": 3, "floor_divide": 2, "mod": 2}
 ELEMENTWISE_OPS = tuple(sorted(ARITY))
 
 
@@ -249,6 +305,10 @@ def _node(op, attrs, D, kids):
         return f"(({T})({v[0]} {_INFIX[op]} {v[1]}))"
     if op == "pow":
         return f"fc_pow({v[0]}, {v[1]})"
+    if op == "floor_divide":
+        return f"fc_floordiv({v[0]}, {v[1]})"
+    if op == "mod":
+        return f"fc_mod({v[0]}, {v[1]})"
     if op == "maximum":
         return f"fc_max({v[0]}, {v[1]})"
     if op == "minimum":

@@ -148,8 +148,6 @@ class _State:
                  "outbuf", "updtmp", "ptrs", "libout", "empty")
 
 
-HOST_CHECKS = {"random_check"}
-
 
 class GraphRunner:
     """CUDA-graph capture and replay of an executable's step (see the module docstring)."""
@@ -162,11 +160,11 @@ class GraphRunner:
         kern = [exe.backend.kernels[ins.kernel] for ins in prog.instrs]
         self.kinds = [k.kind for k in kern]
         self.inplace = [k.inplace for k in kern]
-        # cuBLAS / cuSOLVER calls cannot be captured: they run between graphs at replay. So
-        # does random_check, which reads one bool on the host (and may fail the call there,
-        # before the last graph commits anything).
-        self.library = [kernel_kind(ins.kernel, ins.dtype) in ("cuBLAS", "cuSOLVER")
-                        or ins.kernel in HOST_CHECKS for ins in prog.instrs]
+        # cuBLAS / cuSOLVER calls cannot be captured, nor kernels that read values on
+        # the host (index and probability checks): they run between graphs at replay.
+        self.library = [kernel_kind(ins.kernel, ins.dtype) in ("cuBLAS", "cuSOLVER",
+                                                              "CuPy, checked")
+                        for ins in prog.instrs]
         self.states, self.status, self.captures = {}, {}, {}
 
     def call(self, inputs, fresh=True):

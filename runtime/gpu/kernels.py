@@ -19,6 +19,7 @@ from ..cpu.fused import compile_block
 # Pure shape and slicing kernels work on CuPy arrays unchanged.
 from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
 from ..cpu.kernels_extra import range_problem
+from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape
 
 _RAW = {}      # kernel name (a hash of its source) -> cupy.RawKernel, compiled on first launch
 _PLANS = {}    # (spec, layout, SMs) -> (Plan, bound launches)
@@ -228,16 +229,49 @@ def _getitem_grad(x, g, index, out=None):
 
 
 def _take(x, idx, axis=None, out=None):
+    _check_take(x, idx, axis)  # cp.take wraps an index out of bounds; NumPy raises
     return cp.take(x, idx, axis=axis, out=out)
 
 
+def _check_take(x, idx, axis):
+    check_bounds(idx, x.size if axis is None else x.shape[axis], 0 if axis is None else axis, cp)
+
+
 def _take_grad(x, idx, g, axis=None, out=None):
+    _check_take(x, idx, axis)
     out = cp.zeros_like(x) if out is None else out
     out.fill(0)
     if axis is None:
         cupyx.scatter_add(out.reshape(-1), idx.reshape(-1), g.reshape(-1))
     else:
         cupyx.scatter_add(out, (slice(None),) * axis + (idx,), g)
+    return out
+
+
+def _advindex(x, *arrays, index):
+    return x[index_tuple(index, arrays, x.shape, cp)]
+
+
+def _updated(x, out):
+    if out is None:
+        return x.copy()
+    if out is not x:
+        cp.copyto(out, x)
+    return out
+
+
+def _index_add(x, v, *arrays, index, out=None):
+    idx = index_tuple(index, arrays, x.shape, cp)
+    out = _updated(x, out)
+    cupyx.scatter_add(out, idx, v)
+    return out
+
+
+def _index_set(x, v, *arrays, index, out=None):
+    # With repeated indices, which write wins is unspecified on the GPU (NumPy: the last).
+    idx = index_tuple(index, arrays, x.shape, cp)
+    out = _updated(x, out)
+    out[idx] = v
     return out
 
 
@@ -330,10 +364,17 @@ def _topk_indices(x, k, axis=-1, largest=True):
     return cp.take(order, cp.arange(k), axis=axis).astype(cp.int64, copy=False)
 
 
+def _take_along_axis(x, idx, axis=-1):
+    check_bounds(idx, x.shape[axis], axis % x.ndim, cp)  # CuPy would wrap
+    return cp.take_along_axis(x, idx, axis=axis)
+
+
 def _put_along_axis_grad(x, idx, g, axis=-1, out=None):
+    check_bounds(idx, x.shape[axis], axis % x.ndim, cp)
     out = cp.zeros_like(x) if out is None else out
     out.fill(0)
     ax = axis % x.ndim
+    idx = cp.broadcast_to(idx, g.shape)  # idx may broadcast against x off the axis
     grids = cp.ix_(*[cp.arange(d) for d in idx.shape])
     full = tuple(idx if i == ax else cp.broadcast_to(grids[i], idx.shape) for i in range(x.ndim))
     cupyx.scatter_add(out, full, g)
@@ -365,7 +406,8 @@ KERNELS.update({name: Kernel(fn, "out") for name, fn in {
     "take_grad": _take_grad,
     "concatenate": _concatenate, "solve": _solve, "inv": _inv,
     "diag_part_grad": _diag_part_grad, "diag_embed": _diag_embed, "norm2": _norm2,
-    "put_along_axis_grad": _put_along_axis_grad,
+    "put_along_axis_grad": _put_along_axis_grad, "index_add": _index_add,
+    "index_set": _index_set,
 }.items()})
 KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "argmax": _arg(cp.argmax), "argmin": _arg(cp.argmin), "count": _count,
@@ -379,8 +421,10 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "getitem": lambda x, index: x[_index(index)], "concat_grad": _concat_grad,
     "slogdet": _slogdet, "diag_part": lambda x, k=0: cp.diagonal(x, offset=k, axis1=-2, axis2=-1),
     "topk_indices": _topk_indices,
-    "take_along_axis": lambda x, idx, axis=-1: cp.take_along_axis(x, idx, axis=axis),
-    "basis": _basis, "random_check": _random_check, "stop_gradient": lambda x: x,
+    "take_along_axis": _take_along_axis,
+    "basis": _basis, "advindex": _advindex, "specify_shape": specify_shape,
+    "argsort": lambda x, axis=-1: cp.argsort(x, axis=axis).astype(cp.int64, copy=False),
+    "random_check": _random_check, "stop_gradient": lambda x: x,
     "custom_vjp": lambda y, *rest, rule=None: y,
 }.items()})
 
@@ -417,6 +461,12 @@ def _where(c, a, b, out=None):
     return _store(cp.where(c, a, b), out)
 
 
+def _xlogx(x, out=None):
+    x = x if x.dtype.kind == "f" else x.astype(_floating_dtype(x.dtype))
+    r = cp.where(x == 0, cp.zeros((), x.dtype), x * cp.log(x))
+    return _store(r, out)
+
+
 FALLBACK = {name: Kernel(fn, "out") for name, fn in {
     "neg": cp.negative, "exp": cp.exp, "log": cp.log, "log1p": cp.log1p, "expm1": cp.expm1,
     "sqrt": cp.sqrt, "square": cp.square, "abs": cp.absolute, "sign": cp.sign, "tanh": cp.tanh,
@@ -426,5 +476,7 @@ FALLBACK = {name: Kernel(fn, "out") for name, fn in {
     "pow": cp.power, "maximum": cp.maximum, "minimum": cp.minimum, "less": cp.less,
     "less_equal": cp.less_equal, "greater": cp.greater, "greater_equal": cp.greater_equal,
     "equal": cp.equal, "not_equal": cp.not_equal, "where": _where, "clip": cp.clip,
-    "cast": _cast, "zeros_like": _like(0), "ones_like": _like(1),
+    "cast": _cast, "zeros_like": _like(0), "ones_like": _like(1), "floor": cp.floor,
+    "ceil": cp.ceil, "round": lambda x, out=None: cp.around(x, 0, out), "xlogx": _xlogx,
+    "floor_divide": cp.floor_divide, "mod": cp.remainder,
 }.items()}

@@ -9,13 +9,18 @@ from . import codegen as cg
 GENERATED = set(cg.ELEMENTWISE_OPS) | set(cg.REDUCTIONS) | {"fused", "fused_reduce",
                                                              "random_uniform"}
 CUSOLVER = {"solve", "inv", "slogdet"}
+# Kernels that read values on the host before they launch: integer-array indexing checks its
+# indices (CuPy would wrap them), random_check its probabilities (a failed call stops there).
+CHECKED = {"advindex", "index_add", "index_set", "take", "take_grad", "take_along_axis",
+           "put_along_axis_grad", "random_check"}
 VIEWS = {"reshape", "reshape_like", "transpose", "expand_dims", "squeeze", "broadcast_to",
-         "broadcast_like", "getitem", "concat_grad", "diag_part", "stop_gradient",
+         "broadcast_like", "getitem", "concat_grad", "diag_part", "stop_gradient", "specify_shape",
          "custom_vjp"}
 
 
 def kernel_kind(kernel, dtype="float64") -> str:
-    """'generated CUDA', 'cuBLAS', 'cuSOLVER', 'view' (no launch) or 'CuPy' for one kernel."""
+    """'generated CUDA', 'cuBLAS', 'cuSOLVER', 'view' (no launch), 'CuPy, checked' (reads
+    values on the host first) or 'CuPy' for one kernel."""
     if kernel in GENERATED:
         return "generated CUDA"
     if kernel in ("matmul", "gemm"):
@@ -24,6 +29,8 @@ def kernel_kind(kernel, dtype="float64") -> str:
         return "cuSOLVER"
     if kernel in VIEWS:
         return "view"
+    if kernel in CHECKED:
+        return "CuPy, checked"
     return "CuPy"
 
 

@@ -15,7 +15,7 @@ import re
 import time
 
 from ..cpu import loop_groups
-from ..errors import CallError, ProgramError  # noqa: F401  (defined there, re-exported)
+from ..errors import CallError, ProgramError, kernel_error  # noqa: F401  (defined there, re-exported)
 from ..memory import arena, plan as memory, verify as plan_verify
 from ..storage import Cell
 
@@ -172,9 +172,9 @@ class Executable:
         if i is None:
             i = self._line_instr.get(line)
         if i is None:
-            return ProgramError(f"{type(e).__name__}: {e}")
+            return kernel_error(e, f"{type(e).__name__}: {e}")
         ins = self.program.instrs[i]
-        return ProgramError(f"instruction {i} ({ins.kernel}) for {ins.where} failed: "
+        return kernel_error(e, f"instruction {i} ({ins.kernel}) for {ins.where} failed: "
                             f"{type(e).__name__}: {e}")
 
 

@@ -16,7 +16,7 @@ import functools
 import numpy as np
 
 from ..backends import get_backend
-from .linker import ProgramError
+from .linker import ProgramError, kernel_error  # noqa: F401  (ProgramError re-exported)
 
 
 class Stepper:
@@ -53,7 +53,7 @@ class Stepper:
             try:
                 value = fn(*[slots[a] for a in ins.args])
             except Exception as e:  # say which instruction and whose line, as the linker does
-                raise ProgramError(f"instruction {k} ({ins.kernel}) for {ins.where} failed: "
+                raise kernel_error(e, f"instruction {k} ({ins.kernel}) for {ins.where} failed: "
                                    f"{type(e).__name__}: {e}") from e
             if not isinstance(value, np.ndarray):  # 0-d reductions give NumPy scalars
                 value = np.asarray(value)

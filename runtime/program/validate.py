@@ -68,6 +68,11 @@ def _is_index(v):
     return True
 
 
+def _is_array_index(v):
+    """An advanced index: getitem's items plus ("array",) for each index-array operand."""
+    return isinstance(v, tuple) and _is_index(tuple(it for it in v if it != ("array",)))
+
+
 def _is_plain(v):
     """Generic attr value: a JSON scalar or a tuple of plain values (no dicts)."""
     stack = [v]
@@ -99,6 +104,12 @@ ATTR_TYPES = {
     "index": ("a getitem index (a list of slice/int/newaxis/ellipsis items)", _is_index),
     ("concat_grad", "index"): ("an int", _is_int),
 }
+ATTR_TYPES[("specify_shape", "shape")] = ("a list of ints and nulls", lambda v: isinstance(
+    v, tuple) and all(d is None or (type(d) is int and d >= 0) for d in v))
+ATTR_TYPES[("argsort", "axis")] = ("an int", _is_int)
+ATTR_TYPES.update({(k, "index"): ("an index (a list of slice/int/newaxis/ellipsis/array items)",
+                                  _is_array_index)
+                   for k in ("advindex", "index_add", "index_set")})
 # Reductions and axis-list ops take a list of axes (loop groups and the memory plan read
 # it as one); single-axis ops take one int.
 _AXES = ("null or a list of ints", lambda v: v is None or _is_ints(v))
