@@ -252,7 +252,7 @@ def _group_call(program, members, g, buffered):
 
 def _generate(program, kinds, single, timed, groups=(), check=False):
     """Python source of `run(*inputs)` (or `run_timed`), and its line → instruction map.
-    `check`: hand every slot's array to `_vchk` before the commits (runtime/plan_verify)."""
+    `check`: hand every slot's array to `_vchk` before the commits (runtime/memory/verify.py)."""
     first = {m[0]: g for g, m in enumerate(groups)}
     inside = {k for m in groups for k in m[1:]}
     out_slots = set(program.outputs)

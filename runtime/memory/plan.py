@@ -24,7 +24,7 @@ from .liveness import Buffers, live_ends, shape_key, view_roots, viewed_by_anoth
 def plan(program, kinds, inplace, arrays, exclusive, groups=()):
     """Assign buffers: {slot: array}. `arrays` holds the first call's results per buffered
     slot; `exclusive` slots (update values) keep their own; `inplace[i]` allows instruction i
-    to write over an operand that dies there; every value a loop group (runtime/loop_groups)
+    to write over an operand that dies there; every value a loop group (runtime/cpu/loop_groups.py)
     reads or writes stays live over the whole group, since its members run interleaved."""
     if arrays and all(type(a) is np.ndarray for a in arrays.values()):
         return plan_arena(program, kinds, inplace, arrays, exclusive, groups)
