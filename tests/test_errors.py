@@ -433,3 +433,11 @@ def test_fit_refuses_bad_sizes_and_data_with_flowc_errors():
         after = _state(tr)
         assert after[1:] == before[1:]
         assert all(np.array_equal(before[0][k], v) for k, v in after[0].items())
+
+
+def test_an_unknown_optimize_level_is_an_argument_error():
+    x = fc.input("x", (None,))
+    with pytest.raises(fc.ArgumentError, match=r"optimize must be one of \['O0', 'O1', 'O2'\], "
+                                               r"got 'O3'") as info:
+        fc.function([x], x * 2.0, optimize="O3")
+    assert isinstance(info.value, ValueError)

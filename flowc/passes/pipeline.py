@@ -1,6 +1,7 @@
 """The pass pipelines: an explicit ordered tuple of Graph -> Graph functions per level."""
 from __future__ import annotations
 
+from ..ir.errors import ArgumentError
 from .cleanup import cse, dce, fold_constants
 from .fuse import fuse
 from .shapes import drop_identity_shape_ops
@@ -25,7 +26,7 @@ PIPELINES["O2"] = PIPELINES["O1"] + (specialize, fuse)
 def optimize(G, level="O1", verify=False):
     """Run the pipeline for `level` ("O0", "O1", "O2"); with verify=True check after each pass."""
     if level not in PIPELINES:
-        raise ValueError(f"optimize must be one of {sorted(PIPELINES)}, got {level!r}")
+        raise ArgumentError(f"optimize must be one of {sorted(PIPELINES)}, got {level!r}")
     for p in PIPELINES[level]:
         G = p(G)
         if verify:
