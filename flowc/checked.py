@@ -293,9 +293,9 @@ KEYS = ("op", "attrs", "type", "name", "trace", "phase", "origin")
 def same_nodes(program, graph, ref_program, ref_graph):
     """Nodes both Programs compute that are the same node, so they hold the same value.
 
-    Passes number new nodes from the current largest id, so an id can come back for a new
-    node after the node that had it was pruned. A node counts as the same when its
-    attributes match and every operand with the same id on both sides is the same too.
+    Passes never give a new node the id of a removed one (flowc/ir/graph.py fresh_ids);
+    as a guard, a node counts as the same only when its attributes match and every operand
+    with the same id on both sides is the same too.
     """
     in_ref = {ins.node for ins in ref_program.instrs}
     same = set()

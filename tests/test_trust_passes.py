@@ -346,3 +346,35 @@ def test_theano_eq_stays_elementwise():
     a = fc.input("a", (3,))
     P = np.array([1.0, 2.0, 3.0])
     check_levels([a], [T.eq(a, 2.0), T.neq(a, 2.0)], [P], [P == 2.0, P != 2.0])
+
+
+def test_passes_never_reuse_the_id_of_a_removed_node():
+    """Checked mode matches the optimized program's nodes with the O0 program's by id, so a
+    pass that makes nodes (fusion, specialize) must not take the id of one a pass removed."""
+    from flowc.ir.graph import copy_graph, fresh_ids
+    with fc.Graph() as g:
+        x = fc.input("x", (None, 3))
+        fc.log(fc.exp(x) + 1.0)
+    G = copy_graph(g.nx)
+    top = max(G.nodes)
+    G.remove_node(top)  # as a rewrite pass prunes a node it replaced
+    assert next(fresh_ids(G)) > top
+    H = copy_graph(G)  # the floor travels with the copies every pass makes
+    assert next(fresh_ids(H)) > top + 1
+
+
+def test_optimized_nodes_with_an_o0_id_are_the_same_node():
+    x = fc.input("x", (None, 3))
+    h = x
+    for _ in range(4):
+        h = fc.tanh(h * 0.5 + 0.25)
+    out = [fc.exp(fc.log(fc.sigmoid(h) + 1.0)), fc.grad(fc.sum(h * h), x)]
+    ref = fc.function([x], out, optimize="O0")
+    opt = fc.function([x], out, optimize="O2")
+    ref_ops = {n: d["op"] for n, d in ref.graph.nodes(data=True)}
+    for n, d in opt.graph.nodes(data=True):
+        assert n not in ref_ops or ref_ops[n] == d["op"], (n, d["op"], ref_ops[n])
+    X = np.linspace(-2, 2, 6).reshape(2, 3)
+    for _ in range(3):
+        for a, b in zip(opt(X), ref(X)):
+            np.testing.assert_allclose(a, b, rtol=1e-12)

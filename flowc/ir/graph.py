@@ -29,7 +29,7 @@ class Graph:
         # {param id: value id} added to every function using the param (random streams'
         # state; flowc/random.py), unless the function says no_default_updates.
         self.default_updates: Dict[int, int] = {}
-        self._next_id = max(self.nx.nodes, default=-1) + 1
+        self._next_id = max(max(self.nx.nodes, default=-1) + 1, self.nx.graph.get("next_id", 0))
         # Where new nodes come from: set by autodiff (phase, origin) and by passes (trace).
         self._phase = "forward"
         self._origin = None
@@ -58,6 +58,7 @@ class Graph:
         """Add one node (operands by id, in port order) and return its id."""
         nid = self._next_id
         self._next_id += 1
+        self.nx.graph["next_id"] = self._next_id  # ids are never reused (see fresh_ids)
         data = dict(op=op, attrs=attrs, type=ttype, name=name, phase=self._phase,
                     trace=self._trace or trace)
         if self._origin is not None:
@@ -166,6 +167,17 @@ def downstream(G: nx.MultiDiGraph, sources, blocked=()) -> set:
                 seen.add(v)
                 stack.append(v)
     return seen
+
+
+def fresh_ids(G: nx.MultiDiGraph):
+    """New node ids for G, above every id G holds or held before a pass removed it (kept in
+    G.graph["next_id"]): a node id then names one value at every level, which checked mode
+    relies on when it compares the optimized program with the O0 one."""
+    i = max(max(G.nodes, default=-1) + 1, G.graph.get("next_id", 0))
+    while True:
+        G.graph["next_id"] = i + 1
+        yield i
+        i += 1
 
 
 def copy_graph(G: nx.MultiDiGraph) -> nx.MultiDiGraph:

@@ -3,13 +3,12 @@ reduction becomes one `fused_reduce` node. The runtime evaluates either in one p
 cache-sized blocks, so no intermediate of the group is ever materialized at full size."""
 from __future__ import annotations
 
-import itertools
-
 import networkx as nx
 
 from ..ops.registry import get_op
 from .cleanup import prune
-from .rewrite import add_like, copy_graph, log, move_roots, operands, replace, roots, topo
+from .rewrite import (add_like, copy_graph, fresh_ids, log, move_roots, operands, replace,
+                      roots, topo)
 
 REDUCIBLE = ("sum", "mean", "max", "min", "prod")
 NOT_FUSED = ("fused", "fused_reduce", "stop_gradient")
@@ -41,7 +40,7 @@ def fuse(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
     H = copy_graph(G)
     absorbed = _absorbed(H, set(roots(H)))
     order = topo(H)
-    ids = itertools.count(max(H.nodes, default=-1) + 1)
+    ids = fresh_ids(H)
     moved = {}
     for n in reversed(order):
         if n not in H:

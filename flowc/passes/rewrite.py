@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..ir.graph import Graph, copy_graph, operands, topological, upstream  # noqa: F401
+from ..ir.graph import Graph, copy_graph, fresh_ids, operands, topological, upstream  # noqa: F401
 from ..ops.registry import canonical_attrs, get_op
 
 

@@ -6,13 +6,12 @@ product. Transposed operands stay views: the runtime hands BLAS the transpose fl
 """
 from __future__ import annotations
 
-import itertools
-
 import networkx as nx
 
 from .algebra import _const
 from .cleanup import prune
-from .rewrite import add_like, copy_graph, log, move_roots, operands, replace, roots, topo
+from .rewrite import (add_like, copy_graph, fresh_ids, log, move_roots, operands, replace,
+                      roots, topo)
 from .shapes import shape_read
 
 
@@ -97,7 +96,7 @@ def specialize(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
         if H is None:  # copy on the first match only: no-op passes return their input
             H = copy_graph(G)
             keep = set(roots(H))
-            ids = itertools.count(max(H.nodes, default=-1) + 1)
+            ids = fresh_ids(H)
             moved = {}
         if m not in H:
             continue
