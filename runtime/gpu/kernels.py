@@ -18,6 +18,7 @@ from . import launch_plan as cplan
 from ..cpu.fused import compile_block
 # Pure shape and slicing kernels work on CuPy arrays unchanged.
 from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
+from ..cpu.prod_others import kernel as _prod_others
 
 _RAW = {}      # kernel name (a hash of its source) -> cupy.RawKernel, compiled on first launch
 _PLANS = {}    # (spec, layout, SMs) -> (Plan, bound launches)
@@ -351,7 +352,7 @@ KERNELS.update({name: Kernel(fn, "out") for name, fn in {
     "take_grad": _take_grad,
     "concatenate": _concatenate, "solve": _solve, "inv": _inv,
     "diag_part_grad": _diag_part_grad, "diag_embed": _diag_embed, "norm2": _norm2,
-    "put_along_axis_grad": _put_along_axis_grad,
+    "put_along_axis_grad": _put_along_axis_grad, "prod_others": _prod_others(cp),
 }.items()})
 KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "argmax": _arg(cp.argmax), "argmin": _arg(cp.argmin), "count": _count,
