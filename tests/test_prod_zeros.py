@@ -11,7 +11,7 @@ import flowc as fc
 
 LEVELS = ["O0", "O1", "O2"]
 # (shape, axis, keepdims)
-CASES = [((4,), None, False), ((2, 3), 1, False), ((3, 2), 0, True), ((2, 3, 2), (0, 2), False),
+CASES = [((), None, False), ((4,), None, False), ((2, 3), 1, False), ((3, 2), 0, True), ((2, 3, 2), (0, 2), False),
          ((2, 3, 2), -1, True), ((2, 3), None, True)]
 
 
@@ -22,9 +22,11 @@ def _draws(shape, dtype, seed):
     base = [rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 2.0, shape) for _ in range(3)]
     a, b, c = (x.copy() for x in base)
     a.flat[0] = 0.0
-    a[..., -1] = 0.0 if a.ndim > 1 else a[..., -1]
+    if a.ndim > 1:
+        a[..., -1] = 0.0
     b.flat[:2] = 0.0
-    b[..., 0] = 0.0
+    if b.ndim:
+        b[..., 0] = 0.0
     return [x.astype(dtype) for x in (a, b, c)]
 
 
@@ -86,6 +88,8 @@ def test_prod_grad_jvp_hessian_at_zeros(shape, axis, keepdims, dtype, level):
             ref_g, ref_j, ref_h, _ = _reference(xv, rv, tv, axis)
             what = f"{level} call {call + 1}"
             assert got_g.dtype == dtype and got_h.dtype == dtype
+            assert (got_g.shape, got_j.shape, got_h.shape, got_hw.shape) == (
+                shape, y.shape, shape + shape, shape), what
             np.testing.assert_allclose(got_g, ref_g, **_tol(dtype), err_msg=f"grad, {what}")
             np.testing.assert_allclose(got_j.reshape(-1), ref_j, **_tol(dtype),
                                        err_msg=f"jvp, {what}")

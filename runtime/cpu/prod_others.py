@@ -114,8 +114,8 @@ def kernel(xp, fast=False):
     """The `prod_others` kernel for array module xp: fn(*xs, axis=None, out=None)."""
     def k(*xs, axis=None, out=None):
         r = prod_others(xp, xs, axis, fast)
-        if out is None:
-            return xp.ascontiguousarray(r)
+        if out is None:  # (ascontiguousarray would make a 0-d result 1-d)
+            return r if r.flags.c_contiguous else r.copy(order="C")
         xp.copyto(out, r)
         return out
     return k
