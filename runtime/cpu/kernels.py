@@ -88,7 +88,9 @@ def _mean(x, axis=None, keepdims=False, out=None):
 
 
 def _logsumexp(x, axis=None, keepdims=False, out=None):
-    m = np.max(x, axis=axis, keepdims=True)
+    # initial: over nothing it is log(0) = -inf, what log(sum(exp(x))) gives (the stabilize
+    # pass rewrites that composite into this op), not max's error.
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     m = np.where(np.isfinite(m), m, 0)
     s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     if not keepdims:

@@ -185,6 +185,9 @@ def _floating_dtype(dt):
 
 
 def _logsumexp(x, axis=None, keepdims=False, out=None):
+    if x.size == 0:  # log(0) = -inf over nothing, as on the CPU (CuPy's max has no initial)
+        shape = np.zeros(x.shape, bool).sum(axis=axis, keepdims=keepdims).shape
+        return _store(cp.full(shape, -np.inf, dtype=_floating_dtype(x.dtype)), out)
     m = cp.max(x, axis=axis, keepdims=True)
     m = cp.where(cp.isfinite(m), m, cp.zeros((), m.dtype))
     s = cp.log(cp.sum(cp.exp(x - m), axis=axis, keepdims=True)) + m
