@@ -7,6 +7,7 @@ Adding an op means adding its OpDef, its kernel, and rows here.
 """
 from __future__ import annotations
 
+import itertools
 import zlib
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
@@ -78,6 +79,28 @@ def huge(rng, shape):
 
 def boolean(rng, shape):
     return rng.random(shape) < 0.5
+
+
+def one_zero(rng, shape):
+    # prod's derivatives at a zero: the product of the others there, 0 elsewhere.
+    a = away(rng, shape)
+    a.flat[rng.integers(a.size)] = 0.0
+    return a
+
+
+def two_zeros(rng, shape):
+    a = away(rng, shape)
+    a.flat[rng.choice(a.size, 2, replace=False)] = 0.0
+    return a
+
+
+def zero_col(rng, shape):
+    # Zeros along the last axis's first index (a whole slice), plus one more: groups of a
+    # reduction meet one, two or all zeros depending on the axis.
+    a = away(rng, shape)
+    a[..., 0] = 0.0
+    a.flat[1] = 0.0
+    return a
 
 
 def ints(rng, shape):
@@ -698,6 +721,45 @@ S("broadcast_to_decl_none", lambda x: fc.broadcast_to(x, (2, 3)), [A(3, decl=(No
   lambda x: np.broadcast_to(x, (2, 3)))
 S("prod_decl_none", lambda x: fc.prod(x, axis=0), [A(3, 2, dom=away, decl=(None, 2))],
   lambda x: np.prod(x, axis=0))
+# Zeros in prod's operand: its derivatives are products of the others, never prod / x.
+S("prod_all_one_zero", fc.prod, [A(2, 3, dom=one_zero)], np.prod)
+S("prod_all_two_zeros", fc.prod, [A(2, 3, dom=two_zeros)], np.prod)
+S("prod_axis1_zero_col", lambda x: fc.prod(x, axis=1), [A(2, 3, dom=zero_col)],
+  lambda x: np.prod(x, axis=1))
+S("prod_axis0_zero_col", lambda x: fc.prod(x, axis=0), [A(3, 2, dom=zero_col)],
+  lambda x: np.prod(x, axis=0))
+S("prod_keepdims_two_zeros", lambda x: x.prod(axis=(0, 2), keepdims=True),
+  [A(2, 3, 2, dom=two_zeros)], lambda x: x.prod(axis=(0, 2), keepdims=True))
+S("prod_neg_axis_f32_zero_col", lambda x: fc.prod(x, axis=-1), [A(3, 3, dom=zero_col, dt="float32")],
+  lambda x: np.prod(x, axis=-1))
+S("prod_decl_none_zero_col", lambda x: fc.prod(x, axis=0), [A(3, 2, dom=zero_col, decl=(None, 2))],
+  lambda x: np.prod(x, axis=0))
+
+
+def _prod_others_ref(axis):
+    """prod_others by brute force: sums over injective choices of one index per tangent."""
+    def ref(x, *ts):
+        axes = tuple(range(x.ndim)) if axis is None else tuple(a % x.ndim for a in axis)
+        keep = [a for a in range(x.ndim) if a not in axes]
+        perm = keep + list(axes)
+        rest = tuple(x.shape[a] for a in keep)
+        flat = [np.transpose(a, perm).reshape(rest + (-1,)) for a in (x,) + ts]
+        n, out = flat[0].shape[-1], np.zeros_like(flat[0])
+        for idx in np.ndindex(*rest):
+            for i in range(n):
+                for ks in itertools.permutations([k for k in range(n) if k != i], len(ts)):
+                    term = np.prod([flat[0][idx + (k,)] for k in range(n) if k != i and k not in ks])
+                    out[idx + (i,)] += term * np.prod([t[idx + (k,)] for t, k in zip(flat[1:], ks)])
+        return np.transpose(out.reshape(tuple(x.shape[a] for a in perm)), np.argsort(perm))
+    return ref
+
+
+S("prod_others", lambda x: F.apply("prod_others", [x], axis=(1,)), [A(2, 3, dom=zero_col)],
+  _prod_others_ref((1,)))
+S("prod_others_tangent", lambda x, t: F.apply("prod_others", [x, t], axis=(0,)),
+  [A(4, 2, dom=zero_col), A(4, 2)], _prod_others_ref((0,)))
+S("prod_others_two_tangents_all", lambda x, t, u: F.apply("prod_others", [x, t, u], axis=None),
+  [A(2, 3, dom=two_zeros), A(2, 3), A(2, 3)], _prod_others_ref(None))
 S("logsumexp_keepdims_all", lambda x: fc.logsumexp(x, keepdims=True), [X23],
   lambda x: _lse(x, keepdims=True))
 S("logsumexp_axes", lambda x: fc.logsumexp(x, axis=(0, 2)), [X234], lambda x: _lse(x, (0, 2)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.errors import ShapeError
-from ..ir.types import TensorType, normalize_axis
+from ..ir.types import TensorType, broadcast_shapes, normalize_axis
 from . import api as F
 from .infer import probe_dtype, reduced_shape, reduction
 from .batchutil import shift_axes, static_size
@@ -38,7 +38,9 @@ def _share(c):
 WEIGHTS = {
     "max": _share,
     "min": _share,
-    "prod": lambda c: _spread(c, c.out) / c.inputs[0],
+    # The product of the others, not prod / x: exact where x has zeros, and its own
+    # derivatives are products again (prod_others below), so grad-of-grad stays exact.
+    "prod": lambda c: apply("prod_others", [c.inputs[0]], axis=_axes(c)),
     "logsumexp": lambda c: F.exp(c.inputs[0] - _spread(c, c.out)),
 }
 
@@ -74,9 +76,58 @@ register(OpDef("min", 1, reduction(np.min), attrs=AXIS, vjp=_weighted_vjp, jvp=_
                batch=_batch, doc="smallest element over axes (ties share the gradient)"))
 register(OpDef("prod", 1, reduction(np.prod), attrs=AXIS, vjp=_weighted_vjp,
                jvp=_weighted_jvp, batch=_batch,
-               doc="product over axes (gradient assumes no zero operand)"))
+               doc="product over axes"))
 register(OpDef("logsumexp", 1, reduction(np.exp), attrs=AXIS, vjp=_weighted_vjp,
                jvp=_weighted_jvp, batch=_batch, doc="log(sum(exp(x))) over axes, stable"))
+
+
+# prod_others(x, t1..tm, axis): per element, the e1...em coefficient of the product over
+# the other elements of its group of (x + e1 t1 + ... + em tm), each e_r squared 0 (see
+# runtime/cpu/prod_others.py). Multilinear in the t's, so its derivatives are the same op:
+# one more t for x's tangent (or cotangent: the coefficient tensor is symmetric), the
+# tangent in t_r's place for t_r's, and the cotangent in t_r's place for t_r's cotangent.
+def _others(c, ts):
+    return apply("prod_others", [c.inputs[0], *ts], axis=c.attrs["axis"])
+
+
+def _others_vjp(c):
+    ts = c.inputs[1:]
+    return [_others(c, [c.g, *ts])] + [_others(c, [c.g, *ts[:r], *ts[r + 1:]])
+                                       for r in range(len(ts))]
+
+
+def _others_jvp(c):
+    x_dot, ts = c.tangents[0], c.inputs[1:]
+    terms = [] if x_dot is None else [_others(c, [*ts, x_dot])]
+    terms += [_others(c, [*ts[:r], u, *ts[r + 1:]])
+              for r, u in enumerate(c.tangents[1:]) if u is not None]
+    out = None
+    for t in terms:
+        out = t if out is None else out + t
+    return out
+
+
+def _others_batch(c):
+    # Operands share one rank, so an unbatched one broadcasts along a unit batch axis.
+    args = [x if b else F.expand_dims(x, (0,)) for x, b in zip(c.inputs, c.batched)]
+    return apply("prod_others", args, axis=shift_axes(c.attrs["axis"], c.out.ndim))
+
+
+def _others_infer(types, attrs):
+    x = types[0]
+    for t in types[1:]:
+        if t.dtype != x.dtype or t.ndim != x.ndim:
+            raise ShapeError(f"prod_others takes operands of one dtype and rank; got {x} and "
+                             f"{t}")
+    shape = broadcast_shapes(*(t.shape for t in types), what="prod_others operands")
+    normalize_axis(attrs["axis"], len(shape))
+    return TensorType(x.dtype, shape)
+
+
+register(OpDef("prod_others", None, _others_infer, attrs={"axis": None}, vjp=_others_vjp,
+               jvp=_others_jvp, batch=_others_batch,
+               doc="per element, the product of the other elements over axes (prod's "
+                   "derivative), with its derivative parts as extra operands"))
 
 
 def _arg_batch(c):

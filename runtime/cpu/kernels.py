@@ -288,6 +288,11 @@ from .gemm import gemm as _gemm  # noqa: E402
 
 KERNELS["gemm"] = Kernel(_gemm, "out")
 
+# The product of the other elements (prod's derivatives), with no division.
+from .prod_others import kernel as _prod_others  # noqa: E402
+
+KERNELS["prod_others"] = Kernel(_prod_others(np, fast=True), "out")
+
 # Fused elementwise groups: their expression is compiled once per instruction.
 from .fused import fused_kernel, fused_reduce_kernel  # noqa: E402
 

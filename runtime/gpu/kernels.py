@@ -20,6 +20,7 @@ from ..cpu.fused import compile_block
 from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
 from ..cpu.kernels_extra import range_problem
 from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape
+from ..cpu.prod_others import kernel as _prod_others
 
 _RAW = {}      # kernel name (a hash of its source) -> cupy.RawKernel, compiled on first launch
 _PLANS = {}    # (spec, layout, SMs) -> (Plan, bound launches)
@@ -407,7 +408,7 @@ KERNELS.update({name: Kernel(fn, "out") for name, fn in {
     "concatenate": _concatenate, "solve": _solve, "inv": _inv,
     "diag_part_grad": _diag_part_grad, "diag_embed": _diag_embed, "norm2": _norm2,
     "put_along_axis_grad": _put_along_axis_grad, "index_add": _index_add,
-    "index_set": _index_set,
+    "index_set": _index_set, "prod_others": _prod_others(cp),
 }.items()})
 KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "argmax": _arg(cp.argmax), "argmin": _arg(cp.argmin), "count": _count,

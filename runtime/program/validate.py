@@ -115,7 +115,7 @@ ATTR_TYPES.update({(k, "index"): ("an index (a list of slice/int/newaxis/ellipsi
 _AXES = ("null or a list of ints", lambda v: v is None or _is_ints(v))
 _AXIS = ("an int", _is_int)
 ATTR_TYPES.update({(k, "axis"): _AXES for k in ("sum", "mean", "max", "min", "prod", "logsumexp",
-                                                "norm2", "count", "fused_reduce")})
+                                                "norm2", "count", "fused_reduce", "prod_others")})
 ATTR_TYPES.update({(k, "axis"): ("a list of ints", _is_ints) for k in ("expand_dims", "squeeze")})
 ATTR_TYPES.update({(k, "axis"): _AXIS for k in (
     "concat_grad", "concatenate", "log_softmax", "softmax", "put_along_axis_grad",
