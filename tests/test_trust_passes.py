@@ -378,3 +378,17 @@ def test_optimized_nodes_with_an_o0_id_are_the_same_node():
     for _ in range(3):
         for a, b in zip(opt(X), ref(X)):
             np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_broadcast_to_accepts_an_unknown_dim_that_may_be_one(level):
+    """(None,) may be (1,) at run time, which broadcasts to (2, 1) (a fuzzer finding: it was
+    refused when the graph was built); a run-time size that does not fit is still an error."""
+    x = fc.input("x", (None,))
+    f = fc.function([x], fc.broadcast_to(fc.abs(x), (2, 1)), optimize=level)
+    for v in (-3.0, 2.0, -3.0):
+        np.testing.assert_array_equal(f(np.array([v])), np.full((2, 1), abs(v)))
+    with pytest.raises(fc.FlowcError):
+        f(np.ones(3))
+    with pytest.raises(fc.ShapeError, match=r"cannot broadcast \(3,\) to \(2, 1\)"):
+        fc.broadcast_to(fc.input("y", (3,)), (2, 1))

@@ -1217,7 +1217,14 @@ def check_training(spec, stats, steps=3):
                 if d and not np.isnan(hist[0][0]):
                     raise Finding("training", f"O0 step 1 output {j} vs NumPy: {d}")
     low = low_dtype(spec)
+    # A stabilized composition (log(1 - sigmoid(40)), ...) is finite at O2 where the O0
+    # reference overflows; from that step on O0 is no reference (forward checks compare
+    # such values with the true value instead).
+    stable = any(n.exact for n in spec.nodes if n.kind == "step")
     for s in range(steps):
+        if stable and not all(np.isfinite(a).all() for a in runs[0][s] if a.dtype.kind == "f"):
+            stats["training past an O0 overflow"] += 1
+            break
         for j, (a, b) in enumerate(zip(runs[0][s], runs[1][s])):
             d = mismatch(b, a, dtype=low)
             if d:

@@ -110,10 +110,12 @@ def _broadcast_to_infer(types, attrs):
     shape = attrs["shape"]
     if any(d is None or d < 0 for d in shape):
         raise ShapeError(f"broadcast_to needs a fully known target shape, got {shape}")
-    out = broadcast_shapes(t.shape, shape)
-    if out != tuple(shape):
+    # Each of x's dims (aligned right) must be 1 or the target's; an unknown one may be either,
+    # so it is checked when the function runs (NumPy refuses it there).
+    lead = len(shape) - t.ndim
+    if lead < 0 or any(d not in (None, 1, shape[lead + i]) for i, d in enumerate(t.shape)):
         raise ShapeError(f"cannot broadcast {fmt_shape(t.shape)} to {fmt_shape(shape)}")
-    return TensorType(t.dtype, shape)
+    return TensorType(t.dtype, tuple(shape))
 
 
 register(OpDef("broadcast_to", 1, _broadcast_to_infer, attrs={"shape": REQUIRED}, linear=True,
