@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -190,15 +191,22 @@ class Block:
         return S
 
 
-_BLOCKS = {}
+_BLOCKS = OrderedDict()
+BLOCKS_KEPT = 512  # compiled groups kept: each holds per-thread scratch arrays
 
 
 def compile_block(expr, kernels):
-    """The expression as a Block (cached: a deep network repeats the same few groups)."""
+    """The expression as a Block (cached: a deep network repeats the same few groups). The
+    cache is bounded, least recently used first out: a process that compiles many models
+    (a notebook, the fuzzer) must not keep every group's scratch for ever."""
     key = (expr, id(kernels))
-    if key not in _BLOCKS:
+    if key in _BLOCKS:
+        _BLOCKS.move_to_end(key)
+    else:
         blk = Block(expr, kernels)
         _BLOCKS[key] = blk, blk.n
+        if len(_BLOCKS) > BLOCKS_KEPT:
+            _BLOCKS.popitem(last=False)
     return _BLOCKS[key]
 
 
