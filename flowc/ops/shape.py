@@ -111,7 +111,8 @@ def _broadcast_to_infer(types, attrs):
     if any(d is None or d < 0 for d in shape):
         raise ShapeError(f"broadcast_to needs a fully known target shape, got {shape}")
     out = broadcast_shapes(t.shape, shape)
-    if out != tuple(shape):
+    # An unknown dim against a target 1 stays unknown here: it must be 1 (checked at run time).
+    if len(out) != len(shape) or any(o is not None and o != s for o, s in zip(out, shape)):
         raise ShapeError(f"cannot broadcast {fmt_shape(t.shape)} to {fmt_shape(shape)}")
     return TensorType(t.dtype, shape)
 
