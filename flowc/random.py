@@ -185,6 +185,8 @@ class Stream:
         """Entries of `a` (or of range(a) for an int): uniformly, with probabilities `p`, or
         without replacement."""
         pool = None
+        # The state first: with p, the probabilities are checked before any draw is built.
+        self._state_for(a.graph if isinstance(a, Tensor) else None)
         if isinstance(a, numbers.Integral) and not isinstance(a, bool):
             _int_arg("choice", "a", a, 1)
             count = int(a)

@@ -110,6 +110,28 @@ def test_permutation_and_choice(level):
             assert 1 not in w and abs((w == 2).mean() - 0.8) < 0.03
 
 
+@pytest.mark.parametrize("level", LEVELS)
+def test_choice_with_p_as_a_streams_first_draw(level):
+    # The fuzzer's finding: choice(..., p=...) as the first draw of a fresh stream failed with
+    # AttributeError (the probabilities were checked before the stream had its state).
+    with fc.Graph():
+        stream_key(5)
+        pool = fc.input("pool", (3,))
+        picked = fc.random.Stream(5).choice(pool, size=(4,), p=[0.25, 0.0, 0.75])
+        stream_key(6)
+        labels = fc.random.Stream(6).choice(3, size=(5,), p=[0.0, 1.0, 0.0])
+        g = fc.grad(fc.sum(picked), pool)
+        f = fc.function([pool], [picked, labels, g], optimize=level)
+        pv = np.array([1.0, 2.0, 3.0])
+        for call in range(3):
+            got_p, got_l, got_g = f(pv)
+            stream_key(5)
+            idx = np.where(ref_uniform(0, call, (4,)) >= 0.25, 2, 0)
+            np.testing.assert_array_equal(got_p, pv[idx])
+            np.testing.assert_array_equal(got_l, np.ones(5, np.int64))
+            np.testing.assert_array_equal(got_g, np.bincount(idx, minlength=3).astype(float))
+
+
 def test_float32_normal_is_the_float64_one_rounded_once():
     s = fc.random.Stream(5)
     z64, z32 = s.normal((1000,)), None

@@ -161,6 +161,19 @@ def test_shape_class_of_broadcast_that_adds_a_leading_dim():
     assert fc.check_grad(lambda a, b: fc.sum(fc.sum(a + b, axis=1)), [A, B]) < 1e-6
 
 
+def test_broadcast_to_an_unknown_dim_against_a_target_one():
+    # The fuzzer's finding: (None, None) -> (2, 7, 1) was refused at build time, though NumPy
+    # broadcasts a (7, 1) there; the unknown dim must be 1 and the call checks it.
+    x = fc.input("x", (None, None))
+    y = fc.broadcast_to(x, (2, 7, 1))
+    assert y.shape == (2, 7, 1)
+    X = np.arange(7.0).reshape(7, 1)
+    check_levels([x], [y, fc.grad(fc.sum(y * y), x)], [X], [np.broadcast_to(X, (2, 7, 1)), 4 * X])
+    f = fc.function([x], y)
+    with pytest.raises(Exception, match="broadcast|shape"):
+        f(np.zeros((7, 2)))
+
+
 # A small random generator of grad and jvp graphs over inputs whose declared dims are partly
 # None: the class of bugs C1 belongs to (a None dim meets a known size), not just its repros.
 UNARY = [fc.tanh, fc.sigmoid, lambda t: fc.log(fc.softplus(t)), lambda t: t * t, lambda t: -t,

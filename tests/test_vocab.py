@@ -204,6 +204,20 @@ def test_floor_divide_and_mod_match_numpy_on_signs_zeros_and_ints():
                 np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
 
 
+@pytest.mark.parametrize("level", LEVELS)
+def test_repeat_with_no_repeats_for_an_empty_axis(level):
+    # The fuzzer's finding: np.repeat(x, [], axis) is valid for an axis of size 0 (NumPy reads
+    # [] as float64), fc.repeat refused it.
+    x = fc.input("x", (2, 0, 3))
+    y = fc.repeat(x, [], axis=1)
+    f = fc.function([x], [y, fc.grad(fc.sum(y * 2.0), x)], optimize=level)
+    xv = np.zeros((2, 0, 3))
+    for _ in range(3):
+        got, g = f(xv)
+        np.testing.assert_array_equal(got, np.repeat(xv, [], axis=1))
+        assert got.shape == (2, 0, 3) and g.shape == (2, 0, 3)
+
+
 def test_vocabulary_errors_name_what_was_expected():
     x = fc.input("x", (2, 3))
     with pytest.raises(fc.ShapeError, match="drops axis 0 of size 2"):

@@ -77,6 +77,8 @@ def repeat(x, repeats, axis=None):
     if isinstance(repeats, Tensor):
         raise op_error("repeat", [x, repeats], "repeats must be Python ints here")
     reps = np.asarray(repeats)
+    if reps.size == 0 and reps.dtype.kind == "f":   # [] for an empty axis, as np.repeat allows
+        reps = reps.astype(np.int64)
     if reps.dtype.kind not in "iu" or (reps < 0).any() or reps.ndim > 1:
         raise op_error("repeat", [x], f"repeats must be non-negative ints, got {repeats!r}")
     if reps.ndim == 1 and (n is None or reps.size != n):
