@@ -214,7 +214,7 @@ def laid_out(n, a):
 def evaluate(spec, arrays, upto=None, exact=False):
     """NumPy reference values of the needed nodes, leaves from `arrays` ({index: array}).
 
-    exact=True evaluates in long double where NumPy can (linalg cannot: those stay None), the
+    exact=True evaluates in long double where NumPy can (linalg runs in float64 instead), the
     'true' value a stabilized rewrite may legitimately return instead of the naive one.
     """
     vals = {}
@@ -237,8 +237,18 @@ def evaluate(spec, arrays, upto=None, exact=False):
             except Exception:
                 if not exact:
                     raise
-                vals[i] = None
+                vals[i] = _in_float64((n.exact or n.ref), ops)
     return vals
+
+
+def _in_float64(code, ops):
+    """A step NumPy cannot run in long double (linalg), run in float64 instead: what follows
+    it keeps a true-value reference (a stabilized log(1 - sigmoid) after an inverse)."""
+    env = {f"_{j}": (o.astype(np.float64) if o.dtype == np.longdouble else o) for j, o in enumerate(ops)}
+    try:
+        return np.asarray(eval(code.format(*[f"_{j}" for j in range(len(ops))]), NS, env))
+    except Exception:
+        return None
 
 
 # -- the generator -------------------------------------------------------------------------------
@@ -1026,7 +1036,8 @@ def g_stream(g):
         return g.step("stream_binomial",
                       f"{{0}} * {s}.binomial({like}, n={n}, p=fc.cast({{1}} > 0, 'float64'), "
                       f"dtype={{0}}.dtype)",
-                      f"{{0}} * ({n} * ({{1}} > 0)).astype({{0}}.dtype)", [x, c])
+                      f"{{0}} * ({n} * ({{1}} > 0)).astype({{0}}.dtype)", [x, c],
+                      smooth=False)   # p steps where c crosses 0 (c may be x itself)
     if r == 1:   # uniform in [a, a + 1): floor is a
         a = int(g.rng.integers(-3, 3))
         return g.step("stream_uniform", f"{{0}} + fc.floor({s}.uniform(like={{0}}, low={a}, high={a + 1}, "
@@ -1053,8 +1064,9 @@ def g_stream(g):
                       f"replace=False)) * (fc.arange({n}) + 1)), {{0}}.dtype)",
                       f"{{0}} + np.asarray({sum(i * (i + 1) for i in range(n))}, {{0}}.dtype)", [x])
     # a choice from a tensor pool with a one-hot p: always entry j (gradient: take's)
-    if len(sx) != 1 or sx[0] == 0 or None in g.spec.nodes[x].decl:
-        return None
+    pool = g.spec.nodes[x]
+    if len(sx) != 1 or sx[0] == 0 or pool.kind != "input" or None in pool.decl:
+        return None   # choice needs a pool whose length is known when the graph is built
     j = int(g.rng.integers(sx[0]))
     p = [1.0 if t == j else 0.0 for t in range(sx[0])]
     k = int(g.rng.integers(1, 4))
@@ -1550,7 +1562,7 @@ def check_training(spec, stats, steps=3):
         runs.append(hist)
         if level == "O0":   # step 1's outputs against NumPy with the initial params
             for j, o in enumerate(spec.outputs):
-                d = mismatch(hist[0][1 + j], refs[o])
+                d = mismatch(hist[0][1 + j], refs[o], dtype=low_dtype(spec))
                 if d and not np.isnan(hist[0][0]):
                     raise Finding("training", f"O0 step 1 output {j} vs NumPy: {d}")
     low = low_dtype(spec)
