@@ -8,9 +8,10 @@ import numpy as np
 from ..ir.errors import ShapeError
 from ..ir.tensor import Tensor
 from ..ir.types import TensorType
+from .api_index import advanced_getitem, parse_index
 from .build import apply, as_tensor, axis_tuple, constant, op_axes, op_error  # noqa: F401
 
-_bmax, _bmin, _babs, _bsum = builtins.max, builtins.min, builtins.abs, builtins.sum
+_bmax, _bmin, _babs = builtins.max, builtins.min, builtins.abs
 
 
 def _pair(a, b):
@@ -293,31 +294,11 @@ def take(x, indices, axis=None):
 def getitem(x, index):
     """x[index] for basic slices, integers, None and Ellipsis; integer arrays (NumPy advanced
     indexing) go to take (one array) or advindex."""
-    if not isinstance(index, tuple):
-        index = (index,)
-    items = []
-    for it in index:
-        if isinstance(it, slice):
-            items.append(("slice", _int_or_none(it.start), _int_or_none(it.stop),
-                          _int_or_none(it.step)))
-        elif it is None:
-            items.append(("newaxis",))
-        elif it is Ellipsis:
-            items.append(("ellipsis",))
-        elif isinstance(it, (int, np.integer)):
-            items.append(("int", int(it)))
-        elif len(index) == 1 and isinstance(it, (Tensor, list, np.ndarray)):
-            return take(x, it, axis=0)
-        elif isinstance(it, (Tensor, list, np.ndarray)):
-            from .api_index import advanced_getitem
-            return advanced_getitem(x, index)
-        else:
-            raise op_error("getitem", [x], f"unsupported index {it!r}: use slices, integers, "
-                           "None, ..., or flowc.take for integer arrays")
-    if _bsum(1 for i in items if i[0] == "ellipsis") > 1:
-        raise op_error("getitem", [x], "an index can only have a single ellipsis")
-    return apply("getitem", [x], index=tuple(items))
-
-
-def _int_or_none(v):
-    return None if v is None else int(v)
+    idx = index if isinstance(index, tuple) else (index,)
+    arrays = [it for it in idx if isinstance(it, (Tensor, list, np.ndarray))]
+    if arrays and len(idx) == 1:
+        return take(x, idx[0], axis=0)
+    if arrays:
+        return advanced_getitem(x, index)
+    items, _ = parse_index(x, idx)
+    return apply("getitem", [x], index=items)

@@ -9,6 +9,8 @@ import numpy as np
 
 from math import prod as _prod
 
+from .kernels_index import index_tuple
+
 
 @dataclass(frozen=True)
 class Kernel:
@@ -166,18 +168,8 @@ def _ones_like(x, out=None):
 
 
 def _index(index):
-    parts = []
-    for it in index:
-        kind = it[0]
-        if kind == "slice":
-            parts.append(slice(it[1], it[2], it[3]))
-        elif kind == "int":
-            parts.append(it[1])
-        elif kind == "newaxis":
-            parts.append(None)
-        else:
-            parts.append(Ellipsis)
-    return tuple(parts)
+    """The NumPy index of basic-index items (no integer arrays: nothing to bounds-check)."""
+    return index_tuple(index, (), ())
 
 
 def _getitem(x, index):
