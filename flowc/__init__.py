@@ -15,7 +15,7 @@ from .gradcheck import check_grad, numerical_grad
 from .ir.errors import (ArgumentError, FlowcError, GradError, GraphError, InputError,
                         InputShapeError, ShapeError)
 from .ir.graph import Graph, default_graph
-from .ir.tensor import Tensor
+from .ir.tensor import Shape, Tensor
 from .ir.types import TensorType
 from .leaves import constant, input, matrix, param, scalar, vector
 from .ops.api import (abs, add, argmax, argmin, broadcast_to, cast, ceil, clip, concatenate, cos,
@@ -28,6 +28,7 @@ from .ops.api import (abs, add, argmax, argmin, broadcast_to, cast, ceil, clip, 
 from .ops.api_grad import custom_vjp, stop_gradient
 from .ops.api_index import inc_subtensor, set_subtensor
 from .ops.api_make import alloc, arange, full, ones, zeros
+from .ops.api_shape import shape
 from .ops.api_vocab import (argsort, dimshuffle, flatten, join, one_hot, repeat, sort,
                             specify_shape, tile)
 from .ops.api_linalg import (diag, eye, inv, norm, outer, slogdet, solve, take_along_axis, topk,

@@ -5,8 +5,9 @@ import flowc_runtime as runtime
 
 from .ir.errors import FlowcError, InputError, InputShapeError
 from .ir.graph import paused_gc
-from .ir.tensor import Tensor
+from .ir.tensor import Shape, Tensor
 from .lower.lower import lower
+from .ops.build import as_tensor
 from .lower.unit import build_unit, cast_updates, with_default_updates
 from .passes.pipeline import optimize as run_passes
 
@@ -36,7 +37,7 @@ class Function:
     def __init__(self, inputs, outputs, updates, device, optimize, allow_input_downcast,
                  verify, givens=None, single_output=None, mode=None, check_tol=None,
                  no_default_updates=False, **device_options):
-        outs = [] if outputs is None else [outputs] if isinstance(outputs, Tensor) else list(outputs)
+        outs = output_list(outputs)
         ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
         pairs = list(updates.items()) if isinstance(updates, dict) else list(updates or [])
         pairs = cast_updates(with_default_updates(outs, pairs, no_default_updates))
@@ -106,6 +107,29 @@ class Function:
         return (f"<flowc.Function {len(self.inputs)} inputs -> {len(self.outputs)} outputs, "
                 f"{len(self.updates)} updates, {len(self.program.instrs)} instructions, "
                 f"device={self.device}>")
+
+
+def output_list(outputs):
+    """The outputs as a list of tensors: one tensor, a Shape (its int64 vector) or a list of
+    them; None or any other value is an error naming its position (never "no outputs")."""
+    if outputs is None:
+        return []
+    if isinstance(outputs, (Tensor, Shape)):
+        outputs = [outputs]
+    elif not isinstance(outputs, (list, tuple)):
+        raise InputError(f"outputs must be a tensor or a list of tensors, got "
+                         f"{type(outputs).__name__} {outputs!r}")
+    outs = []
+    for k, o in enumerate(outputs):
+        if isinstance(o, Shape):
+            o = as_tensor(o)
+        if not isinstance(o, Tensor):
+            raise InputError(f"output {k} is {o!r} ({type(o).__name__}), not a tensor"
+                             + (": a shape dim known when the graph is built is a Python "
+                                "int; return fc.shape(x) for the run-time shape"
+                                if isinstance(o, int) else ""))
+        outs.append(o)
+    return outs
 
 
 def function(inputs, outputs=None, updates=None, device="cpu", optimize="O2",

@@ -80,7 +80,7 @@ def check_grad(fn, args, method="central", eps=None, optimize="O1", modes=("rev"
         xs = [input(f"arg{i}", a.shape) for i, a in enumerate(arrays)]
         cost = fn(*xs)
         if cost.ndim != 0:
-            raise GradError(f"check_grad needs fn to return a scalar, got shape {cost.shape}")
+            raise GradError(f"check_grad needs fn to return a scalar, got shape {cost.type.shape}")
         gs = grad(cost, xs)
         f_cost = function(xs, cost, optimize=optimize)
         f_grad = function(xs, gs, optimize=optimize, single_output=False)

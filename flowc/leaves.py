@@ -7,14 +7,17 @@ from flowc_runtime.storage import Cell
 
 from .ir.errors import ShapeError
 from .ir.graph import default_graph
+from .ir.tensor import Tensor
 from .ir.types import TensorType
 from .ops.build import constant, leaf  # noqa: F401  (constant is re-exported)
 
 
 def input(name, shape=(), dtype="float64", graph=None):
-    """A value given at each call; a dimension of None is known only at call time."""
+    """A value given at each call; a dimension of None is known only at call time (so is a
+    symbolic dim of another tensor's shape: fc.input("t", x.shape) has x's static shape)."""
     if isinstance(shape, int):
         shape = (shape,)
+    shape = tuple(None if isinstance(d, Tensor) else d for d in shape)
     if any(d is not None and (not isinstance(d, (int, np.integer)) or d < 0) for d in shape):
         raise ShapeError(f"input {name!r}: shape must hold non-negative ints or None, got {shape}")
     return leaf("input", TensorType(dtype, tuple(shape)), name=name, graph=graph)

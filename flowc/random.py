@@ -34,6 +34,9 @@ from .ir.tensor import Tensor
 from .leaves import param
 from .ops import api as F
 from .ops.api_linalg import topk
+from .ops.api_make import zeros
+from .ops.api_shape import has_tensor
+from .ops.api_vocab import argsort
 from .ops.build import apply, constant
 from .ir.trace import user_trace
 
@@ -96,6 +99,10 @@ class Stream:
                 raise _error(what, f"like must be a flowc Tensor, got {type(like).__name__}")
             self._state_for(like.graph)
             return like
+        if size is not None and has_tensor(size):  # sizes read at run time (x.shape[0], n)
+            sized = zeros(size, dtype="bool")
+            self._state_for(sized.graph)
+            return sized
         shape = check_size(what, () if size is None else size)
         graph = self._state_for(None).graph
         return F.broadcast_to(constant(np.zeros((), bool), graph=graph), shape)
@@ -158,7 +165,7 @@ class Stream:
                 hits = F.add(F.cast(hits, "int64"), F.cast(F.less(self._uniform01(shape_t), p),
                                                            "int64"))
         else:
-            trials = self._shape_of("binomial", (n,) + tuple(shape_t.shape), None)
+            trials = self._shape_of("binomial", (n,) + tuple(shape_t.type.shape), None)
             hits = F.sum(F.cast(F.less(self._uniform01(trials), p), "int64"), axis=0)
         return F.cast(hits, _dtype("binomial", dtype))
 
@@ -177,7 +184,10 @@ class Stream:
         return F.cast(k + low if low else k, _dtype("integers", dtype))
 
     def permutation(self, n, dtype="int64"):
-        """A random order of 0 .. n-1."""
+        """A random order of 0 .. n-1 (n may be an integer scalar tensor, read at run time)."""
+        if isinstance(n, Tensor):  # the whole order: a stable argsort of n uniform keys
+            keys = self._uniform01(self._shape_of("permutation", (n,), None))
+            return F.cast(argsort(keys), _dtype("permutation", dtype))
         _int_arg("permutation", "n", n, 0)
         return F.cast(self._order("permutation", n, n), _dtype("permutation", dtype))
 
@@ -192,10 +202,17 @@ class Stream:
             count = int(a)
         else:
             pool = a if isinstance(a, Tensor) else np.asarray(a)
-            if pool.ndim != 1 or pool.shape[0] in (None, 0):
+            pshape = pool.type.shape if isinstance(pool, Tensor) else pool.shape
+            if pool.ndim != 1 or pshape[0] in (None, 0):
                 raise _error("choice", f"a must be a positive int or a non-empty 1-d array of "
-                             f"known length, got shape {pool.shape}")
-            count = int(pool.shape[0])
+                             f"known length, got shape {pshape}")
+            count = int(pshape[0])
+        if size is not None and has_tensor(size):  # a size read at run time: with replacement
+            if not replace or p is not None:
+                raise _error("choice", "a size read at run time needs replace=True and no p")
+            idx = self.integers(0, count, size=size)
+            return F.cast(idx, _dtype("choice", dtype or "int64")) if pool is None else \
+                self._pick(pool, idx, dtype)
         shape = check_size("choice", () if size is None else size)
         m = int(np.prod(shape, dtype=np.int64))
         if not replace:
@@ -211,6 +228,9 @@ class Stream:
             idx = self._categorical(shape, count, p)
         if pool is None:
             return F.cast(idx, _dtype("choice", dtype or "int64"))
+        return self._pick(pool, idx, dtype)
+
+    def _pick(self, pool, idx, dtype):
         pool = pool if isinstance(pool, Tensor) else constant(pool, graph=self.state.graph)
         out = F.take(pool, idx)
         return out if dtype is None else F.cast(out, dtype)
@@ -254,9 +274,6 @@ def check_size(what, size):
     """`size` (an int or a tuple of ints) as a tuple, or an error naming the draw."""
     if isinstance(size, numbers.Integral) and not isinstance(size, bool):
         size = (size,)
-    if isinstance(size, Tensor):
-        raise _error(what, "a symbolic size is not supported yet; pass like=tensor to draw "
-                     "with a tensor's run-time shape")
     try:
         shape = tuple(size)
     except TypeError:

@@ -5,7 +5,7 @@
     outputs = f(x, y)                            # parameters live in f.cells
 """
 from .errors import (CallError, CallShapeError, FlowcError, PlanError, ProgramError,
-                     ProgramFileError, ProgramIndexError)
+                     ProgramFileError, ProgramIndexError, ProgramValueError)
 from .link.linker import Executable
 from .memory.verify import verify_plan
 from .program.format import FORMAT_VERSION, Instr, Program
@@ -39,5 +39,5 @@ def load(path, device="cpu") -> Executable:
 
 
 __all__ = ["CallError", "CallShapeError", "Cell", "Executable", "FlowcError", "FORMAT_VERSION",
-           "Instr", "PlanError", "Program", "ProgramError", "ProgramFileError", "ProgramIndexError", "link", "load",
+           "Instr", "PlanError", "Program", "ProgramError", "ProgramFileError", "ProgramIndexError", "ProgramValueError", "link", "load",
            "verify_plan"]

@@ -34,6 +34,13 @@ class CallShapeError(CallError, ValueError):
     """An input has the wrong shape (a ValueError too, as Theano and NumPy raise for shapes)."""
 
 
+class ProgramValueError(ProgramError, ValueError):
+    """A kernel refused a value read at run time: a negative size, a reshape that does not
+    divide (NumPy raises ValueError there too)."""
+
+
 def kernel_error(e, message):
-    """The error to raise for a failing kernel: ProgramIndexError when e is an IndexError."""
-    return (ProgramIndexError if isinstance(e, IndexError) else ProgramError)(message)
+    """The error to raise for a failing kernel, keeping IndexError and ValueError kinds."""
+    cls = ProgramIndexError if isinstance(e, IndexError) else \
+        ProgramValueError if isinstance(e, ValueError) else ProgramError
+    return cls(message)

@@ -153,6 +153,7 @@ class OpSample:
     gtol: float = 1e-6    # rtol (and atol per unit of gradient) for vjp vs differences
     zero_grad: bool = False  # grad=False rows whose gradient is zero by design (stop_gradient)
     compiled_only: bool = False  # ops only passes make (fused groups): no derivative rules
+    value_shape: bool = False  # the result's shape depends on an operand's value (a size)
 
     def __post_init__(self):
         if self.compiled_only:  # no gradient, no batching: these exist only after passes
@@ -637,6 +638,31 @@ S("set_subtensor_take", lambda x, v: fc.set_subtensor(x[[1, 0]], v), [X34, A(2, 
 S("index_set_int", lambda x, i: x.at[i].set(7), [A(5, dom=ints, dt="int64"), A(2, dom=index(5), dt="int64")],
   lambda x, i: _was_set(lambda i: i)(x, 7, i),
   grad=False)
+
+# Shapes as values (symbolic dims) and the ops whose sizes are read at run time.
+XN3 = A(5, 3, decl=(None, 3))
+S("shape_of", lambda x: fc.shape(x), [A(5, 3, decl=(None, None))], lambda x: np.array(x.shape),
+  grad=False)
+S("dim_scale", lambda x: x * x.shape[0], [XN3], lambda x: x * x.shape[0])
+S("mean_by_dim", lambda x: fc.sum(x, axis=0) / x.shape[0], [XN3], lambda x: x.sum(0) / len(x))
+S("reshape_dyn_own_dim", lambda x: x.reshape((x.shape[0], -1)), [A(4, 3, 2, decl=(None, 3, 2))],
+  lambda x: x.reshape(len(x), -1))
+S("reshape_dyn_arg", lambda x, n: x.reshape((n, -1)), [A(6, 2), A(dom=index(4, 1), dt="int64")],
+  lambda x, n: x.reshape(n, -1), value_shape=True)
+S("alloc_dyn", lambda v, x: fc.alloc(v, x.shape[0], 3), [A(3), A(4, 2, decl=(None, 2))],
+  lambda v, x: np.broadcast_to(v, (len(x), 3)).copy())
+S("zeros_dyn", lambda x: fc.zeros((x.shape[0], 2)) + x[:, :1], [XN3],
+  lambda x: np.zeros((len(x), 2)) + x[:, :1])
+S("arange_dyn", lambda x: fc.arange(x.shape[0]), [XN3], lambda x: np.arange(len(x)), grad=False)
+S("arange_dyn_float", lambda x: fc.arange(0.5, x.shape[0]) * x[:, 0], [XN3],
+  lambda x: np.arange(0.5, len(x)) * x[:, 0])
+S("slice_dyn", lambda x, i: x[i:i + 2], [A(6, 3, decl=(None, 3)), A(dom=index(4), dt="int64")],
+  lambda x, i: x[i:i + 2], value_shape=True)
+S("slice_dyn_step", lambda x, i: x[::i, i - 1], [A(6, 3), A(dom=index(4, 1), dt="int64")],
+  lambda x, i: x[::i, i - 1], value_shape=True)
+S("index_add_dyn_slice", lambda x, v, i: x.at[i:i + 2].add(v),
+  [A(6, 3), A(2, 3), A(dom=index(4), dt="int64")],
+  lambda x, v, i: _added(lambda i: slice(i, i + 2))(x, v, i))
 
 # -- tensors made from Python sizes ----------------------------------------------------------------
 S("arange_index", lambda x: x[fc.arange(3), fc.arange(2, -1, -1)], [X34],

@@ -32,8 +32,8 @@ def messy():
 def test_optimized_results_equal_unoptimized(build, level):
     ins, outs = build()
     rng = np.random.default_rng(0)
-    args = [rng.standard_normal((5,) + tuple(d or 5 for d in t.shape[1:])) if t.ndim == 2
-            else rng.standard_normal(tuple(d or 5 for d in t.shape)) for t in ins]
+    args = [rng.standard_normal((5,) + tuple(d or 5 for d in t.type.shape[1:])) if t.ndim == 2
+            else rng.standard_normal(tuple(d or 5 for d in t.type.shape)) for t in ins]
     if build is logreg:
         args[1] = (args[1] > 0).astype(float)
     ref = fc.function(ins, outs, optimize="O0")(*args)

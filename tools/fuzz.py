@@ -1074,10 +1074,40 @@ def g_stream(g):
                   f"np.repeat({{0}}[{j}:{j + 1}], {k})", [x])
 
 
+def g_sizes(g):
+    """Shapes as values: x.shape[0] (symbolic where the input's dim is declared None), and
+    sizes read at run time from an int input n that holds x's first dim at every call."""
+    x = g.pick()
+    if x is None or not g.shape(x) or g.shape(x)[0] == 0:
+        return None
+    s = g.shape(x)
+    n = g.leaf("input", (), dtype="int64", domain=f"np.int64({s[0]})", decl=(), diff=False)
+    rest = tuple(int(d) for d in s[1:])
+    r = int(g.rng.integers(6))
+    if r == 0:
+        return g.step("reshape_dyn", "{0}.reshape(({1}, -1))", "{0}.reshape(({1}, -1))", [x, n])
+    if r == 1:
+        return g.step("reshape_own_dim", "{0}.reshape(({0}.shape[0], -1))",
+                      "{0}.reshape(({0}.shape[0], -1))", [x])
+    if r == 2:
+        return g.step("alloc_dyn", f"fc.alloc({{0}}[0], {{1}}, *{rest})",
+                      f"np.broadcast_to({{0}}[0], ({{1}},) + {rest}).copy()", [x, n])
+    if r == 3:
+        return g.step("arange_dyn", "{0} * fc.arange(0.5, {1} + 0.5)[(slice(None),)"
+                      " + (None,) * ({0}.ndim - 1)]",
+                      "{0} * np.arange(0.5, {1} + 0.5)[(slice(None),) + (None,) * ({0}.ndim - 1)]",
+                      [x, n])
+    if r == 4:
+        return g.step("slice_dyn", "{0}[{1} // 2:]", "{0}[{1} // 2:]", [x, n])
+    return g.step("dim_shape", "{0} * fc.zeros(({1},)).shape[0] + fc.cast(fc.shape("
+                  "fc.zeros(({1},)))[0], {0}.dtype)", "{0} * {1} + {1}", [x, n])
+
+
 GENERATORS = [(g_unary, 6), (g_binary, 5), (g_compare, 1), (g_reduce, 2.5), (g_matmul, 1),
               (g_linalg, 0.5), (g_shape, 2.5), (g_const, 1.0), (g_random, 0.15),
               (g_round, 0.2), (g_divmod, 0.2), (g_xlogx, 0.15), (g_advindex, 0.3), (g_update, 0.5),
-              (g_sort, 0.2), (g_compose, 0.4), (g_specify, 0.1), (g_stream, 0.3)]
+              (g_sort, 0.2), (g_compose, 0.4), (g_specify, 0.1), (g_stream, 0.3),
+              (g_sizes, 0.3)]
 
 
 def generate(seed, large=False, skip=frozenset(), chain=None):

@@ -30,12 +30,12 @@ def batch(outputs, replacements):
     same = {}  # node -> an unbatched replacement (for values that do not vary with the batch)
     for x, xb in replacements.items():
         if xb.ndim != x.ndim + 1 or any(a is not None and b is not None and a != b
-                                        for a, b in zip(xb.shape[1:], x.shape)):
+                                        for a, b in zip(xb.type.shape[1:], x.type.shape)):
             raise ShapeError(f"batched value for {x.describe()} must have shape (B,) + "
-                             f"{x.shape}, got {xb.shape}")
-        if size is not None and xb.shape[0] is not None and xb.shape[0] != size:
-            raise ShapeError(f"batched values disagree on the batch size ({size} vs {xb.shape[0]})")
-        size = size if xb.shape[0] is None else xb.shape[0]
+                             f"{x.type.shape}, got {xb.type.shape}")
+        if size is not None and xb.type.shape[0] is not None and xb.type.shape[0] != size:
+            raise ShapeError(f"batched values disagree on the batch size ({size} vs {xb.type.shape[0]})")
+        size = size if xb.type.shape[0] is None else xb.type.shape[0]
         vals[x.id] = xb
     down = downstream(G, list(vals)) - set(vals)
     up = upstream(G, [o.id for o in outs])

@@ -19,8 +19,8 @@ def _listify(v):
 def _as_like(v, like, what):
     t = F.as_tensor(v, like=like) if not isinstance(v, Tensor) else v
     if t.ndim != like.ndim or any(a is not None and b is not None and a != b
-                                  for a, b in zip(t.shape, like.shape)):
-        raise GradError(f"{what} for {like.describe()} has shape {t.shape}, expected {like.shape}")
+                                  for a, b in zip(t.type.shape, like.type.shape)):
+        raise GradError(f"{what} for {like.describe()} has shape {t.type.shape}, expected {like.type.shape}")
     return F.cast(t, like.dtype) if t.dtype != like.dtype else t
 
 
@@ -61,7 +61,7 @@ def jvp(outputs, wrt, tangents):
         with graph.emitting("backward", origin=nid):
             t = opdef.jvp(JvpCtx(ins, ts, out, node["attrs"]))
             if t is not None:
-                if t.shape != out.shape:
+                if t.type.shape != out.type.shape:
                     t = F.broadcast_like(t, out)
                 if t.dtype != out.dtype:
                     t = F.cast(t, out.dtype)

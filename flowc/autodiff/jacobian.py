@@ -16,7 +16,7 @@ from .reverse import _prune, grad
 
 
 def _size(t):
-    return None if None in t.shape else math.prod(t.shape)
+    return None if None in t.type.shape else math.prod(t.type.shape)
 
 
 def _basis(t):
@@ -27,12 +27,12 @@ def _basis(t):
     n = _size(t)
     if n is None:
         return apply("basis", [t])
-    return F.constant(np.eye(n, dtype=t.dtype).reshape((n,) + tuple(t.shape)), graph=t.graph)
+    return F.constant(np.eye(n, dtype=t.dtype).reshape((n,) + tuple(t.type.shape)), graph=t.graph)
 
 
 def _shaped(r, shape, what):
     """r reshaped to `shape` (already so when only its leading axis was unknown)."""
-    if r.ndim == len(shape) and all(a is None or b is None or a == b for a, b in zip(r.shape, shape)):
+    if r.ndim == len(shape) and all(a is None or b is None or a == b for a, b in zip(r.type.shape, shape)):
         return r
     if None in shape:
         raise GradError(f"{what} of tensors with several unknown dimensions needs static "
@@ -58,17 +58,17 @@ def jacobian(y, x, mode="auto"):
     first_new = graph._next_id
     with graph.emitting("backward", origin=y.id):
         if mode == "rev":
-            ct = leaf("input", TensorType(y.dtype, y.shape), name="cotangent", graph=graph)
+            ct = leaf("input", TensorType(y.dtype, y.type.shape), name="cotangent", graph=graph)
             gs = vjp(y, xs, ct)
             rows = batch(gs, {ct: _basis(y)})
-            out = [_shaped(r, y.shape + t.shape, "jacobian") for r, t in zip(rows, xs)]
+            out = [_shaped(r, y.type.shape + t.type.shape, "jacobian") for r, t in zip(rows, xs)]
         else:
             out = []
             for t in xs:
-                tan = leaf("input", TensorType(t.dtype, t.shape), name="tangent", graph=graph)
+                tan = leaf("input", TensorType(t.dtype, t.type.shape), name="tangent", graph=graph)
                 cols = batch(jvp(y, t, tan), {tan: _basis(t)})
                 perm = tuple(range(1, y.ndim + 1)) + (0,)
-                out.append(_shaped(F.transpose(cols, perm), y.shape + t.shape, "jacobian"))
+                out.append(_shaped(F.transpose(cols, perm), y.type.shape + t.type.shape, "jacobian"))
     _prune(graph, first_new, [t.id for t in out])
     return out[0] if single else out
 

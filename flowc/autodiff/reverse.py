@@ -49,7 +49,7 @@ def _check(cost, wrts, disconnected):
         raise GradError(f"grad needs a Tensor cost, got {type(cost).__name__}")
     if cost.ndim != 0:
         raise GradError(f"grad needs a scalar cost, but {cost.describe()} has shape "
-                        f"{cost.shape}; reduce it first (flowc.sum or flowc.mean), or use "
+                        f"{cost.type.shape}; reduce it first (flowc.sum or flowc.mean), or use "
                         "flowc.vjp with an explicit cotangent")
     if not is_float(cost.dtype):
         raise GradError(f"cost {cost.describe()} is not floating point; it has no gradient")
@@ -111,7 +111,7 @@ def _backprop(anchor, seeds, wrts, disconnected, blocked=frozenset()):
         if w.id in contribs:
             with graph.emitting("backward", origin=w.id):
                 gw = _total(contribs[w.id])
-                if gw.shape != w.shape:
+                if gw.type.shape != w.type.shape:
                     gw = F.broadcast_like(gw, w)
         elif disconnected == "raise":
             raise GradError(f"the cost does not depend on {w.describe()} "

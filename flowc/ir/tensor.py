@@ -20,6 +20,44 @@ def _comparable(v) -> bool:
     return isinstance(v, (Tensor, np.ndarray, np.generic, bool, int, float, list, tuple))
 
 
+class Shape(tuple):
+    """`x.shape`: a tuple of ints (dims known when the graph is built) and int64 scalar
+    Tensors (dims read at run time). It compares and hashes as the static shape, with None
+    for the symbolic dims, so `x.shape == (None, 3)` still asks what is known; as a tensor
+    (fc.as_tensor, a function output) it is the int64 vector `fc.shape(x)`."""
+
+    def __new__(cls, dims, of=None):
+        self = super().__new__(cls, dims)
+        self.of = of  # the tensor whose shape this is (None for a shape put together by hand)
+        return self
+
+    @property
+    def static(self):
+        """The shape with None for every symbolic dim."""
+        return static_shape(self)
+
+    def __eq__(self, other):
+        if isinstance(other, (tuple, list)):
+            return self.static == static_shape(other)
+        return NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self):
+        return hash(self.static)
+
+    def __repr__(self):
+        return "Shape(" + ", ".join("?" if isinstance(d, Tensor) else repr(d) for d in self) \
+            + ("," if len(self) == 1 else "") + ")"
+
+
+def static_shape(shape) -> tuple:
+    """A shape with None for each dim that is not a Python int (a Tensor or None)."""
+    return tuple(None if d is None or isinstance(d, Tensor) else int(d) for d in shape)
+
+
 class Tensor:
     """A symbolic tensor: node `id` of `graph`. Arithmetic on it adds nodes to the graph."""
 
@@ -41,7 +79,9 @@ class Tensor:
 
     @property
     def shape(self):
-        return self.type.shape
+        """The shape as a tuple: ints for the dims known when the graph is built, int64
+        scalar Tensors (read at run time) for the others. `.type.shape` has None there."""
+        return _ops().shape_tuple(self)
 
     @property
     def ndim(self) -> int:

@@ -44,9 +44,9 @@ def build_unit(inputs, outputs, updates, givens=()) -> nx.MultiDiGraph:
             raise FlowcError(f"param {p.describe()} has two updates")
         seen.add(p.id)
         if p.ndim != v.ndim or any(a is not None and b is not None and a != b
-                                   for a, b in zip(p.shape, v.shape)):
-            raise FlowcError(f"update for {p.describe()} has shape {v.shape}, "
-                             f"expected {p.shape} (from {v.describe()})")
+                                   for a, b in zip(p.type.shape, v.type.shape)):
+            raise FlowcError(f"update for {p.describe()} has shape {v.type.shape}, "
+                             f"expected {p.type.shape} (from {v.describe()})")
     G = graph.nx
     if givens:
         G = copy_graph(G)

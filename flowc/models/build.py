@@ -61,7 +61,7 @@ def build(spec, graph=None) -> Built:
         with at(s["line"]):
             inputs[name] = make_input(name, s["shape"], s["dtype"], graph=g)
     x = inputs[spec["input"]]
-    if x.ndim == 0 or x.shape[-1] is None:
+    if x.ndim == 0 or x.type.shape[-1] is None:
         raise ModelFileError(path, spec["inputs"][spec["input"]]["line"],
                              fmt_field(("inputs", spec["input"], "shape")),
                              "a known last dimension (the number of features)",

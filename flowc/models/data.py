@@ -155,16 +155,16 @@ def split(y, seed=0, test_size=0.25):
 def fit_to(task, X, y, what="data"):
     """[X, y] converted to the task's input and target declarations, with clear errors."""
     x_in, y_in = task.inputs[0], task.inputs[1]
-    want = tuple(x_in.shape[1:])
+    want = tuple(x_in.type.shape[1:])
     if X.ndim != x_in.ndim or any(w is not None and w != g for w, g in zip(want, X.shape[1:])):
         shown = [d if d is not None else "?" for d in want]
         raise DataError(f"{what}: the features have shape {list(X.shape[1:])} per sample, but "
                         f"input {x_in.name!r} expects {shown}")
     X = X.astype(x_in.dtype)
-    if y_in.ndim == 2 and y_in.shape[1] == 1 and y.ndim == 1:
+    if y_in.ndim == 2 and y_in.type.shape[1] == 1 and y.ndim == 1:
         y = y.reshape(-1, 1).astype(y_in.dtype)
-    elif y_in.ndim == 2 and y_in.shape[1] is not None and y.ndim == 1:
-        k = y_in.shape[1]
+    elif y_in.ndim == 2 and y_in.type.shape[1] is not None and y.ndim == 1:
+        k = y_in.type.shape[1]
         if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= k:
             raise DataError(f"{what}: target {y_in.name!r} is one-hot with {k} classes, so the "
                             f"labels must be integers 0..{k - 1}; got values from {y.min()} to "
@@ -189,16 +189,16 @@ def random_batch(inputs, batch=8, seed=0, task=None):
     target = task.inputs[1] if task is not None and len(task.inputs) > 1 else None
     classes = None
     if task is not None and task.predict is not None and task.predict.ndim >= 1:
-        classes = task.predict.shape[-1]
+        classes = task.predict.type.shape[-1]
     out = []
     for t in inputs:
-        shape = tuple(batch if d is None else d for d in t.shape)
+        shape = tuple(batch if d is None else d for d in t.type.shape)
         kind = np.dtype(t.dtype).kind
         if target is not None and t is target or (target is not None and t.id == target.id):
             if kind in "iu":
                 arr = rng.integers(0, max(classes or 2, 2), size=shape)
-            elif t.ndim >= 2 and t.shape[-1] not in (None, 1):
-                arr = np.eye(t.shape[-1])[rng.integers(0, t.shape[-1], size=shape[:-1])]
+            elif t.ndim >= 2 and t.type.shape[-1] not in (None, 1):
+                arr = np.eye(t.type.shape[-1])[rng.integers(0, t.type.shape[-1], size=shape[:-1])]
             else:
                 arr = rng.integers(0, 2, size=shape)
         elif kind in "iu":

@@ -174,9 +174,9 @@ def read_params(path, params):
                               + (f"unexpected {', '.join(extra)}" if extra else ""))
     for k, p in want.items():
         a = arrays[k]
-        if tuple(a.shape) != tuple(p.shape) or a.dtype.name != p.dtype:
+        if tuple(a.shape) != tuple(p.type.shape) or a.dtype.name != p.dtype:
             raise CheckpointError(f"{path}: parameter {k!r}: expected {p.dtype}"
-                                  f"{list(p.shape)}, got {a.dtype.name}{list(a.shape)}")
+                                  f"{list(p.type.shape)}, got {a.dtype.name}{list(a.shape)}")
     return arrays, meta
 
 

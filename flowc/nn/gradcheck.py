@@ -63,7 +63,7 @@ def check_params(loss, inputs, params, arrays, entries=50, tol=None, seed=0,
         scale = max(float(np.max(np.abs(sel), initial=0.0)),
                     float(np.max(np.abs(num), initial=0.0)), 1e-8)
         rel = err / scale
-        out.append(ParamCheck(p.name or f"%{p.id}", tuple(p.shape), int(v0.size), int(k),
+        out.append(ParamCheck(p.name or f"%{p.id}", tuple(p.type.shape), int(v0.size), int(k),
                               float(np.max(np.abs(sel), initial=0.0)), err, rel,
                               bool(np.isfinite(rel) and rel <= t)))
     return out

@@ -119,7 +119,7 @@ class Layer:
 
     def count_params(self) -> int:
         """The number of parameter entries."""
-        return int(sum(np.prod(p.shape) for p in self.params))
+        return int(sum(np.prod(p.type.shape) for p in self.params))
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name or '(unbuilt)'}>"
@@ -143,7 +143,7 @@ class Dense(Layer):
         self.W = self.b = None
 
     def build(self, x):
-        n_in = x.shape[-1] if x.ndim else None
+        n_in = x.type.shape[-1] if x.ndim else None
         if n_in is None:
             raise ShapeError(f"{self.where()}: the last dimension of its input must be known "
                              f"to size the weights, got {x.describe()}")
@@ -279,7 +279,7 @@ class Sequential(Layer):
         """One line per layer: name, kind, parameter shapes and count."""
         rows = [f"{'layer':<12} {'kind':<10} {'parameters':<28} {'count':>8}"]
         for layer in self.layers:
-            shapes = ", ".join(f"{p.name.split('.')[-1]}{list(p.shape)}" for p in layer.params)
+            shapes = ", ".join(f"{p.name.split('.')[-1]}{list(p.type.shape)}" for p in layer.params)
             rows.append(f"{layer.name or '?':<12} {type(layer).__name__:<10} {shapes:<28} "
                         f"{layer.count_params():>8}")
         rows.append(f"{'total':<52} {sum(la.count_params() for la in self.layers):>8}")

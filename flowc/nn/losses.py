@@ -34,7 +34,7 @@ def binary_cross_entropy(logits, target):
     y = as_tensor(target, like=z)
     if _is_int(y):
         y = F.cast(y, z.dtype)
-    if z.ndim == y.ndim + 1 and z.shape[-1] == 1:
+    if z.ndim == y.ndim + 1 and z.type.shape[-1] == 1:
         z = F.squeeze(z, -1)
     return F.mean(F.softplus(z) - _match(y, z) * z)
 
@@ -63,7 +63,7 @@ def categorical_cross_entropy(logits, target):
 def _match(y, z):
     """Catch shape mismatches early, naming both tensors (broadcasting would hide them)."""
     if y.ndim != z.ndim or any(a is not None and b is not None and a != b
-                               for a, b in zip(y.shape, z.shape)):
+                               for a, b in zip(y.type.shape, z.type.shape)):
         raise ShapeError(f"the target {y.describe()} does not match the model's output "
                          f"{z.describe()}")
     return y

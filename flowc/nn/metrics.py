@@ -16,7 +16,7 @@ def accuracy(logits, target):
     """
     z = as_tensor(logits)
     y = as_tensor(target)
-    binary = z.ndim == 0 or z.shape[-1] == 1 or z.ndim == y.ndim and z.ndim == 1
+    binary = z.ndim == 0 or z.type.shape[-1] == 1 or z.ndim == y.ndim and z.ndim == 1
     if binary:
         if z.ndim == y.ndim + 1:
             z = F.squeeze(z, -1)

@@ -26,7 +26,7 @@ def _grads(cost_or_grads, params):
 
 
 def _state(p, what, fill=0.0):
-    return param(f"{p.name or f'%{p.id}'}.{what}", np.full(p.shape, fill, dtype=p.dtype),
+    return param(f"{p.name or f'%{p.id}'}.{what}", np.full(p.type.shape, fill, dtype=p.dtype),
                  graph=p.graph)
 
 

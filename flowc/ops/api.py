@@ -8,7 +8,8 @@ import numpy as np
 from ..ir.errors import ShapeError
 from ..ir.tensor import Tensor
 from ..ir.types import TensorType
-from .api_index import advanced_getitem, parse_index
+from .api_index import parse_index
+from .api_shape import has_tensor, reshape_sizes, shape, shape_tuple  # noqa: F401
 from .build import apply, as_tensor, axis_tuple, constant, op_axes, op_error  # noqa: F401
 
 _bmax, _bmin, _babs = builtins.max, builtins.min, builtins.abs
@@ -135,7 +136,7 @@ def count(x, axis=None, dtype="float64"):
     """Number of elements of x over `axis`, as a scalar (shapes are read at run time)."""
     x = as_tensor(x)
     ax = None if axis is None else op_axes("count", x, axis)
-    known = [x.shape[i] for i in (ax if ax is not None else range(x.ndim))]
+    known = [x.type.shape[i] for i in (ax if ax is not None else range(x.ndim))]
     if None not in known:
         return constant(int(np.prod(known)), dtype=dtype, graph=x.graph)
     return apply("count", [x], axis=ax, dtype=np.dtype(dtype).name)
@@ -173,8 +174,10 @@ def dot(a, b):
 
 # -- shapes --------------------------------------------------------------------------------------
 def reshape(x, shape):
-    """x with a new shape (one dimension may be -1)."""
+    """x with a new shape (one dimension may be -1; sizes may be integer scalar tensors)."""
     x = as_tensor(x)
+    if has_tensor(shape):
+        return reshape_sizes(x, shape)
     return apply("reshape", [x], shape=_shape_arg("reshape", x, shape))
 
 
@@ -212,15 +215,19 @@ def squeeze(x, axis=None):
     """x without the axes of size 1 (all statically known ones if axis is None)."""
     x = as_tensor(x)
     if axis is None:
-        axes = tuple(i for i, d in enumerate(x.shape) if d == 1)
+        axes = tuple(i for i, d in enumerate(x.type.shape) if d == 1)
     else:
         axes = op_axes("squeeze", x, axis)
     return apply("squeeze", [x], axis=axes) if axes else x
 
 
 def broadcast_to(x, shape):
-    """x viewed with the larger, fully known `shape` (NumPy broadcasting)."""
+    """x viewed with the larger `shape` (NumPy broadcasting); sizes read at run time make
+    a copy (alloc)."""
     x = as_tensor(x)
+    if has_tensor(shape):
+        from .api_make import alloc
+        return alloc(x, *shape)
     return apply("broadcast_to", [x], shape=_shape_arg("broadcast_to", x, shape))
 
 
@@ -236,7 +243,7 @@ def _shape_arg(op, x, shape):
 def broadcast_like(x, like):
     """x broadcast to the (run-time) shape of `like`."""
     x = as_tensor(x)
-    if x.shape == like.shape and None not in x.shape:
+    if x.type.shape == like.type.shape and None not in x.type.shape:
         return x
     return apply("broadcast_like", [x, like])
 
@@ -248,12 +255,12 @@ def unbroadcast(g, x):
         raise ShapeError(f"cannot sum {g.type.short()} back to {x.type.short()}")
     if lead:
         g = sum(g, tuple(range(lead)))
-    ones = tuple(i for i, (xd, gd) in enumerate(zip(x.shape, g.shape)) if xd == 1 and gd != 1)
+    ones = tuple(i for i, (xd, gd) in enumerate(zip(x.type.shape, g.type.shape)) if xd == 1 and gd != 1)
     if ones:
         g = sum(g, ones, keepdims=True)
     # An unknown dim of x may be 1 at run time where g's is not (x was broadcast): only the
     # run time can tell, so sum_like decides then (and costs a shape compare when it did not).
-    if any(xd is None and gd != 1 for xd, gd in zip(x.shape, g.shape)):
+    if any(xd is None and gd != 1 for xd, gd in zip(x.type.shape, g.type.shape)):
         g = sum_like(g, x)
     return g
 
@@ -295,10 +302,9 @@ def getitem(x, index):
     """x[index] for basic slices, integers, None and Ellipsis; integer arrays (NumPy advanced
     indexing) go to take (one array) or advindex."""
     idx = index if isinstance(index, tuple) else (index,)
-    arrays = [it for it in idx if isinstance(it, (Tensor, list, np.ndarray))]
-    if arrays and len(idx) == 1:
+    if len(idx) == 1 and isinstance(idx[0], (Tensor, list, np.ndarray)):
         return take(x, idx[0], axis=0)
-    if arrays:
-        return advanced_getitem(x, index)
-    items, _ = parse_index(x, idx)
+    items, operands = parse_index(x, idx)
+    if operands:  # integer arrays, integer scalar tensors, slice bounds read at run time
+        return apply("advindex", [x] + operands, index=items)
     return apply("getitem", [x], index=items)

@@ -9,14 +9,16 @@ from .build import apply, as_tensor, constant, op_error
 
 
 def parse_index(x, index, op="getitem"):
-    """(items, index arrays) of a Python index on x; arrays become ("array",) items."""
+    """(items, operands) of a Python index on x: integer arrays and integer scalar tensors
+    become ("array",) items, and a slice bound that is a tensor is "arg"; each takes the next
+    operand (bounds in start, stop, step order)."""
     if not isinstance(index, tuple):
         index = (index,)
     items, arrays = [], []
     for it in index:
         if isinstance(it, slice):
-            items.append(("slice", _int_or_none(it.start), _int_or_none(it.stop),
-                          _int_or_none(it.step)))
+            items.append(("slice",) + tuple(_bound(x, b, arrays, op)
+                                            for b in (it.start, it.stop, it.step)))
         elif it is None:
             items.append(("newaxis",))
         elif it is Ellipsis:
@@ -55,12 +57,6 @@ def _index_array(x, it, op):
 def _short(v):
     text = repr(v)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def advanced_getitem(x, index):
-    """x[index] where the index holds integer arrays (NumPy advanced indexing)."""
-    items, arrays = parse_index(x, index)
-    return apply("advindex", [x] + arrays, index=items)
 
 
 def _update(op, x, index, v):
@@ -131,5 +127,16 @@ def inc_subtensor(sub, v):
     return _subtensor("index_add", sub, v)
 
 
-def _int_or_none(v):
-    return None if v is None else int(v)
+def _bound(x, b, operands, op):
+    """A slice bound: None, an int, or "arg" for an integer scalar tensor (an operand)."""
+    if isinstance(b, Tensor):
+        if b.ndim != 0 or np.dtype(b.dtype).kind not in "iu":
+            raise op_error(op, [x, b], f"slice bounds must be integer scalars, got "
+                           f"{b.type.short()}")
+        operands.append(b)
+        return "arg"
+    if b is None:
+        return None
+    if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)):
+        raise op_error(op, [x], f"slice bounds must be integers, got {b!r}")
+    return int(b)

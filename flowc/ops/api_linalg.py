@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ir.tensor import Tensor
 from . import api as F
 from .build import apply, as_tensor, constant, op_axes, op_error
 
@@ -26,7 +27,13 @@ def slogdet(a):
 
 
 def eye(n, m=None, k=0, dtype="float64", graph=None):
-    """A constant identity-like matrix (ones on the k-th diagonal)."""
+    """An identity-like matrix (ones on the k-th diagonal): a constant, or built at run time
+    where n or m is an integer scalar tensor."""
+    if isinstance(n, Tensor) or isinstance(m, Tensor):
+        from .api import cast, equal, expand_dims
+        from .api_make import arange
+        rows, cols = arange(n), arange(n if m is None else m)
+        return cast(equal(expand_dims(rows, 1) + k, expand_dims(cols, 0)), dtype)
     return constant(np.eye(n, m, k, dtype=dtype), graph=graph)
 
 

@@ -1,75 +1,91 @@
-"""Tensors made from sizes given as Python ints: arange, zeros, ones, full, alloc.
+"""Tensors made from sizes: arange, zeros, ones, full, alloc.
 
-Sizes are Python ints here (symbolic shapes are not graph values yet), so these are constants
-of the graph, except alloc of a tensor value, which broadcasts it (and its gradient sums back).
+Sizes that are Python ints make constants; a size that is an integer scalar tensor (y.shape[0],
+an input n) is read at run time (the alloc and arange_dyn ops). alloc of a tensor value
+broadcasts it, and its gradient sums back.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..ir.tensor import Tensor
-from .build import as_tensor, axis_tuple, constant, op_error
-
-
-def _size(op, v):
-    if isinstance(v, Tensor):
-        raise op_error(op, [v], "sizes must be Python ints here (a size read from a tensor's "
-                       "run-time shape is not supported yet)")
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
-        raise op_error(op, [], f"expected an int, got {v!r}")
-    return int(v)
+from .api_shape import size_entries
+from .build import apply, as_tensor, constant, op_error
 
 
 def _shape(op, shape):
-    if isinstance(shape, Tensor):
-        _size(op, shape)
-    try:
-        shape = axis_tuple(shape)
-    except Exception:
-        raise op_error(op, [], f"shape must be an int or a tuple of ints, got {shape!r}") \
-            from None
-    if any(d < 0 for d in shape):
-        raise op_error(op, [], f"negative dimensions are not allowed, got {shape}")
-    return shape
+    """(entries, operands) of a shape argument (see size_entries), ints checked >= 0."""
+    return size_entries(op, shape)
+
+
+def _scalar_operand(op, v, graph):
+    if isinstance(v, Tensor):
+        if v.ndim != 0:
+            raise op_error(op, [v], f"expected a scalar, got {v.type.short()}")
+        return v
+    return constant(v, graph=graph)
 
 
 def arange(start, stop=None, step=1, dtype=None, graph=None):
-    """np.arange(start, stop, step) as a constant (int64 for int arguments)."""
-    for v in (start, stop, step):
-        if isinstance(v, Tensor):
-            _size("arange", v)
+    """np.arange(start, stop, step): a constant (int64 for int arguments), or, where a bound
+    is a tensor (y.shape[0]), computed at run time."""
+    if stop is None:
+        start, stop = 0, start
+    if any(isinstance(v, Tensor) for v in (start, stop, step)):
+        if isinstance(step, Tensor) is False and step == 0:
+            raise op_error("arange", [], "step must not be zero")
+        g = next(v.graph for v in (start, stop, step) if isinstance(v, Tensor))
+        ops = [_scalar_operand("arange", v, g) for v in (start, stop, step)]
+        if dtype is None:  # NumPy's: int64 for int bounds, else the bounds' float type
+            dtype = np.result_type(*[np.dtype(o.dtype) for o in ops]).name
+        return apply("arange_dyn", ops, dtype=np.dtype(dtype).name)
     if step == 0:
         raise op_error("arange", [], "step must not be zero")
     a = np.arange(start, stop, step)
     return constant(a if dtype is None else a.astype(dtype), graph=graph)
 
 
+def _filled(op, shape, value, dtype, graph):
+    """`value` (a Python number) filled into `shape`: a constant, or alloc for run-time sizes."""
+    entries, operands = _shape(op, shape)
+    if operands:
+        v = constant(np.array(value, dtype=dtype), graph=operands[0].graph)
+        return apply("alloc", [v] + operands, shape=entries)
+    return constant(np.full(entries, value, dtype=dtype), graph=graph)
+
+
 def zeros(shape, dtype="float64", graph=None):
-    """A constant of zeros."""
-    return constant(np.zeros(_shape("zeros", shape), dtype=dtype), graph=graph)
+    """Zeros of `shape` (sizes may be integer scalar tensors)."""
+    return _filled("zeros", shape, 0, dtype, graph)
 
 
 def ones(shape, dtype="float64", graph=None):
-    """A constant of ones."""
-    return constant(np.ones(_shape("ones", shape), dtype=dtype), graph=graph)
+    """Ones of `shape` (sizes may be integer scalar tensors)."""
+    return _filled("ones", shape, 1, dtype, graph)
 
 
 def full(shape, value, dtype=None, graph=None):
     """`value` repeated to `shape`: a constant, or a tensor value broadcast (see alloc)."""
-    shape = _shape("full", shape)
     if isinstance(value, Tensor):
-        from .api import broadcast_to, cast
+        from .api import cast
         v = value if dtype is None else cast(value, dtype)
         if v.ndim:
             raise op_error("full", [value], f"fill value must be a scalar, got {v.type.short()}")
-        return broadcast_to(v, shape)
-    return constant(np.full(shape, value, dtype=dtype), graph=graph)
+        return alloc(v, *(shape if isinstance(shape, (tuple, list)) else (shape,)))
+    return _filled("full", shape, value, np.asarray(value).dtype if dtype is None else dtype,
+                   graph)
 
 
 def alloc(value, *shape):
-    """Theano's alloc(value, *shape): value broadcast to `shape` (gradient sums it back)."""
-    shape = tuple(_size("alloc", d) for d in shape)
-    if not isinstance(value, Tensor):
-        return constant(np.broadcast_to(np.asarray(value), shape).copy())
-    from .api import broadcast_to
-    return broadcast_to(as_tensor(value), shape)
+    """Theano's alloc(value, *shape): value broadcast to `shape` (gradient sums it back);
+    sizes may be integer scalar tensors."""
+    entries, operands = _shape("alloc", shape)
+    if not isinstance(value, Tensor) and not operands:
+        return constant(np.broadcast_to(np.asarray(value), entries).copy())
+    g = operands[0].graph if operands else value.graph
+    v = as_tensor(value, graph=g)
+    if not operands:
+        from .api import broadcast_to
+        return broadcast_to(v, entries)
+    return apply("alloc", [v] + operands, shape=entries)
+

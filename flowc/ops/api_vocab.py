@@ -43,7 +43,7 @@ def one_hot(y, n, dtype="float64"):
 
 
 def _known(op, x, what):
-    if None in x.shape:
+    if None in x.type.shape:
         raise op_error(op, [x], f"{what} needs x's shape known when the graph is built, got "
                        f"{x.type.short()}")
 
@@ -58,7 +58,7 @@ def tile(x, reps):
     _known("tile", x, "tile")
     n = max(len(reps), x.ndim)
     reps = (1,) * (n - len(reps)) + tuple(int(r) for r in reps)
-    shape = (1,) * (n - x.ndim) + tuple(x.shape)
+    shape = (1,) * (n - x.ndim) + tuple(x.type.shape)
     inter = tuple(v for d in shape for v in (1, d))  # (1, d0, 1, d1, ...)
     big = tuple(v for r, d in zip(reps, shape) for v in (r, d))
     y = broadcast_to(reshape(x, inter), big)
@@ -73,7 +73,7 @@ def repeat(x, repeats, axis=None):
     if axis is None:
         x, axis = flatten(x), 0
     ax = op_axes("repeat", x, axis, one=True)
-    n = x.shape[ax]
+    n = x.type.shape[ax]
     if isinstance(repeats, Tensor):
         raise op_error("repeat", [x, repeats], "repeats must be Python ints here")
     reps = np.asarray(repeats)
@@ -96,7 +96,7 @@ def flatten(x, ndim=1):
     x = as_tensor(x)
     if not isinstance(ndim, (int, np.integer)) or not 1 <= ndim <= max(x.ndim, 1):
         raise op_error("flatten", [x], f"ndim must be in 1..{max(x.ndim, 1)}, got {ndim!r}")
-    keep, rest = x.shape[:ndim - 1], x.shape[ndim - 1:]
+    keep, rest = x.type.shape[:ndim - 1], x.type.shape[ndim - 1:]
     tail = math.prod(rest) if None not in rest else -1
     shape = tuple(-1 if d is None else d for d in keep) + (tail,)
     if sum(1 for d in shape if d == -1) > 1:
@@ -117,10 +117,10 @@ def dimshuffle(x, *pattern):
         raise op_error("dimshuffle", [x], f"pattern {pattern!r}: expected distinct axes of "
                        f"0..{x.ndim - 1} and 'x'")
     dropped = [a for a in range(x.ndim) if a not in axes]
-    bad = [a for a in dropped if x.shape[a] != 1]
+    bad = [a for a in dropped if x.type.shape[a] != 1]
     if bad:
         raise op_error("dimshuffle", [x], f"pattern {pattern!r} drops axis {bad[0]} of size "
-                       f"{x.shape[bad[0]]}; only axes of size 1 can be dropped")
+                       f"{x.type.shape[bad[0]]}; only axes of size 1 can be dropped")
     y = squeeze(x, tuple(dropped)) if dropped else x
     kept = sorted(axes)
     order = [kept.index(a) for a in axes]

@@ -22,7 +22,7 @@ def _per_entry(ref):
     axis of size 0 has no element to pick, and a sum over nothing is still defined)."""
     if ref.ndim == 1:
         return ref
-    rest = ref.shape[1:]
+    rest = ref.type.shape[1:]
     if all(d is not None and d > 0 for d in rest):
         return ref[(slice(None),) + (0,) * len(rest)]
     head = ref[(slice(None),) + (slice(None, 1),) * len(rest)]
@@ -32,7 +32,7 @@ def _per_entry(ref):
 def rows(x, n):
     """Batched x as an (n, rest) matrix, rest spelled out where it is known: NumPy cannot
     resolve a -1 next to an empty axis (the Jacobian of a size-0 tensor has batch size 0)."""
-    rest = x.shape[1:]
+    rest = x.type.shape[1:]
     return F.reshape(x, (n, math.prod(rest) if None not in rest else -1))
 
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..ir.errors import FlowcError, GraphError, ShapeError
 from ..ir.graph import default_graph
-from ..ir.tensor import Tensor
+from ..ir.tensor import Shape, Tensor
 from ..ir.trace import user_trace
 from ..ir.types import TensorType, is_float, normalize_axis
 from .registry import canonical_attrs, get_op
@@ -82,6 +82,10 @@ def as_tensor(v, like: Tensor = None, graph=None) -> Tensor:
     """A Tensor for v; Python scalars are weak (take `like`'s dtype kind, as NumPy 2 does)."""
     if isinstance(v, Tensor):
         return v
+    if isinstance(v, (tuple, list)) and (isinstance(v, Shape) or any(isinstance(d, Tensor)
+                                                                      for d in v)):
+        from .api_shape import shape_vector  # a shape with run-time sizes: an int64 vector
+        return shape_vector(v)
     graph = like.graph if like is not None else graph
     if isinstance(v, (bool, int, float)) and not isinstance(v, np.generic):
         return constant(v, dtype=weak_dtype(v, like.dtype if like is not None else None), graph=graph)

@@ -3,7 +3,8 @@
 `advindex(x, *arrays)` is x[index]; `index_add(x, v, *arrays)` is x with v added at x[index]
 (repeated indices accumulate, np.add.at); `index_set(x, v, *arrays)` is x with x[index] = v.
 The `index` attr is getitem's item list plus ("array",) for each integer-array operand, in
-order. The update ops also take an index without arrays (x.at[1:, 0].set(v)).
+order; a slice bound "arg" is an integer scalar operand read at run time (data[i*bs:(i+1)*bs]).
+The update ops also take an index without arrays (x.at[1:, 0].set(v)).
 """
 from __future__ import annotations
 
@@ -35,9 +36,31 @@ def expand(index, ndim):
     return out
 
 
-def index_shape(x, index, arrays):
+def split_operands(index, operands):
+    """(index arrays, slice-bound scalars) among an index's operands, each in order."""
+    arrays, bounds, k = [], [], 0
+    for it in index:
+        if it[0] == "array":
+            arrays.append(operands[k])
+            k += 1
+        elif it[0] == "slice":
+            for b in it[1:]:
+                if b == "arg":
+                    bounds.append(operands[k])
+                    k += 1
+    return arrays, bounds
+
+
+def n_operands(index):
+    """How many operands an index reads: one per array item and per "arg" slice bound."""
+    return sum(1 if it[0] == "array" else sum(1 for b in it[1:] if b == "arg")
+               if it[0] == "slice" else 0 for it in index)
+
+
+def index_shape(x, index, operands):
     """The shape of x[index] (NumPy's rules: the broadcast index shape replaces the indexed
     axes where the advanced items are adjacent, else it goes first)."""
+    arrays, _ = split_operands(index, operands)
     items = expand(index, x.ndim)
     has_arrays = any(it[0] == "array" for it in items)
     shape, adv, dim, k = [], [], 0, 0
@@ -59,17 +82,25 @@ def index_shape(x, index, arrays):
             _, start, stop, step = it
             if step == 0:
                 raise ShapeError("slice step cannot be zero")
-            shape.append(None if size is None else len(range(*slice(start, stop, step).indices(size))))
+            if size is None or "arg" in (start, stop, step):
+                shape.append(None)
+            else:
+                shape.append(len(range(*slice(start, stop, step).indices(size))))
         dim += 1
     if not adv:
         return tuple(shape)
     try:
-        b = broadcast_shapes(*[a.shape for a in arrays])
+        b = broadcast_shapes(*[_static(a) for a in arrays])
     except ShapeError:
         raise ShapeError("index arrays do not broadcast together: "
-                         + ", ".join(fmt_shape(a.shape) for a in arrays)) from None
+                         + ", ".join(fmt_shape(_static(a)) for a in arrays)) from None
     at = adv[0][1] if adjacent(items) else 0
     return tuple(shape[:at]) + tuple(b) + tuple(shape[at:])
+
+
+def _static(a):
+    """The static shape of a Tensor or a TensorType (shape rules see either)."""
+    return a.type.shape if hasattr(a, "type") else a.shape
 
 
 def adjacent(items):
@@ -78,23 +109,28 @@ def adjacent(items):
     return not pos or pos[-1] - pos[0] + 1 == len(pos)
 
 
-def _check_arrays(arrays):
+def _check_operands(index, operands):
+    n = n_operands(index)
+    if n != len(operands):
+        raise ShapeError(f"the index names {n} operand(s), {len(operands)} came")
+    arrays, bounds = split_operands(index, operands)
     for a in arrays:
         if a.dtype not in INT:
             raise ShapeError(f"index arrays must be integer, got {a.short()}")
+    for b in bounds:
+        if b.dtype not in INT or b.ndim:
+            raise ShapeError(f"slice bounds must be integer scalars, got {b.short()}")
 
 
 def _index_infer(types, attrs):
     x, arrays = types[0], types[1:]
-    _check_arrays(arrays)
-    _count(attrs["index"], len(arrays))
+    _check_operands(attrs["index"], arrays)
     return TensorType(x.dtype, index_shape(x, attrs["index"], arrays))
 
 
 def _update_infer(types, attrs):
     x, v, arrays = types[0], types[1], types[2:]
-    _check_arrays(arrays)
-    _count(attrs["index"], len(arrays))
+    _check_operands(attrs["index"], arrays)
     target = index_shape(x, attrs["index"], arrays)
     try:
         out = broadcast_shapes(v.shape, target)  # v broadcasts to x[index]
@@ -107,14 +143,8 @@ def _update_infer(types, attrs):
     return x
 
 
-def _count(index, n):
-    k = sum(1 for it in index if it[0] == "array")
-    if k != n:
-        raise ShapeError(f"the index names {k} array operand(s), {n} came")
-
-
 def gather(x, index, arrays):
-    """x[index] as a graph value: getitem without arrays, advindex with them."""
+    """x[index] as a graph value: getitem without operands, advindex with them."""
     if not arrays:
         return apply("getitem", [x], index=index)
     return apply("advindex", [x] + list(arrays), index=index)
@@ -153,9 +183,10 @@ def _moved(c, first_adv_axis_front, r, ndim_b):
 def _front(x, index, arrays):
     """(advanced axes go in front, their broadcast rank) for x[index]."""
     items = expand(index, x.ndim)
+    arrays, _ = split_operands(index, arrays)
     if not arrays:
         return False, 0
-    return not adjacent(items), len(broadcast_shapes(*[a.shape for a in arrays]))
+    return not adjacent(items), len(broadcast_shapes(*[a.type.shape for a in arrays]))
 
 
 def _no_batched_arrays(c, first):
@@ -175,7 +206,7 @@ class _unbatched_type:
     """The per-entry view of a batched tensor's type (for the shape rules above)."""
 
     def __init__(self, t):
-        self.shape, self.ndim = t.shape[1:], t.ndim - 1
+        self.shape, self.ndim = t.type.shape[1:], t.ndim - 1
 
 
 def _update_batch(c):

@@ -36,7 +36,7 @@ def _reshape_infer(types, attrs):
 
 def _reshape_vjp(c):
     x = c.inputs[0]
-    return [F.reshape(c.g, x.shape) if None not in x.shape else F.reshape_like(c.g, x)]
+    return [F.reshape(c.g, x.type.shape) if None not in x.type.shape else F.reshape_like(c.g, x)]
 
 
 register(OpDef("reshape", 1, _reshape_infer, attrs={"shape": REQUIRED}, vjp=_reshape_vjp,

@@ -27,7 +27,7 @@ def _b(c):
 def reshape(c):
     # The unbatched result's shape where it is known: a -1 is ambiguous next to an empty
     # batch axis (the Jacobian of a size-0 tensor).
-    shape = c.out.shape if None not in c.out.shape else c.attrs["shape"]
+    shape = c.out.type.shape if None not in c.out.type.shape else c.attrs["shape"]
     if -1 in shape and c.size is None:
         raise ShapeError("batching reshape with -1 needs a batch size known when the graph is built")
     return F.reshape(c.inputs[0], (c.size if -1 in shape else _b(c),) + tuple(shape))
@@ -37,8 +37,8 @@ def reshape_like(c):
     (a, b), (ba, bb) = c.inputs, c.batched
     if bb:
         return F.reshape_like(a if ba else materialize(a, b), b)
-    if None not in b.shape:
-        return F.reshape(a, (_b(c),) + b.shape)
+    if None not in b.type.shape:
+        return F.reshape(a, (_b(c),) + b.type.shape)
     return F.reshape_like(a, materialize(b, a))
 
 

@@ -17,11 +17,13 @@ from .cleanup import prune
 from .rewrite import copy_graph, log, operands, replace, roots, topo
 
 SHAPE_OF = {"broadcast_like": 1, "reshape_like": 1, "sum_like": 1}
+# Ops that read one operand for its shape alone: the port. shape and dim read nothing else.
+SHAPE_ONLY = dict(SHAPE_OF, shape=0, dim=0)
 
 
 def shape_read(G, consumer, port):
     """Does `consumer` read its operand at `port` for the shape alone?"""
-    return SHAPE_OF.get(G.nodes[consumer]["op"]) == port
+    return SHAPE_ONLY.get(G.nodes[consumer]["op"]) == port
 
 
 def shape_classes(G):
@@ -117,13 +119,16 @@ def _shape_operands(G, prefer_needed):
             needed.setdefault(cls[n], n)
     for n in order:
         d = H.nodes[n]
-        if d["op"] not in SHAPE_OF:
+        port = SHAPE_ONLY.get(d["op"])
+        if port is None:
             continue
-        src, like = operands(H, n)
-        if cls[src] == cls[like] and H.nodes[src]["type"] == d["type"]:
-            replace(H, n, src)
-            log(H, "identity_" + d["op"], n)
-            continue
+        like = operands(H, n)[port]
+        if d["op"] in SHAPE_OF:
+            src = operands(H, n)[0]
+            if cls[src] == cls[like] and H.nodes[src]["type"] == d["type"]:
+                replace(H, n, src)
+                log(H, "identity_" + d["op"], n)
+                continue
         pick = needed.get(cls[like])
         # Before n in this order, or a forward value read by a backward node: not n's
         # descendant. (The caller checks for cycles all the same.)
@@ -131,7 +136,7 @@ def _shape_operands(G, prefer_needed):
                 H.nodes[pick]["phase"] == "forward" and d["phase"] != "forward")):
             pick = first[cls[like]]
         if pick != like:
-            _set_operand_keeping_type(H, n, 1, pick)
+            _set_operand_keeping_type(H, n, port, pick)
     return H, cls  # classes hold: every rewrite kept a tensor's shape and its class
 
 

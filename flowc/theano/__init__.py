@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.tensor import Tensor
+from ..ir.tensor import Shape, Tensor
+from ..ops.build import constant as _const
 from ..leaves import param as _param
 from ..render.text import pp  # noqa: F401
 from . import printing, sandbox, tensor  # noqa: F401
@@ -37,12 +38,21 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
         unsupported("theano.function(profile=True)")
     if updates is not None and not isinstance(updates, dict):
         updates = list(updates)
-    return TheanoFunction(list(inputs), outputs if outputs is not None else [], updates,
+    single = isinstance(outputs, (Tensor, Shape, int))
+    outputs = [outputs] if single else outputs if outputs is not None else []
+    # x.shape[i] is a symbolic scalar in Theano even where the dim is known: an int here.
+    outputs = [_constant(o) if isinstance(o, (int, np.integer)) and not isinstance(o, bool)
+               else o for o in outputs]
+    return TheanoFunction(list(inputs), outputs, updates,
                           device="cpu", optimize="O0" if mode == "FAST_COMPILE" else "O2",
                           allow_input_downcast=bool(allow_input_downcast), verify=False,
-                          givens=givens, single_output=isinstance(outputs, Tensor),
+                          givens=givens, single_output=single,
                           mode="check" if mode in CHECKED_MODES else None,
                           no_default_updates=no_default_updates)
+
+
+def _constant(v):
+    return _const(np.int64(v))
 
 
 def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.errors import ArgumentError
-from ..ir.tensor import Tensor
+from ..ir.tensor import Shape, Tensor
 from ..random import Stream
 from .config import config
 from .unsupported import unsupported
@@ -38,13 +38,15 @@ class _TheanoStreams:
         (Theano's `size=h.shape, p=h`), or the size itself."""
         if like is not None:
             return None, like
-        if isinstance(size, Tensor):
-            unsupported(f"{self._what}.{method}(size=<symbolic shape vector>); pass like=tensor")
         if size is None and isinstance(p, Tensor):
             return None, p
-        if isinstance(p, Tensor) and size is not None and tuple(size) == p.shape \
-                and None in p.shape:
-            return None, p
+        if isinstance(size, Shape) and isinstance(p, Tensor) and size.of is p:
+            return None, p  # size=h.shape, p=h: drawn with h's run-time shape
+        if isinstance(size, Tensor) or isinstance(size, (tuple, list)) and any(
+                isinstance(d, Tensor) for d in size):  # a shape read at run time
+            if ndim is not None and isinstance(size, (tuple, list)) and ndim != len(size):
+                raise ArgumentError(f"{self._what}.{method}: ndim={ndim} does not match size")
+            return size, None
         if size is None:
             raise ArgumentError(f"{self._what}.{method} needs a size")
         size = (size,) if isinstance(size, (int, np.integer)) else tuple(size)

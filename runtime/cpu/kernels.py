@@ -275,6 +275,11 @@ from .kernels_index import OUT as _INDEX_OUT, VIEW as _INDEX_VIEW  # noqa: E402
 KERNELS.update({name: Kernel(fn, "out") for name, fn in _INDEX_OUT.items()})
 KERNELS.update({name: Kernel(fn, "view") for name, fn in _INDEX_VIEW.items()})
 
+# Shapes as values and ops whose sizes are read at run time.
+from .kernels_shape import table as _shape_table  # noqa: E402
+
+KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _shape_table(np).items()})
+
 # alpha * A @ B + beta * C in one BLAS call (the specialize pass makes these).
 from .gemm import gemm as _gemm  # noqa: E402
 

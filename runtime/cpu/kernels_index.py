@@ -7,13 +7,22 @@ import numpy as np
 
 
 def index_tuple(index, arrays, shape, xp=np):
-    """The NumPy index of `index` items (("array",) takes the next array), bounds-checked."""
+    """The NumPy index of `index` items, bounds-checked: ("array",) takes the next operand,
+    and so does each "arg" slice bound (an integer scalar read here)."""
     n_real = sum(1 for it in index if it[0] in ("int", "slice", "array"))
     parts, dim, k = [], 0, 0
     for it in index:
         kind = it[0]
         if kind == "slice":
-            parts.append(slice(it[1], it[2], it[3]))
+            bounds = []
+            for b in it[1:]:
+                if b == "arg":
+                    b = int(arrays[k])  # on the GPU: one small device-to-host copy
+                    k += 1
+                bounds.append(b)
+            if bounds[2] == 0:
+                raise ValueError("slice step cannot be zero")
+            parts.append(slice(*bounds))
         elif kind == "int":
             parts.append(it[1])
         elif kind == "newaxis":

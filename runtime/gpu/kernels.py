@@ -20,6 +20,7 @@ from ..cpu.fused import compile_block
 from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
 from ..cpu.kernels_extra import range_problem
 from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape
+from ..cpu.kernels_shape import table as _shape_table
 from ..cpu.prod_others import kernel as _prod_others
 
 _RAW = {}      # kernel name (a hash of its source) -> cupy.RawKernel, compiled on first launch
@@ -428,6 +429,8 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "random_check": _random_check, "stop_gradient": lambda x: x,
     "custom_vjp": lambda y, *rest, rule=None: y,
 }.items()})
+
+KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _shape_table(cp).items()})
 
 
 # -- the CuPy-function evaluation of expressions the generator does not cover (float16, ...) --

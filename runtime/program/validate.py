@@ -50,15 +50,17 @@ def _is_number(v):
     return type(v) in (int, float)
 
 
-def _is_index(v):
-    """getitem's index: ("slice", a, b, c), ("int", i), ("newaxis",) or ("ellipsis",)."""
+def _is_index(v, dynamic=False):
+    """getitem's index: ("slice", a, b, c), ("int", i), ("newaxis",) or ("ellipsis",); with
+    dynamic=True a slice bound may also be "arg" (an operand read at run time)."""
     if not isinstance(v, tuple):
         return False
     for it in v:
         if not isinstance(it, tuple) or not it:
             return False
         if it[0] == "slice":
-            if len(it) != 4 or not all(x is None or type(x) is int for x in it[1:]):
+            if len(it) != 4 or not all(x is None or type(x) is int or (dynamic and x == "arg")
+                                       for x in it[1:]):
                 return False
         elif it[0] == "int":
             if len(it) != 2 or type(it[1]) is not int:
@@ -70,7 +72,7 @@ def _is_index(v):
 
 def _is_array_index(v):
     """An advanced index: getitem's items plus ("array",) for each index-array operand."""
-    return isinstance(v, tuple) and _is_index(tuple(it for it in v if it != ("array",)))
+    return isinstance(v, tuple) and _is_index(tuple(it for it in v if it != ("array",)), True)
 
 
 def _is_plain(v):
@@ -107,6 +109,23 @@ ATTR_TYPES = {
 ATTR_TYPES[("specify_shape", "shape")] = ("a list of ints and nulls", lambda v: isinstance(
     v, tuple) and all(d is None or (type(d) is int and d >= 0) for d in v))
 ATTR_TYPES[("argsort", "axis")] = ("an int", _is_int)
+ATTR_TYPES[("dim", "axis")] = ("a non-negative int", lambda v: _is_int(v) and v >= 0)
+
+
+def _is_size(d, reshape):
+    """A size entry: an int (>= 0, or -1 in a reshape), "arg", or ("dim", k) in a reshape."""
+    if type(d) is int:
+        return d >= (-1 if reshape else 0)
+    if reshape and isinstance(d, tuple):
+        return len(d) == 2 and d[0] == "dim" and type(d[1]) is int and d[1] >= 0
+    return d == "arg"
+
+
+ATTR_TYPES[("reshape_dyn", "shape")] = (
+    "a list of sizes (ints, -1, \"arg\", [\"dim\", k])",
+    lambda v: isinstance(v, tuple) and all(_is_size(d, True) for d in v))
+ATTR_TYPES[("alloc", "shape")] = ("a list of sizes (ints >= 0, \"arg\")", lambda v: isinstance(
+    v, tuple) and all(_is_size(d, False) for d in v))
 ATTR_TYPES.update({(k, "index"): ("an index (a list of slice/int/newaxis/ellipsis/array items)",
                                   _is_array_index)
                    for k in ("advindex", "index_add", "index_set")})
