@@ -35,6 +35,7 @@ from .ops.api_linalg import (diag, eye, inv, norm, outer, slogdet, solve, take_a
                              trace)
 from .ops.registry import OPS
 from .render import render, to_dot
+from .render.debugprint import debugprint
 from .nn import optim
 from . import random  # noqa: F401  (fc.random.Stream)
 

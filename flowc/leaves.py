@@ -23,9 +23,10 @@ def input(name, shape=(), dtype="float64", graph=None):
     return leaf("input", TensorType(dtype, tuple(shape)), name=name, graph=graph)
 
 
-def param(name, value, dtype=None, graph=None):
-    """A parameter: state with an initial value, kept by the runtime between calls."""
-    arr = np.array(value, dtype=dtype)
+def param(name, value, dtype=None, graph=None, borrow=False):
+    """A parameter: state with an initial value, kept by the runtime between calls
+    (borrow=True keeps `value` itself when it is already an array of the dtype)."""
+    arr = np.asarray(value, dtype=dtype) if borrow else np.array(value, dtype=dtype)
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise ShapeError(f"param {name!r}: expected a numeric array, got {type(value).__name__}")
     g = graph or default_graph()

@@ -204,3 +204,18 @@ def test_random_draws_with_sizes_read_at_run_time():
     with pytest.raises(ValueError, match="negative"):
         f(np.zeros((2, 2)), np.int64(-1))
     np.testing.assert_array_equal(s.state.get_value(), state)  # a failed call advances nothing
+
+
+def test_lop_of_a_product_needs_no_weight_input():
+    # Theano's gradients page: Lop(dot(x, W), W, v) reads x and v only. Matrix axes never
+    # broadcast, so matmul's gradient is W's shape without reading W.
+    W = fc.input("W", (None, None))
+    x, v = fc.input("x", (None,)), fc.input("v", (None,))
+    X, V = fc.input("X", (None, None)), fc.input("V", (None, None))
+    f = fc.function([v, x], fc.Lop(x @ W, W, v))
+    np.testing.assert_array_equal(f(np.array([2.0, 2.0]), np.array([0.0, 1.0])),
+                                  [[0, 0], [2, 2]])
+    g = fc.function([V, X], fc.Lop(X @ W, W, V))
+    xv, vv = rng.standard_normal((3, 4)), rng.standard_normal((3, 2))
+    for _ in range(3):
+        np.testing.assert_allclose(g(vv, xv), xv.T @ vv, rtol=1e-12)

@@ -226,8 +226,8 @@ def test_vocabulary_errors_name_what_was_expected():
         fc.repeat(x, [1, 2], axis=1)
     with pytest.raises(fc.ShapeError, match="integer labels"):
         fc.one_hot(x, 3)
-    with pytest.raises(fc.ShapeError, match="at most one unknown"):
-        fc.flatten(fc.input("u", (None, None, 2)), 3)
+    with pytest.raises(fc.ShapeError, match="ndim must be in 1..3"):
+        fc.flatten(fc.input("u", (None, None, 2)), 4)
     with pytest.raises(fc.ShapeError, match="expected a scalar"):
         fc.arange(fc.input("n", (2,), dtype="int64"))
 
@@ -259,3 +259,23 @@ def test_constant_index_out_of_bounds_is_not_folded_away_from_the_users_line(lev
         with pytest.raises(IndexError, match=r"test_vocab\.py:\d+ failed: IndexError: index "
                            r"[45] is out of bounds for axis 0 with size 3"):
             f(np.zeros(3))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_vocabulary_with_sizes_known_only_at_run_time(level):
+    # flatten of several unknown axes, tile and repeat of unknown sizes, one_hot of a count
+    # read at run time: symbolic shapes carry the sizes.
+    u = fc.input("u", (None, None, 2))
+    y = fc.input("y", (None,), dtype="int64")
+    outs = [fc.flatten(u, 2), fc.flatten(u, 3), fc.tile(u, (2, 1, 1)),
+            fc.repeat(u, 3, axis=1), fc.one_hot(y, y.shape[0] + 1)]
+    g = fc.grad(fc.sum(fc.tile(u, (1, 2, 1)) * 3.0) + fc.sum(fc.repeat(u, 2, axis=0)), u)
+    f = fc.function([u, y], outs + [g], optimize=level)
+    for n, m in ((2, 3), (1, 4), (3, 1)):
+        uv = np.arange(n * m * 2.0).reshape(n, m, 2)
+        yv = np.arange(n) % (n + 1)
+        got = f(uv, yv)
+        want = [uv.reshape(n, -1), uv, np.tile(uv, (2, 1, 1)), np.repeat(uv, 3, axis=1),
+                np.eye(n + 1)[yv], np.full(uv.shape, 8.0)]
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)

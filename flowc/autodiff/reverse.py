@@ -102,7 +102,8 @@ def _backprop(anchor, seeds, wrts, disconnected, blocked=frozenset()):
             for x, ct in pairs:
                 if ct is None or x.id not in on_path or not is_float(x.dtype):
                     continue
-                ct = F.unbroadcast(ct, x)
+                if not opdef.unbroadcasts or ct.ndim != x.ndim:
+                    ct = F.unbroadcast(ct, x)
                 if ct.dtype != x.dtype:
                     ct = F.cast(ct, x.dtype)
                 contribs.setdefault(x.id, []).append(ct)

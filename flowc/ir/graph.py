@@ -29,6 +29,8 @@ class Graph:
         # {param id: value id} added to every function using the param (random streams'
         # state; flowc/random.py), unless the function says no_default_updates.
         self.default_updates: Dict[int, int] = {}
+        # Tensor.eval's compiled functions, by (tensor id, input ids).
+        self.eval_cache: Dict[tuple, tuple] = {}
         self._next_id = max(max(self.nx.nodes, default=-1) + 1, self.nx.graph.get("next_id", 0))
         # Where new nodes come from: set by autodiff (phase, origin) and by passes (trace).
         self._phase = "forward"

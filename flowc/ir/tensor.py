@@ -53,6 +53,13 @@ class Shape(tuple):
             + ("," if len(self) == 1 else "") + ")"
 
 
+COMPARISONS = ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal")
+
+
+class _Tag:
+    """Attributes the user hangs on a tensor (x.tag.test_value = ...)."""
+
+
 def static_shape(shape) -> tuple:
     """A shape with None for each dim that is not a Python int (a Tensor or None)."""
     return tuple(None if d is None or isinstance(d, Tensor) else int(d) for d in shape)
@@ -99,6 +106,20 @@ class Tensor:
     def name(self):
         return self.node.get("name")
 
+    @name.setter
+    def name(self, value):
+        self.node["name"] = value
+
+    @property
+    def broadcastable(self):
+        """Theano's flags: True where the dim is known to be 1."""
+        return self.type.broadcastable
+
+    @property
+    def tag(self):
+        """A namespace for the user's notes on this tensor (Theano's `x.tag`); not saved."""
+        return self.node.setdefault("tag", _Tag())
+
     def describe(self) -> str:
         """'name: f64[?,784] (op, made at file:line)' for error messages."""
         d = self.node
@@ -130,8 +151,13 @@ class Tensor:
         return _ops().not_equal(self, other)
 
     def __bool__(self):
-        raise TypeError("a symbolic Tensor has no truth value (== is elementwise); use "
-                        "flowc.where for a condition, `a is b` or a.id == b.id for identity")
+        # As in Theano: a variable is true (`if not W:` tests for a missing one), but the
+        # result of a comparison has no truth value until it is computed.
+        if self.op in COMPARISONS:
+            raise TypeError("a symbolic comparison has no truth value (== is elementwise); "
+                            "use flowc.where for a condition, `a is b` or a.id == b.id for "
+                            "identity")
+        return True
 
     def __len__(self):
         raise TypeError("a symbolic Tensor has no len(); use .shape")
@@ -140,12 +166,13 @@ class Tensor:
         raise TypeError("a symbolic Tensor cannot be iterated; index it with t[i]")
 
     # -- parameter state ------------------------------------------------------------------
-    def get_value(self, borrow: bool = False):
-        """The parameter's current value (a copy unless borrow=True)."""
+    def get_value(self, borrow: bool = False, return_internal_type: bool = False):
+        """The parameter's current value (a copy unless borrow=True; with
+        return_internal_type=True a GPU value stays a CuPy array)."""
         cell = self._cell()
         v = cell.value
         if hasattr(v, "get"):  # device array
-            return v.get()
+            return (v if borrow else v.copy()) if return_internal_type else v.get()
         return v if borrow else np.array(v, copy=True)
 
     def set_value(self, value, borrow: bool = False):
@@ -228,3 +255,54 @@ class Tensor:
 
     def astype(self, dtype): return _ops().cast(self, dtype)
     def dot(self, o): return _ops().dot(self, o)
+    def clip(self, lo, hi): return _ops().clip(self, lo, hi)
+    def round(self): return _ops().round(self)
+    def squeeze(self, axis=None): return _ops().squeeze(self, axis)
+    def copy(self): return self  # values are immutable: a copy is the same value
+
+    def flatten(self, ndim=1):
+        """Keep the first ndim - 1 axes and flatten the rest (Theano's flatten)."""
+        from ..ops.api_vocab import flatten
+        return flatten(self, ndim)
+
+    def dimshuffle(self, *pattern):
+        """Theano's dimshuffle: a permutation of axes with 'x' for new unit axes."""
+        from ..ops.api_vocab import dimshuffle
+        return dimshuffle(self, *pattern)
+
+    def sort(self, axis=-1):
+        from ..ops.api_vocab import sort
+        return sort(self, axis)
+
+    def argsort(self, axis=-1):
+        from ..ops.api_vocab import argsort
+        return argsort(self, axis)
+
+    def var(self, axis=None, keepdims=False):
+        """Population variance (NumPy's default, ddof=0)."""
+        m = self.mean(axis, keepdims=True)
+        return _ops().mean(_ops().square(self - m), axis, keepdims)
+
+    def std(self, axis=None, keepdims=False):
+        return _ops().sqrt(self.var(axis, keepdims))
+
+    def norm(self, L=2, axis=None):
+        """Theano's x.norm(L): (sum |x|^L)^(1/L) over axis (all axes when None)."""
+        if L == 2:
+            return _ops().sqrt(_ops().sum(_ops().square(self), axis))
+        if L == 1:
+            return _ops().sum(_ops().abs(self), axis)
+        return _ops().sum(_ops().abs(self) ** L, axis) ** (1.0 / L)
+
+    def eval(self, inputs_to_values=None):
+        """This tensor's value now, given {input: value} for the inputs it needs (Theano's
+        eval). The compiled function is cached on the graph per tensor and input set."""
+        givens = dict(inputs_to_values or {})
+        key = (self.id,) + tuple(sorted(t.id for t in givens))
+        cache = self.graph.eval_cache
+        ins = sorted(givens, key=lambda t: t.id)
+        f = cache.get(key)
+        if f is None:
+            from ..function import function
+            f = cache[key] = function(ins, self)
+        return f(*[givens[t] for t in ins])

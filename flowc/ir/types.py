@@ -11,20 +11,54 @@ from .errors import ShapeError
 Dim = Optional[int]
 
 
+_INTERNED = {}
+
+
 @dataclass(frozen=True)
 class TensorType:
-    """The static type of a tensor: a NumPy dtype name and a shape whose dims may be None."""
+    """The static type of a tensor: a NumPy dtype name and a shape whose dims may be None.
+
+    Types are interned (one object per dtype and shape), so `x.type is T.dscalar` holds as in
+    Theano; calling a type makes an input of it (`T.dmatrix("x")`)."""
 
     dtype: str
     shape: Tuple[Dim, ...]
+
+    def __new__(cls, dtype=None, shape=None):
+        if dtype is None:  # copy/pickle protocols make an empty object first
+            return object.__new__(cls)
+        key = (np.dtype(dtype).name, tuple(None if d is None else int(d) for d in shape))
+        t = _INTERNED.get(key)
+        if t is None:
+            t = _INTERNED[key] = object.__new__(cls)
+        return t
 
     def __post_init__(self):
         object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
         object.__setattr__(self, "shape", tuple(None if d is None else int(d) for d in self.shape))
 
+    def __reduce__(self):
+        return TensorType, (self.dtype, self.shape)
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, name=None):
+        """A new input of this type (Theano's `T.dmatrix("x")`)."""
+        from ..ops.build import leaf
+        return leaf("input", self, name=name)
+
     @property
     def ndim(self) -> int:
         return len(self.shape)
+
+    @property
+    def broadcastable(self):
+        """Theano's flags: True where the dim is known to be 1."""
+        return tuple(d == 1 for d in self.shape)
 
     def short(self) -> str:
         """Compact text such as 'f64[?,784]' used in pictures and errors."""

@@ -37,15 +37,11 @@ def one_hot(y, n, dtype="float64"):
     y = as_tensor(y)
     if np.dtype(y.dtype).kind not in "iu":
         raise op_error("one_hot", [y], f"needs integer labels, got {y.type.short()}")
+    if isinstance(n, Tensor):  # a class count read at run time
+        return cast(equal(expand_dims(y, -1), arange(n)), dtype)
     if not isinstance(n, (int, np.integer)) or n < 0:
         raise op_error("one_hot", [y], f"n must be a non-negative int, got {n!r}")
     return cast(equal(expand_dims(y, -1), arange(int(n), graph=y.graph)), dtype)
-
-
-def _known(op, x, what):
-    if None in x.type.shape:
-        raise op_error(op, [x], f"{what} needs x's shape known when the graph is built, got "
-                       f"{x.type.short()}")
 
 
 def tile(x, reps):
@@ -55,10 +51,9 @@ def tile(x, reps):
     reps = (reps,) if isinstance(reps, (int, np.integer)) else tuple(reps)
     if not all(isinstance(r, (int, np.integer)) and r >= 0 for r in reps):
         raise op_error("tile", [x], f"reps must be non-negative ints, got {reps!r}")
-    _known("tile", x, "tile")
     n = max(len(reps), x.ndim)
     reps = (1,) * (n - len(reps)) + tuple(int(r) for r in reps)
-    shape = (1,) * (n - x.ndim) + tuple(x.type.shape)
+    shape = (1,) * (n - x.ndim) + tuple(x.shape)  # sizes known only at run time are tensors
     inter = tuple(v for d in shape for v in (1, d))  # (1, d0, 1, d1, ...)
     big = tuple(v for r, d in zip(reps, shape) for v in (r, d))
     y = broadcast_to(reshape(x, inter), big)
@@ -68,7 +63,7 @@ def tile(x, reps):
 def repeat(x, repeats, axis=None):
     """np.repeat: each entry repeated `repeats` times (an int, or one int per entry) along
     axis (None: of the flattened x)."""
-    from .api import take
+    from .api import expand_dims, take
     x = as_tensor(x)
     if axis is None:
         x, axis = flatten(x), 0
@@ -84,8 +79,10 @@ def repeat(x, repeats, axis=None):
     if reps.ndim == 1 and (n is None or reps.size != n):
         raise op_error("repeat", [x], f"{reps.size} repeats for an axis of size "
                        f"{'unknown' if n is None else n}")
-    if n is None:
-        raise op_error("repeat", [x], f"needs the size of axis {ax} known, got {x.type.short()}")
+    if n is None:  # one count for every entry of an axis known at run time: a tiled index
+        from .api_make import arange
+        idx = flatten(tile(expand_dims(arange(x.shape[ax]), 1), (1, int(reps))))
+        return take(x, idx, axis=ax)
     idx = np.repeat(np.arange(n), reps)
     return take(x, constant(idx, graph=x.graph), axis=ax)
 
@@ -96,12 +93,9 @@ def flatten(x, ndim=1):
     x = as_tensor(x)
     if not isinstance(ndim, (int, np.integer)) or not 1 <= ndim <= max(x.ndim, 1):
         raise op_error("flatten", [x], f"ndim must be in 1..{max(x.ndim, 1)}, got {ndim!r}")
-    keep, rest = x.type.shape[:ndim - 1], x.type.shape[ndim - 1:]
+    rest = x.type.shape[ndim - 1:]
     tail = math.prod(rest) if None not in rest else -1
-    shape = tuple(-1 if d is None else d for d in keep) + (tail,)
-    if sum(1 for d in shape if d == -1) > 1:
-        raise op_error("flatten", [x], f"can join at most one unknown size, got {x.type.short()}")
-    return reshape(x, shape)
+    return reshape(x, tuple(x.shape[:ndim - 1]) + (tail,))  # unknown kept sizes: x's own dims
 
 
 def dimshuffle(x, *pattern):

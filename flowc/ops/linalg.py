@@ -46,8 +46,9 @@ def _matmul_vjp(c):
         g = F.expand_dims(g, -1)
     if a.ndim == 1:
         g = F.expand_dims(g, -2)
-    ga = F.unbroadcast(F.matmul(g, _swap(b2)), a2)
-    gb = F.unbroadcast(F.matmul(_swap(a2), g), b2)
+    ga, gb = F.matmul(g, _swap(b2)), F.matmul(_swap(a2), g)
+    if a2.ndim > 2 or b2.ndim > 2:  # only batch axes broadcast; matrix axes never do
+        ga, gb = F.unbroadcast(ga, a2), F.unbroadcast(gb, b2)
     if a.ndim == 1:
         ga = F.squeeze(ga, 0)
     if b.ndim == 1:
@@ -87,4 +88,4 @@ def _matmul_batch(c):
 
 
 register(OpDef("matmul", 2, _matmul_infer, vjp=_matmul_vjp, jvp=_matmul_jvp,
-               batch=_matmul_batch, doc="matrix product (a @ b)"))
+               batch=_matmul_batch, unbroadcasts=True, doc="matrix product (a @ b)"))

@@ -38,6 +38,9 @@ class OpDef:
     commutative: bool = False
     linear: bool = False
     differentiable: bool = True
+    # The vjp rule already sums each cotangent to its operand's shape (matmul's batch axes):
+    # the engine adds no sum_like of its own, which would read the operand for its shape.
+    unbroadcasts: bool = False
     doc: str = ""
 
 

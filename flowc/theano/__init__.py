@@ -11,22 +11,24 @@ from ..leaves import param as _param
 from ..render.text import pp  # noqa: F401
 from . import printing, sandbox, tensor  # noqa: F401
 from .config import config  # noqa: F401
-from .function import In, TheanoFunction
+from .function import In, Out, TheanoFunction
 from .unsupported import unsupported
 
 # Theano's debugging modes are both flowc's checked mode (flowc/checked.py): it compares the
 # optimized program with the unoptimized one (DebugMode) and stops at NaN/inf (NanGuardMode).
 CHECKED_MODES = ("DebugMode", "DEBUG_MODE", "NanGuardMode")
 
-__all__ = ["In", "config", "function", "grad", "pp", "printing", "sandbox", "shared", "tensor"]
+__all__ = ["In", "Out", "config", "function", "grad", "pp", "printing", "sandbox", "shared", "tensor"]
 
 
 def shared(value, name=None, borrow=False, strict=False, allow_downcast=None):
     """A shared variable: a flowc param with get_value/set_value."""
-    arr = np.array(value, copy=not borrow)
+    arr = np.asarray(value) if borrow else np.array(value, copy=True)
     if isinstance(value, float) and not strict:
         arr = arr.astype(config.floatX)
-    return _param(name, arr)
+    # borrow=True keeps the caller's array as the value (Theano's aliasing on the CPU): an
+    # update replaces it, so the alias holds until the first call that updates it.
+    return _param(name, arr, borrow=borrow)
 
 
 def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
@@ -38,13 +40,13 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
         unsupported("theano.function(profile=True)")
     if updates is not None and not isinstance(updates, dict):
         updates = list(updates)
-    single = isinstance(outputs, (Tensor, Shape, int))
+    single = isinstance(outputs, (Tensor, Shape, int, Out))
     outputs = [outputs] if single else outputs if outputs is not None else []
     # x.shape[i] is a symbolic scalar in Theano even where the dim is known: an int here.
     outputs = [_constant(o) if isinstance(o, (int, np.integer)) and not isinstance(o, bool)
                else o for o in outputs]
-    return TheanoFunction(list(inputs), outputs, updates,
-                          device="cpu", optimize="O0" if mode == "FAST_COMPILE" else "O2",
+    return TheanoFunction(list(inputs), outputs, updates, device="cpu",
+                          optimize="O0" if mode == "FAST_COMPILE" else "O2",
                           allow_input_downcast=bool(allow_input_downcast), verify=False,
                           givens=givens, single_output=single,
                           mode="check" if mode in CHECKED_MODES else None,

@@ -1,8 +1,12 @@
-"""theano.printing: pydotprint draws with flowc's renderer; pp prints expressions."""
+"""theano.printing: pydotprint draws with flowc's renderer; pp/pprint print expressions,
+debugprint prints the graph as an indented tree."""
 from __future__ import annotations
 
-from ..render.text import pp  # noqa: F401
+from ..render.debugprint import debugprint as _debugprint
+from ..render.text import pp
 from .unsupported import unsupported
+
+pprint = pp
 
 
 def pydotprint(fct, outfile=None, format="png", compact=True, with_ids=False, **kwargs):
@@ -13,5 +17,9 @@ def pydotprint(fct, outfile=None, format="png", compact=True, with_ids=False, **
     return render(fct, outfile, stage="all")
 
 
-def debugprint(*args, **kwargs):
-    unsupported("theano.printing.debugprint (use flowc.theano.pp or pydotprint)")
+def debugprint(obj, depth=-1, print_type=False, file=None, **kwargs):
+    """The graph of a variable, a list of them or a compiled function as an indented tree
+    (flowc's own node names and ids, not Theano's op classes)."""
+    if depth != -1:
+        unsupported("theano.printing.debugprint(depth=...)")
+    return _debugprint(obj, file=file, print_type=print_type)

@@ -5,7 +5,7 @@ the same on CPU and GPU. `nstreams` is accepted and ignored (flowc needs no stre
 """
 from __future__ import annotations
 
-from ..shared_randomstreams import _TheanoStreams
+from ..tensor.shared_randomstreams import _TheanoStreams
 from ..unsupported import unsupported
 
 

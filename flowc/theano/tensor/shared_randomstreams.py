@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.errors import ArgumentError
-from ..ir.tensor import Shape, Tensor
-from ..random import Stream
-from .config import config
-from .unsupported import unsupported
+from ...ir.errors import ArgumentError
+from ...ir.tensor import Shape, Tensor
+from ...random import Stream
+from ..config import config
+from ..unsupported import unsupported
 
 
 def _float(dtype):

@@ -1,9 +1,9 @@
 """theano.tensor.nnet: activations and the classic cross-entropies."""
 from __future__ import annotations
 
-from ..ops import api as F
-from ..ops.api_linalg import take_along_axis
-from .unsupported import unsupported
+from ...ops import api as F
+from ...ops.api_linalg import take_along_axis
+from ..unsupported import unsupported
 
 sigmoid = F.sigmoid
 relu = F.relu
@@ -11,7 +11,11 @@ softplus = F.softplus
 
 
 def softmax(x, axis=-1):
-    """Row-wise softmax (Theano's default axis is the last one)."""
+    """Row-wise softmax (Theano's default axis is the last one); a vector gives a one-row
+    matrix, as Theano's softmax does."""
+    x = F.as_tensor(x)
+    if x.ndim == 1:
+        x = F.expand_dims(x, 0)
     return F.softmax(x, axis)
 
 

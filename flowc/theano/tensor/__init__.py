@@ -1,44 +1,57 @@
 """theano.tensor (T): typed inputs, the math, gradients and nnet, mapped onto flowc."""
 from __future__ import annotations
 
-from .. import leaves as _leaves
-from ..autodiff.reverse import grad as _grad
-from ..ops import api as F
-import sys
+from ... import leaves as _leaves
+from ...autodiff.reverse import grad as _grad
+from ...ir.types import TensorType as _FlowcType
+from ...ops import api as F
+from . import extra_ops, nnet, shared_randomstreams, xlogx  # noqa: F401
+from ..config import config
+from ..unsupported import unsupported
+from .basic import *  # noqa: F401,F403  (the vocabulary: arange, join, set_subtensor, ...)
 
-from . import nnet, shared_randomstreams  # noqa: F401
-from .config import config
-from .unsupported import unsupported
-
-# `import theano.tensor.shared_randomstreams` works although this is a module, not a package.
-sys.modules[__name__ + ".shared_randomstreams"] = shared_randomstreams
-
-# -- typed inputs: T.scalar/vector/matrix/tensor3 and the d/f/i/l/b prefixed forms -----------
+# -- typed inputs -------------------------------------------------------------------------------
+# T.dscalar, T.fmatrix, ... are type objects (x.type is T.dscalar; T.dscalar("x") makes an
+# input); T.scalar, T.matrix, ... are functions whose dtype defaults to config.floatX.
 _RANKS = {"scalar": (), "vector": (None,), "matrix": (None, None), "row": (1, None),
           "col": (None, 1), "tensor3": (None, None, None), "tensor4": (None,) * 4}
-_PREFIX = {"d": "float64", "f": "float32", "i": "int32", "l": "int64", "b": "int8"}
+_PREFIX = {"d": "float64", "f": "float32", "i": "int32", "l": "int64", "b": "int8",
+           "c": "complex128", "w": "int16"}
 
 
-def _maker(shape, dtype):
-    def make(name=None, dtype=dtype):
+def _maker(shape):
+    def make(name=None, dtype=None):
         return _leaves.input(name, shape, dtype or config.floatX)
     return make
 
 
 def _plural(make):
+    """Theano's plurals: T.scalars(3), T.scalars("a", "b"), and T.scalars("ab") (one per
+    character, as Theano iterates a single string)."""
     def many(*names, **kw):
-        if len(names) == 1 and isinstance(names[0], int):
-            return [make(None, **kw) for _ in range(names[0])]
-        out = [make(n, **kw) for n in names]
-        return out[0] if len(out) == 1 else out
+        if names and isinstance(names[0], int):
+            return make(**kw) if names[0] == 1 else [make(**kw) for _ in range(names[0])]
+        if len(names) == 1:
+            names = names[0]
+        if len(names) == 1:
+            return make(names[0] if isinstance(names, (list, tuple)) else names, **kw)
+        return [make(n, **kw) for n in names]
     return many
 
 
 for _kind, _shape in _RANKS.items():
     _many = "matrices" if _kind == "matrix" else _kind + "s"  # T.scalars, T.dmatrices(...)
-    for _p, _dt in [("", None)] + list(_PREFIX.items()):
-        globals()[_p + _kind] = _maker(_shape, _dt)
-        globals()[_p + _many] = _plural(_maker(_shape, _dt))
+    globals()[_kind] = _maker(_shape)
+    globals()[_many] = _plural(_maker(_shape))
+    for _p, _dt in _PREFIX.items():
+        globals()[_p + _kind] = _t = _FlowcType(_dt, _shape)
+        globals()[_p + _many] = _plural(_t)
+
+
+def TensorType(dtype, broadcastable, name=None):
+    """Theano's TensorType(dtype, broadcastable): the type with 1 where broadcastable."""
+    return _FlowcType(dtype, tuple(1 if b else None for b in broadcastable))
+
 
 # -- math ---------------------------------------------------------------------------------
 dot, exp, log, log1p, sqrt, tanh = F.dot, F.exp, F.log, F.log1p, F.sqrt, F.tanh
@@ -47,8 +60,7 @@ argmax, argmin, maximum, minimum = F.argmax, F.argmin, F.maximum, F.minimum
 switch, where, clip, cast = F.where, F.where, F.clip, F.cast
 eq, neq, lt, le, gt, ge = F.equal, F.not_equal, F.less, F.less_equal, F.greater, F.greater_equal
 sqr, abs_, sgn, sin, cos = F.square, F.abs, F.sign, F.sin, F.cos
-zeros_like, ones_like, reshape, concatenate, stack = (F.zeros_like, F.ones_like, F.reshape,
-                                                      F.concatenate, F.stack)
+reshape, concatenate, stack = F.reshape, F.concatenate, F.stack
 transpose, sigmoid, softplus = F.transpose, F.sigmoid, F.softplus
 
 
