@@ -219,3 +219,48 @@ def test_lop_of_a_product_needs_no_weight_input():
     xv, vv = rng.standard_normal((3, 4)), rng.standard_normal((3, 2))
     for _ in range(3):
         np.testing.assert_allclose(g(vv, xv), xv.T @ vv, rtol=1e-12)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_saved_program_with_symbolic_sizes_loads_and_runs(tmp_path, level):
+    import flowc_runtime as runtime
+    x = fc.input("x", (None, 3, 2))
+    i = fc.scalar("i", "int64")
+    n = x.shape[0]
+    outs = [fc.shape(x), x.reshape((n, -1)), x.reshape((i + 1, -1)), fc.zeros((n, i)),
+            fc.arange(i, n), x[i:n - i], x.at[i:].add(1.0), n * 1.5]
+    f = fc.function([x, i], outs, optimize=level)
+    base = str(tmp_path / "m")
+    f.save(base)
+    g = runtime.load(base)
+    xv = np.arange(24.0).reshape(4, 3, 2)
+    for _ in range(3):
+        for a, b in zip(g(xv, np.int64(1)), f(xv, np.int64(1))):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(IndexError):  # an index read at run time is bounds-checked
+        fc.function([x, i], x[i])(xv, np.int64(9))
+
+
+def test_shape_reads_of_known_sizes_fold_in_hand_built_graphs():
+    from flowc.ops.build import apply
+    x = fc.input("x", (4, 3))
+    d = apply("dim", [x], axis=0)
+    s = apply("shape", [x])
+    for level, kernels in (("O0", {"dim", "shape"}), ("O1", set())):
+        f = fc.function([x], [d * 2, s], optimize=level)
+        assert {ins.kernel for ins in f.program.instrs} & {"dim", "shape"} == kernels
+        a, b = f(np.zeros((4, 3)))
+        assert a == 8 and b.tolist() == [4, 3]
+
+
+def test_a_shape_read_keeps_no_buffer_alive():
+    from flowc_runtime.memory.liveness import value_args
+    a, b = fc.input("a", (None, 8)), fc.input("b", (8, 8))
+    h = fc.tanh(a @ b)  # no input shares h's shape: the read is of h itself
+    out = fc.sum(h) + fc.cast(h.shape[0], "float64")
+    f = fc.function([a, b], out, optimize="O0")
+    dims = [ins for ins in f.program.instrs if ins.kernel == "dim"]
+    assert dims and all(value_args(ins) == [] for ins in dims)
+    for n in (3, 5, 2):
+        av, bv = np.ones((n, 8)), np.eye(8)
+        assert np.isclose(f(av, bv), np.tanh(av @ bv).sum() + n)

@@ -76,19 +76,39 @@ def _all_const(G, n):
     return all(G._node[a]["op"] == "const" for a in G._pred[n])
 
 
+def known_shape(G, n):
+    """The value of a shape or dim node whose operand's sizes are known statically (a graph
+    read from a file may hold one), else None."""
+    d = G._node[n]
+    if d["op"] not in ("shape", "dim"):
+        return None
+    (a,) = G._pred[n]
+    shape = G._node[a]["type"].shape
+    if d["op"] == "dim":
+        shape = shape[d["attrs"]["axis"]]
+    if shape is None or (isinstance(shape, tuple) and None in shape):
+        return None
+    v = np.array(shape, dtype=np.int64)
+    v.setflags(write=False)
+    return v
+
+
 def fold_constants(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
-    """Evaluate nodes whose operands are all constants with the runtime's NumPy kernels."""
-    if not any(_all_const(G, n) for n in G):
+    """Evaluate nodes whose operands are all constants with the runtime's NumPy kernels, and
+    shape reads of sizes known when the graph is built."""
+    if not any(_all_const(G, n) or known_shape(G, n) is not None for n in G):
         return G  # nothing to fold: no copy
     H = copy_graph(G)
     for n in topo(H):
         d = H.nodes[n]
         if d["op"] in ("input", "param", "const") or d["op"] in IMPURE:
             continue
+        value = known_shape(H, n)
         args = operands(H, n)
-        if not args or any(H.nodes[a]["op"] != "const" for a in args):
+        if value is None and (not args or any(H.nodes[a]["op"] != "const" for a in args)):
             continue
-        value = evaluate(d, [H.nodes[a]["value"] for a in args])
+        if value is None:
+            value = evaluate(d, [H.nodes[a]["value"] for a in args])
         if value is None:
             continue
         for u, _, k in list(H.in_edges(n, keys=True)):
