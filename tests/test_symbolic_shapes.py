@@ -264,3 +264,23 @@ def test_a_shape_read_keeps_no_buffer_alive():
     for n in (3, 5, 2):
         av, bv = np.ones((n, 8)), np.eye(8)
         assert np.isclose(f(av, bv), np.tanh(av @ bv).sum() + n)
+
+
+@pytest.mark.parametrize("level", ("O1", "O2"))
+def test_shape_reads_are_answered_from_operands(level):
+    # Theano's shape feature: a tensor read only for its shape is not computed.
+    a, b = fc.input("a", (None, 8)), fc.input("b", (8, None))
+    n = fc.scalar("n", "int64")
+    h = fc.tanh(a @ b)
+    r = fc.reshape(h, (n, -1))
+    outs = [h.shape[0] * 1, h.shape[1] + 0, fc.shape(fc.exp(a)), fc.sum(h, axis=1).shape[0] * 1,
+            r.shape[0] * 1, fc.zeros((n, 2)).shape[0] * 1, fc.transpose(h).shape[0] * 1,
+            fc.concatenate([a, a]).shape[0] * 1]
+    f = fc.function([a, b, n], outs, optimize=level)
+    heavy = {"tanh", "matmul", "exp", "gemm", "fused", "alloc", "reshape_dyn", "sum", "transpose",
+             "concatenate"}
+    assert not heavy & {ins.kernel for ins in f.program.instrs}, f.source
+    for m in (3, 4, 6):
+        got = f(np.ones((m, 8)), np.ones((8, 5)), np.int64(5))
+        assert [int(np.asarray(g).ravel()[0]) for g in got] == [m, 5, m, m, 5, 5, 5, 2 * m]
+        assert got[2].tolist() == [m, 8]

@@ -125,6 +125,7 @@ def stabilize(G):
 
 
 def simplify_and_stabilize(G):
-    """The algebra table and the stabilization table, to one common fixed point."""
+    """The algebra, shape-read and stabilization tables, to one common fixed point."""
     from .algebra import RULES as ALGEBRA
-    return simplify(G, rules=ALGEBRA + RULES)
+    from .shape_reads import RULES as SHAPE_READS
+    return simplify(G, rules=ALGEBRA + SHAPE_READS + RULES)
