@@ -405,3 +405,16 @@ def test_broadcast_to_accepts_an_unknown_dim_that_may_be_one(level):
         f(np.ones(3))
     with pytest.raises(fc.ShapeError, match=r"cannot broadcast \(3,\) to \(2, 1\)"):
         fc.broadcast_to(fc.input("y", (3,)), (2, 1))
+
+
+@pytest.mark.parametrize("level", ["O0", "O1", "O2"])
+def test_gemm_fold_where_the_product_broadcasts_into_c(level):
+    # Fuzzer finding: C + A @ B with C (0, 5) and A @ B (1, 5) at run time (both f32[?,5]
+    # when built) is (0, 5); the fold into one gemm assumed the product's shape.
+    a, b = fc.input("a", (None, 0), "float32"), fc.input("b", (None, 5), "float32")
+    f = fc.function([a, b], 2.0 ** b + a @ b, optimize=level)
+    for rows in (1, 0, 1):
+        av, bv = np.zeros((rows, 0), "float32"), np.zeros((0, 5), "float32")
+        want = 2.0 ** bv + av @ bv
+        got = f(av, bv)
+        assert got.shape == want.shape and np.array_equal(got, want)

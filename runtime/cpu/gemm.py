@@ -65,10 +65,22 @@ def _operand(m):
     return m, NO_TRANS, m.shape[1]
 
 
+def broadcast_gemm(xp, a, b, c, alpha, beta, out):
+    """The sum where the product broadcasts into C (a size known only at run time was 1 in
+    the product, which the fold into one gemm assumed it was not): plain array arithmetic."""
+    r = xp.matmul(a, b) * alpha + (c if beta == 1.0 else beta * c)
+    if out is not None and out.shape == r.shape:
+        xp.copyto(out, r)
+        return out
+    return r
+
+
 def gemm(a, b, c, alpha=1.0, beta=1.0, out=None):
     """alpha * (a @ b) + beta * c for 2-D a, b; c broadcasts into the product's shape."""
     dtype = np.result_type(a.dtype, b.dtype)
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
+    if np.broadcast_shapes((m, n), c.shape) != (m, n):
+        return broadcast_gemm(np, a, b, c, alpha, beta, out)
     if out is None:
         out = np.empty((m, n), dtype)
     fn = blas_gemm(dtype) if a.dtype == b.dtype == out.dtype == dtype else None

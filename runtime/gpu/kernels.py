@@ -21,6 +21,7 @@ from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
 from ..cpu.kernels_extra import range_problem
 from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape
 from ..cpu.kernels_shape import table as _shape_table
+from ..cpu.gemm import broadcast_gemm
 from ..cpu.prod_others import kernel as _prod_others
 
 _RAW = {}      # kernel name (a hash of its source) -> cupy.RawKernel, compiled on first launch
@@ -298,6 +299,8 @@ def _matmul(a, b, out=None):
 
 def _gemm(a, b, c, alpha=1.0, beta=1.0, out=None):
     # cuBLAS GEMM into the buffer, then the scaled C: two launches, no host round trip.
+    if np.broadcast_shapes((a.shape[0], b.shape[1]), c.shape) != (a.shape[0], b.shape[1]):
+        return broadcast_gemm(cp, a, b, c, alpha, beta, out)
     out = cp.matmul(a, b, out=out)
     if alpha != 1.0:
         out *= alpha
