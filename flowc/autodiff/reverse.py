@@ -6,7 +6,7 @@ import networkx as nx
 from ..ir.errors import GradError
 from ..ir.graph import downstream, paused_gc, upstream
 from ..ir.tensor import Tensor
-from ..ir.types import is_float
+from ..ir.types import TupleType, is_float
 from ..ops import api as F
 from ..ops.registry import VjpCtx, get_op
 from .stable_chain import stable_vjp
@@ -87,13 +87,25 @@ def _backprop(anchor, seeds, wrts, disconnected, blocked=frozenset()):
         if nid in wrt_ids or nid not in contribs:
             continue
         node = G.nodes[nid]
+        if node["op"] == "part":  # one result of a loop: its cotangent waits for the loop
+            if is_float(node["type"].dtype):
+                with graph.emitting("backward", origin=nid):
+                    g = _total(contribs.pop(nid))
+                tup = graph.operands(nid)[0]
+                contribs.setdefault(tup, []).append((node["attrs"]["index"], g))
+            continue
         opdef = get_op(node["op"])
         if not opdef.differentiable or not is_float(node["type"].dtype) or opdef.vjp is None:
             continue
         inputs = [Tensor(graph, u) for u in graph.operands(nid)]
         with graph.emitting("backward", origin=nid):
-            g = _total(contribs.pop(nid))
-            fused = stable_vjp(graph, nid, g, on_path)
+            if isinstance(node["type"], TupleType):  # a list, one cotangent (or None) per part
+                g = [None] * len(node["type"].parts)
+                for i, ct in contribs.pop(nid):
+                    g[i] = ct if g[i] is None else g[i] + ct
+            else:
+                g = _total(contribs.pop(nid))
+            fused = None if isinstance(g, list) else stable_vjp(graph, nid, g, on_path)
             if fused is not None:
                 pairs = [(Tensor(graph, z), ct) for z, ct in fused]
             else:
@@ -101,6 +113,10 @@ def _backprop(anchor, seeds, wrts, disconnected, blocked=frozenset()):
                                                      node["attrs"])))
             for x, ct in pairs:
                 if ct is None or x.id not in on_path or not is_float(x.dtype):
+                    continue
+                if isinstance(ct, list):  # a tuple operand: one cotangent per part
+                    contribs.setdefault(x.id, []).extend(
+                        (i, g) for i, g in enumerate(ct) if g is not None)
                     continue
                 if not opdef.unbroadcasts or ct.ndim != x.ndim:
                     ct = F.unbroadcast(ct, x)

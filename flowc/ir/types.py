@@ -69,10 +69,39 @@ class TensorType:
         return [self.dtype, list(self.shape)]
 
     @staticmethod
-    def from_json(v) -> "TensorType":
-        if isinstance(v, TensorType):
+    def from_json(v):
+        if isinstance(v, (TensorType, TupleType)):
             return v
+        if v[0] == "tuple":
+            return TupleType(tuple(TensorType.from_json(p) for p in v[1]))
         return TensorType(v[0], tuple(v[1]))
+
+    def __str__(self):
+        return self.short()
+
+
+@dataclass(frozen=True)
+class TupleType:
+    """The type of an op with several results (a loop): one TensorType per part. Consumers
+    read it through `part` nodes, so every other node still makes one tensor."""
+
+    parts: Tuple[TensorType, ...]
+    dtype: str = "tuple"
+    shape: Tuple = ()
+
+    @property
+    def ndim(self) -> int:
+        return 0
+
+    @property
+    def broadcastable(self):
+        return ()
+
+    def short(self) -> str:
+        return "(" + ", ".join(p.short() for p in self.parts) + ")"
+
+    def to_json(self):
+        return ["tuple", [p.to_json() for p in self.parts]]
 
     def __str__(self):
         return self.short()
@@ -87,8 +116,9 @@ def short_dtype(dtype: str) -> str:
 
 
 def is_float(dtype: str) -> bool:
-    """True for floating dtypes: the only ones gradients flow through."""
-    return np.issubdtype(np.dtype(dtype), np.floating)
+    """True for floating dtypes: the only ones gradients flow through (and for a tuple,
+    whose float parts carry tangents)."""
+    return dtype == "tuple" or np.issubdtype(np.dtype(dtype), np.floating)
 
 
 def result_dtype(*dtypes: str) -> str:

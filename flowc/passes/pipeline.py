@@ -32,4 +32,7 @@ def optimize(G, level="O1", verify=False):
         if verify:
             from ..ir.verify import verify_unit
             verify_unit(G, after=p.__name__)
+    if level != "O0":  # bodies get the same pipeline (flowc/passes/loops.py)
+        from .loops import optimize_bodies
+        G = optimize_bodies(G, level)
     return G

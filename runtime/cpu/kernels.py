@@ -280,6 +280,13 @@ from .kernels_shape import table as _shape_table  # noqa: E402
 
 KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _shape_table(np).items()})
 
+# Loops: a body Program run once per step; part reads one of the loop's results.
+from .loops import make_loop, part as _part, select as _select  # noqa: E402
+
+KERNELS["loop"] = Kernel(None, "view", prepare=make_loop("cpu", np))
+KERNELS["part"] = Kernel(_part, "view")
+KERNELS["select"] = Kernel(_select, "view")
+
 # alpha * A @ B + beta * C in one BLAS call (the specialize pass makes these).
 from .gemm import gemm as _gemm  # noqa: E402
 

@@ -21,6 +21,7 @@ from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
 from ..cpu.kernels_extra import range_problem
 from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape
 from ..cpu.kernels_shape import table as _shape_table
+from ..cpu.loops import make_loop, part as _part, select as _select
 from ..cpu.gemm import broadcast_gemm
 from ..cpu.prod_others import kernel as _prod_others
 
@@ -434,6 +435,9 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
 }.items()})
 
 KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _shape_table(cp).items()})
+KERNELS["loop"] = Kernel(None, "view", prepare=make_loop("gpu", cp))
+KERNELS["part"] = Kernel(_part, "view")
+KERNELS["select"] = Kernel(_select, "view")
 
 
 # -- the CuPy-function evaluation of expressions the generator does not cover (float16, ...) --

@@ -27,7 +27,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from .validate import read_program
-from .version import FORMAT_VERSION
+from .version import FORMAT_VERSION, READABLE
 
 
 
@@ -62,9 +62,9 @@ class Program:
 
     def validate(self, kernels=None) -> "Program":
         """Raise ValueError if a slot is read before it is written or a kernel is unknown."""
-        if self.version != FORMAT_VERSION:
+        if self.version not in READABLE:
             raise ValueError(f"Program format {self.version} is not supported "
-                             f"(this runtime reads format {FORMAT_VERSION})")
+                             f"(this runtime reads formats {READABLE})")
         ready = {d["slot"] for d in self.inputs + self.params + self.consts}
         for c in self.consts:
             if f"const{c['slot']}" not in self.values:
@@ -92,6 +92,19 @@ class Program:
         base = path[:-5] if path.endswith(".json") else path
         _atomic_write(base + ".npz", lambda f: np.savez(f, **self.values), binary=True)
         _atomic_write(base + ".json", lambda f: json.dump(self.to_json(), f, indent=1))
+
+    @staticmethod
+    def from_json(d: dict, values=None) -> "Program":
+        """The Program of a JSON object as to_json() makes it (a loop body: already checked)."""
+        d = dict(d)
+        instrs = [Instr(**dict(i, args=list(i["args"]), attrs=dict(i["attrs"]),
+                               shape=list(i["shape"]))) for i in d.pop("instrs")]
+        d["inputs"] = [dict(p, shape=tuple(p["shape"])) for p in d["inputs"]]
+        d["params"] = [dict(p, shape=tuple(p["shape"])) for p in d["params"]]
+        for k in ("consts", "updates"):
+            d[k] = [dict(x) for x in d[k]]
+        d["outputs"], d["free"] = list(d["outputs"]), [list(f) for f in d["free"]]
+        return Program(instrs=instrs, values=dict(values or {}), **d)
 
     @staticmethod
     def load(path: str, kernels=None) -> "Program":

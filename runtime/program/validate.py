@@ -19,7 +19,7 @@ import numpy as np
 
 from ..gpu.codegen import ARITY, REDUCTIONS
 from ..errors import ProgramFileError
-from .version import FORMAT_VERSION
+from .version import FORMAT_VERSION, READABLE
 
 DTYPES = frozenset(["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
                     "uint64", "float16", "float32", "float64", "complex64", "complex128"])
@@ -109,6 +109,15 @@ ATTR_TYPES = {
 ATTR_TYPES[("specify_shape", "shape")] = ("a list of ints and nulls", lambda v: isinstance(
     v, tuple) and all(d is None or (type(d) is int and d >= 0) for d in v))
 ATTR_TYPES[("argsort", "axis")] = ("an int", _is_int)
+ATTR_TYPES[("part", "index")] = ("a non-negative int", lambda v: _is_int(v) and v >= 0)
+ATTR_TYPES.update({("loop", k): ("a non-negative int", lambda v: _is_int(v) and v >= 0)
+                   for k in ("n_seq", "n_carry")})
+ATTR_TYPES[("loop", "reverse")] = ("true or false", lambda v: type(v) is bool)
+ATTR_TYPES[("loop", "stack_axis")] = ("a non-negative int", lambda v: _is_int(v) and v >= 0)
+ATTR_TYPES[("select", "indices")] = ("a list of non-negative ints", lambda v: _is_ints(v)
+                                     and all(i >= 0 for i in v))
+ATTR_TYPES[("loop", "length")] = ("null or a non-negative int",
+                                  lambda v: v is None or (_is_int(v) and v >= 0))
 ATTR_TYPES[("dim", "axis")] = ("a non-negative int", lambda v: _is_int(v) and v >= 0)
 
 
@@ -252,10 +261,24 @@ class _Checker:
     def attr_value(self, kernel, key, value, n_args, field):
         if key == "expr":
             return self.expr(value, n_args, field)
+        if kernel == "loop" and key == "body":
+            return self.body(value, field)
         what, ok = ATTR_TYPES.get((kernel, key)) or ATTR_TYPES.get(key) or \
             ("a number, string, boolean, null or list of those", _is_plain)
         if not ok(value):
             self.fail(field, what, value)
+
+    def body(self, d, field):
+        """A loop's body: a whole Program (checked the same way, recursively), with no
+        params, consts or updates of its own (the loop passes everything in)."""
+        sub = _Checker(f"{self.file}: {field}", self.kernels, self.schema)
+        sub.program(d)
+        for key in ("params", "consts", "updates"):
+            if d[key]:
+                sub.fail(key, "none in a loop body (the loop passes them as operands)",
+                         len(d[key]))
+        if d["version"] != FORMAT_VERSION:
+            sub.fail("version", f"{FORMAT_VERSION} (bodies came with format 2)", d["version"])
 
     def expr(self, root, n_args, field):
         """A fused expression: ("arg", i) | ("const", value, dtype) | (op, attrs, children)."""
@@ -310,10 +333,10 @@ class _Checker:
         """Check the JSON object of a Program; returns the static {slot: (dtype, shape)}."""
         if not isinstance(d, dict):
             self.fail("(top level)", "an object", type(d).__name__)
-        if d.get("version") != FORMAT_VERSION:
+        if d.get("version") not in READABLE:
             raise ProgramFileError(f"{self.file}: version: Program format {d.get('version')!r} "
-                                   f"is not supported (this runtime reads format "
-                                   f"{FORMAT_VERSION})")
+                                   f"is not supported (this runtime reads formats "
+                                   f"{', '.join(map(str, READABLE))}; it writes {FORMAT_VERSION})")
         self.obj(d, TOP_KEYS, "(top level)")
         n = d["n_slots"]
         if type(n) is not int or n < 0:
@@ -348,7 +371,10 @@ class _Checker:
         instrs = self.seq(d["instrs"], "instrs")
         for k, ins in enumerate(instrs):
             self.instr(ins, k, n, ready)
-            define(ins["out"], f"instrs[{k}].out", self.dtype(ins["dtype"], f"instrs[{k}].dtype"),
+            # A loop's result is a tuple of its parts (read through `part` instructions).
+            dtype = "tuple" if ins["kernel"] in ("loop", "select") and ins["dtype"] == "tuple" else \
+                self.dtype(ins["dtype"], f"instrs[{k}].dtype")
+            define(ins["out"], f"instrs[{k}].out", dtype,
                    self.shape(ins["shape"], f"instrs[{k}].shape"))
         for i, s in enumerate(self.seq(d["outputs"], "outputs")):
             self.written(s, ready, n, f"outputs[{i}]")

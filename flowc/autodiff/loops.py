@@ -1,0 +1,179 @@
+"""The derivative rule of `loop` (flowc/ops/control.py): the backward of a loop is a loop
+running the other way.
+
+Policy "carries" (Theano's): a second forward loop stacks the carry each step starts from;
+the backward loop gets those, the sequences and the ys' cotangents as its sequences, and
+carries the carries' cotangents and the sums of the consts' cotangents. Its body recomputes
+the step from the saved carry and differentiates it (flowc's own vjp on the inlined body), so
+memory is one carry per step and the cost one more forward pass.
+"""
+from __future__ import annotations
+
+from ..ir.body import in_types, inline, out_types, trace
+from ..ir.types import is_float
+from ..ops import api as F
+from ..ops.build import apply
+
+
+def _parts(node, first, n):
+    return [apply("part", [node], index=first + i) for i in range(n)]
+
+
+def loop_vjp(c):
+    """Cotangents of a loop's operands (seqs, inits, consts) from those of its parts."""
+    a = c.attrs
+    body, ns, nc, rev = a["body"], a["n_seq"], a["n_carry"], a["reverse"]
+    graph = c.out.graph
+    seqs, inits, consts = c.inputs[:ns], c.inputs[ns:ns + nc], c.inputs[ns + nc:]
+    bin_, bout = in_types(body), out_types(body)
+    ny = len(bout) - nc
+    g_final, g_ys = c.g[:nc], list(c.g[nc:])
+    k = a["stack_axis"]
+    if k:  # the ys' cotangents are scanned as sequences: their step axis goes first
+        g_ys = [None if g is None else F.transpose(
+            g, (k,) + tuple(i for i in range(g.ndim) if i != k)) for g in g_ys]
+    fc = [i for i in range(nc) if is_float(inits[i].dtype)]
+    fk = [j for j in range(len(consts)) if is_float(consts[j].dtype)]
+    fx = [i for i in range(ns) if is_float(seqs[i].dtype)]
+    gy = [i for i in range(ny) if g_ys[i] is not None]
+    if not (fc or gy) or not (fc or fk or fx):
+        return [None] * len(c.inputs)
+
+    # 1. The carry each step starts from, stacked: the same loop with those as extra ys.
+    def forward(*h):
+        outs = inline(body, graph, h)
+        return outs[:nc] + [h[ns + i] for i in range(nc)]
+    res_body, res_cap, _ = trace(graph, bin_, forward)
+    res = apply("loop", list(c.inputs) + res_cap, body=res_body, n_seq=ns, n_carry=nc,
+                reverse=rev, length=a["length"])
+    saved = _parts(res, nc, nc)
+
+    # 2. The backward loop, over the steps the other way.
+    n_gy, n_gc = len(gy), len(fc)
+
+    def backward(*h):
+        p = 0
+        cts_y = h[p:p + n_gy]; p += n_gy
+        xs = h[p:p + ns]; p += ns
+        cs = h[p:p + nc]; p += nc
+        cts_c = h[p:p + n_gc]; p += n_gc
+        accs = h[p:p + len(fk)]; p += len(fk)
+        ks = h[p:]
+        outs = inline(body, graph, list(xs) + list(cs) + list(ks))
+        from .reverse import vjp_many
+        wrt = [cs[i] for i in fc] + [xs[i] for i in fx] + [ks[j] for j in fk]
+        grads = vjp_many([outs[i] for i in fc] + [outs[nc + i] for i in gy],
+                         list(cts_c) + list(cts_y), wrt)
+        g_c, g_x, g_k = grads[:n_gc], grads[n_gc:n_gc + len(fx)], grads[n_gc + len(fx):]
+        return list(g_c) + [acc + g for acc, g in zip(accs, g_k)] + list(g_x)
+
+    types = ([bout[nc + i] for i in gy] + bin_[:ns] + bin_[ns:ns + nc]
+             + [inits[i].type for i in fc] + [consts[j].type for j in fk] + bin_[ns + nc:])
+    back_body, back_cap, _ = trace(graph, types, backward)
+    start = [g_final[i] if g_final[i] is not None else F.zeros_like(inits[i]) for i in fc]
+    start = [F.cast(s, inits[i].dtype) if s.dtype != inits[i].dtype else s
+             for s, i in zip(start, fc)]
+    zeros = [F.zeros_like(consts[j]) for j in fk]
+    back = apply("loop", [g_ys[i] for i in gy] + list(seqs) + saved + start + zeros
+                 + list(consts) + back_cap, body=back_body, n_seq=n_gy + ns + nc,
+                 n_carry=n_gc + len(fk), reverse=not rev, length=a["length"])
+    outs = _parts(back, 0, n_gc + len(fk) + len(fx))
+    cts = [None] * len(c.inputs)
+    for k, i in enumerate(fc):
+        cts[ns + i] = outs[k]
+    for k, j in enumerate(fk):
+        cts[ns + nc + j] = outs[n_gc + k]
+    for k, i in enumerate(fx):
+        cts[i] = outs[n_gc + len(fk) + k]
+    return cts
+
+
+
+def loop_jvp(c):
+    """Tangents of a loop's parts: one loop over primal and tangent values together (its
+    body is the jvp of the step), read back as a tuple lined up with the loop's parts."""
+    a = c.attrs
+    body, ns, nc = a["body"], a["n_seq"], a["n_carry"]
+    graph = c.out.graph
+    seqs, inits, consts = c.inputs[:ns], c.inputs[ns:ns + nc], c.inputs[ns + nc:]
+    ts = c.tangents
+    tseq = [i for i in range(ns) if ts[i] is not None]
+    tcar = [i for i in range(nc) if is_float(inits[i].dtype)]
+    tcon = [j for j in range(len(consts)) if ts[ns + nc + j] is not None]
+    bin_, bout = in_types(body), out_types(body)
+    ny = len(bout) - nc
+    tys = [i for i in range(ny) if is_float(bout[nc + i].dtype)]
+    if not (tseq or tcon or any(ts[ns + i] is not None for i in tcar)):
+        return None
+    from .forward import jvp as fjvp
+    n_ts, n_tc = len(tseq), len(tcar)
+
+    def step(*h):
+        xs, txs = h[:ns], h[ns:ns + n_ts]
+        cs, tcs = h[ns + n_ts:ns + n_ts + nc], h[ns + n_ts + nc:ns + n_ts + nc + n_tc]
+        ks, tks = h[ns + n_ts + nc + n_tc:ns + n_ts + nc + n_tc + len(consts)], \
+            h[ns + n_ts + nc + n_tc + len(consts):]
+        outs = inline(body, graph, list(xs) + list(cs) + list(ks))
+        wrt = [xs[i] for i in tseq] + [cs[i] for i in tcar] + [ks[j] for j in tcon]
+        tans = list(txs) + list(tcs) + list(tks)
+        want = [outs[i] for i in tcar] + [outs[nc + i] for i in tys]
+        got = fjvp(want, wrt, tans) if want else []
+        return outs[:nc] + got[:n_tc] + outs[nc:] + got[n_tc:]
+
+    types = (bin_[:ns] + [bin_[i] for i in tseq] + bin_[ns:ns + nc] + [bin_[ns + i] for i in tcar]
+             + bin_[ns + nc:] + [bin_[ns + nc + j] for j in tcon])
+    jbody, cap, _ = trace(graph, types, step)
+    start = [ts[ns + i] if ts[ns + i] is not None else F.zeros_like(inits[i]) for i in tcar]
+    j = apply("loop", list(seqs) + [ts[i] for i in tseq] + list(inits) + start + list(consts)
+              + [ts[ns + nc + k] for k in tcon] + cap, body=jbody, n_seq=ns + n_ts,
+              n_carry=nc + n_tc, reverse=a["reverse"], length=a["length"],
+              stack_axis=a["stack_axis"])
+    # Parts of j: carries, carry tangents, ys, y tangents. Line the tangents up with c.out's
+    # parts (integer parts, which have none, point at their own values).
+    idx = [nc + tcar.index(i) if i in tcar else i for i in range(nc)]
+    idx += [nc + n_tc + ny + tys.index(i) if i in tys else nc + n_tc + i for i in range(ny)]
+    return apply("select", [j], indices=tuple(idx))
+
+
+def loop_batch(c):
+    """The loop over a new leading axis: batched sequences scan their second axis (moved to
+    the front first), every carry is batched, ys stack along the axis after the batch."""
+    from ..ops.batchutil import materialize
+    from .batching import batch as fbatch
+    a = c.attrs
+    body, ns, nc = a["body"], a["n_seq"], a["n_carry"]
+    graph = c.out.graph
+    ins, flags = list(c.inputs), list(c.batched)
+    ref = next(x for x, b in zip(ins, flags) if b)
+    for i in range(ns):  # (B, T, ...) -> (T, B, ...): the steps lead
+        if flags[i]:
+            ins[i] = F.transpose(ins[i], (1, 0) + tuple(range(2, ins[i].ndim)))
+    for i in range(ns, ns + nc):
+        if not flags[i]:
+            ins[i], flags[i] = materialize(ins[i], ref), True
+    bin_ = in_types(body)
+    n_in = len(bin_)
+
+    def step(*h):
+        stand = [leaf_like(graph, bin_[i]) if flags[i] else h[i] for i in range(n_in)]
+        outs = inline(body, graph, stand)
+        repl = {stand[i]: h[i] for i in range(n_in) if flags[i]}
+        got = fbatch(outs, repl)
+        bref = next(h[i] for i in range(n_in) if flags[i])
+        return [g if g.ndim == o.ndim + 1 else materialize(g, bref) for g, o in zip(got, outs)]
+
+    types = [_batched(bin_[i], flags[i], c.size) for i in range(n_in)]
+    bbody, cap, _ = trace(graph, types, step)
+    return apply("loop", ins + cap, body=bbody, n_seq=ns, n_carry=nc, reverse=a["reverse"],
+                 length=a["length"], stack_axis=a["stack_axis"] + 1)
+
+
+def _batched(t, flag, size):
+    from ..ir.types import TensorType
+    return TensorType(t.dtype, ((size,) + tuple(t.shape)) if flag else tuple(t.shape))
+
+
+def leaf_like(graph, t):
+    """A stand-in input of type t (replaced by its batched value right after)."""
+    from ..ops.build import leaf
+    return leaf("input", t, name="step", graph=graph)

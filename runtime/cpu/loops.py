@@ -1,0 +1,66 @@
+"""The `loop` kernel: a body Program linked once, run once per step (NumPy or CuPy arrays
+alike), and `part`, which reads one of its results.
+
+The loop's value is a tuple: the final carries, then each per-step output stacked along a
+new leading axis, in step order whichever way the loop walks. The body is linked at link
+time with the same backend; each step calls it (its own memory plan reuses the body's
+buffers step after step) and copies its per-step outputs into their rows.
+"""
+from __future__ import annotations
+
+from ..errors import kernel_error
+
+
+def _zero_rows(spec, axis, xp):
+    """An empty stack for a loop of no steps, from the body output's static type."""
+    shape = tuple(0 if d is None else d for d in spec[1])
+    return xp.empty(shape[:axis] + (0,) + shape[axis:], dtype=spec[0])
+
+
+def make_loop(device, xp):
+    """The `prepare` of the loop kernel for one device."""
+
+    def prepare(body, n_seq, n_carry, reverse=False, length=None, stack_axis=0):
+        from .. import link
+        from ..program.format import Program
+        program = Program.from_json(body).validate()
+        exe = link(program, device=device, single=False)
+        by_slot = {ins.out: (ins.dtype, ins.shape) for ins in program.instrs}
+        by_slot.update({p["slot"]: (p["dtype"], p["shape"]) for p in program.inputs})
+        y_specs = [by_slot[s] for s in program.outputs[n_carry:]]
+
+        def run(*args):
+            seqs, carries = args[:n_seq], list(args[n_seq:n_seq + n_carry])
+            consts = args[n_seq + n_carry:]
+            steps = length if length is not None else (len(seqs[0]) if seqs else 0)
+            for i, s in enumerate(seqs):
+                if s.ndim == 0 or s.shape[0] != steps:
+                    raise ValueError(f"loop: sequence {i} has {s.shape[0] if s.ndim else 0} "
+                                     f"steps, expected {steps}")
+            ys = None
+            order = range(steps - 1, -1, -1) if reverse else range(steps)
+            for t in order:
+                try:
+                    outs = exe(*[s[t] for s in seqs], *carries, *consts)
+                except Exception as e:  # name the step; keep the error's kind
+                    raise kernel_error(e, f"at step {t} of the loop: {e}") from e
+                carries = outs[:n_carry]
+                if ys is None:
+                    ys = [xp.empty(y.shape[:stack_axis] + (steps,) + y.shape[stack_axis:],
+                                   dtype=y.dtype) for y in outs[n_carry:]]
+                for buf, y in zip(ys, outs[n_carry:]):
+                    buf[(slice(None),) * stack_axis + (t,)] = y
+            if ys is None:
+                ys = [_zero_rows(spec, stack_axis, xp) for spec in y_specs]
+            return tuple(carries) + tuple(ys)
+        return run
+    return prepare
+
+
+def part(t, index):
+    return t[index]
+
+
+def select(t, indices):
+    return tuple(t[i] for i in indices)
+

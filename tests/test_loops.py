@@ -1,0 +1,234 @@
+"""Loops (fc.scan, fc.fori_loop) against the same computation unrolled in Python: values and
+gradients to 1e-12 in float64 at O0, O1 and O2 on calls 1-3, finite differences, grad of
+grad, nesting, saved Programs, and the errors."""
+import numpy as np
+import pytest
+
+import flowc as fc
+import flowc_runtime as runtime
+
+LEVELS = ("O0", "O1", "O2")
+rng = np.random.default_rng(11)
+
+
+def close(a, b):
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def rnn_ref(xv, hv, Wv, Uv):
+    h, hs = hv, []
+    for t in range(len(xv)):
+        h = np.tanh(xv[t] @ Wv + h @ Uv)
+        hs.append(h)
+    return h, np.array(hs).reshape((len(xv),) + hv.shape)
+
+
+def test_an_rnn_and_its_gradients_match_the_unrolled_loop():
+    x = fc.input("x", (None, 2, 3))  # (steps, batch, features)
+    h0 = fc.input("h0", (2, 4))
+    W = fc.param("W", rng.standard_normal((3, 4)) * 0.5)
+    U = fc.param("U", rng.standard_normal((4, 4)) * 0.5)
+    final, hs = fc.scan(lambda h, xt: (fc.tanh(xt @ W + h @ U),) * 2, h0, x)
+    assert final.type.shape == (2, 4) and hs.type.shape == (None, 2, 4)
+    cost = fc.sum(hs ** 2) + fc.sum(final)
+    grads = fc.grad(cost, [W, U, x, h0])
+    Wv, Uv = W.get_value(), U.get_value()
+
+    def cost_of(xv, hv, Wv, Uv):
+        h, hs_ = rnn_ref(xv, hv, Wv, Uv)
+        return (hs_ ** 2).sum() + h.sum()
+
+    def ref(xv, hv):
+        h, hs_ = rnn_ref(xv, hv, Wv, Uv)
+        num = fc.numerical_grad(lambda a, b, c, d: cost_of(c, d, a, b), [Wv, Uv, xv, hv])
+        return h, hs_, num
+
+    for level in LEVELS:
+        f = fc.function([x, h0], [final, hs] + grads, optimize=level)
+        for steps in (5, 3, 5):
+            xv, hv = rng.standard_normal((steps, 2, 3)), rng.standard_normal((2, 4))
+            got = f(xv, hv)
+            h, hs_, num = ref(xv, hv)
+            close(got[0], h)
+            close(got[1], hs_)
+            for g, n in zip(got[2:], num):
+                np.testing.assert_allclose(g, n, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_several_carries_and_ys_reverse_and_integer_carries(level):
+    xs = fc.input("xs", (None,))
+    a0 = fc.input("a0", ())
+
+    def step(c, x):
+        s, p, n = c
+        return (s + x, p * x, n + 1), (s * x, fc.cast(n, "float64") * x)
+    for reverse in (False, True):
+        (s, p, n), (y1, y2) = fc.scan(step, (a0, a0 + 1.0, fc.constant(np.int64(0))), xs,
+                                      reverse=reverse)
+        cost = fc.sum(y1) + s * p
+        gx, ga = fc.grad(cost, [xs, a0])
+        f = fc.function([xs, a0], [s, p, n, y1, y2, gx, ga], optimize=level)
+        for steps in (4, 1, 4):
+            xv, av = rng.uniform(0.5, 1.5, steps), float(rng.uniform(-1, 1))
+            order = range(steps - 1, -1, -1) if reverse else range(steps)
+            sv, pv, nv, y1v, y2v = av, av + 1.0, 0, np.zeros(steps), np.zeros(steps)
+            for t in order:
+                y1v[t], y2v[t] = sv * xv[t], nv * xv[t]
+                sv, pv, nv = sv + xv[t], pv * xv[t], nv + 1
+            got = f(xv, av)
+            for g, w in zip(got[:5], (sv, pv, nv, y1v, y2v)):
+                close(g, w)
+            assert got[2].dtype == np.int64
+            num = fc.numerical_grad(lambda xx: _cost(step, xx, av, reverse), [xv])
+            np.testing.assert_allclose(got[5], num[0], rtol=1e-6, atol=1e-8)
+
+
+def _cost(step, xv, av, reverse):
+    order = range(len(xv) - 1, -1, -1) if reverse else range(len(xv))
+    s, p, total = av, av + 1.0, 0.0
+    for t in order:
+        total += s * xv[t]
+        s, p = s + xv[t], p * xv[t]
+    return total + s * p
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_fori_loop_with_bounds_read_at_run_time_and_captured_params(level):
+    w = fc.param("w", 0.9)
+    n = fc.scalar("n", "int64")
+    c0 = fc.input("c0", ())
+    out = fc.fori_loop(0, n, lambda i, c: c * w + fc.cast(i, "float64"), c0)
+    gw = fc.grad(out, w)
+    f = fc.function([n, c0], [out, gw], optimize=level)
+    for steps in (5, 0, 3):
+        c, dc = 2.0, 0.0
+        for i in range(steps):
+            c, dc = c * 0.9 + i, dc * 0.9 + c
+        got = f(np.int64(steps), 2.0)
+        close(got[0], c)
+        close(got[1], dc)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_nested_loops_and_grad_of_grad(level):
+    x = fc.input("x", ())
+
+    def outer(c, _):
+        inner, _ = fc.scan(lambda d, __: (fc.sin(d) + c, None), c * 0.5, None, length=3)
+        return inner, None
+    y, _ = fc.scan(outer, x, None, length=2)
+    g = fc.grad(y, x)
+    gg = fc.grad(g, x)
+    f = fc.function([x], [y, g, gg], optimize=level)
+
+    def ref(v):
+        c = v
+        for _ in range(2):
+            d = c * 0.5
+            for _ in range(3):
+                d = np.sin(d) + c
+            c = d
+        return c
+    for v in (0.3, -1.2, 0.3):
+        got = f(v)
+        close(got[0], ref(v))
+        e = 1e-5
+        np.testing.assert_allclose(got[1], (ref(v + e) - ref(v - e)) / (2 * e), rtol=1e-7)
+        np.testing.assert_allclose(got[2], (ref(v + e) - 2 * ref(v) + ref(v - e)) / e ** 2,
+                                   rtol=1e-4)
+
+
+def test_a_saved_program_with_a_loop_runs_without_flowc(tmp_path):
+    x = fc.input("x", (None, 3))
+    W = fc.param("W", np.eye(3) * 0.3)
+    final, hs = fc.scan(lambda h, xt: (fc.tanh(xt + h @ W),) * 2, fc.zeros((3,)), x)
+    cost = fc.sum(hs)
+    f = fc.function([x], [cost, fc.grad(cost, W)])
+    f.save(str(tmp_path / "rnn"))
+    g = runtime.load(str(tmp_path / "rnn"))
+    xv = rng.standard_normal((4, 3))
+    for _ in range(3):
+        for a, b in zip(g(xv), f(xv)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_tampered_loop_body_is_refused(tmp_path):
+    import json
+    x = fc.input("x", (None,))
+    s, _ = fc.scan(lambda c, xt: (c + xt, None), fc.constant(0.0), x)
+    fc.function([x], s).save(str(tmp_path / "m"))
+    path = tmp_path / "m.json"
+    d = json.loads(path.read_text())
+    loop = next(i for i in d["instrs"] if i["kernel"] == "loop")
+    loop["attrs"]["body"]["instrs"][0]["kernel"] = "__import__"
+    path.write_text(json.dumps(d))
+    with pytest.raises(runtime.ProgramFileError, match="attrs.body: instrs"):
+        runtime.load(str(tmp_path / "m"))
+
+
+def test_bad_steps_are_errors_that_name_the_mismatch():
+    x = fc.input("x", (None,))
+    with pytest.raises(fc.ShapeError, match="carry 0"):
+        fc.scan(lambda c, xt: (fc.cast(c, "float32"), None), fc.constant(0.0), x)
+    with pytest.raises(fc.ShapeError, match="returns 1 carries, it was given 2"):
+        fc.scan(lambda c, xt: ((c[0],), None), (fc.constant(0.0), fc.constant(1.0)), x)
+    with pytest.raises(fc.ShapeError, match="must return \\(new_carry, y\\)"):
+        fc.scan(lambda c, xt: c, fc.constant(0.0), x)
+    with pytest.raises(fc.ShapeError, match="steps"):
+        fc.scan(lambda c, xt: (c + xt[0] + xt[1], None), fc.constant(0.0),
+                (fc.constant(np.ones(3)), fc.constant(np.ones(4))))
+    n0 = len(x.graph)
+    with pytest.raises(ZeroDivisionError):
+        fc.scan(lambda c, xt: 1 / 0, fc.constant(0.0), x)
+    assert len(x.graph) <= n0 + 1  # nothing half-built is left (the init constant at most)
+
+
+def test_a_failing_step_names_the_step():
+    x = fc.input("x", (None,), "int64")
+    table = fc.constant(np.arange(3.0))
+    s, _ = fc.scan(lambda c, i: (c + table[i], None), fc.constant(0.0), x)
+    f = fc.function([x], s)
+    assert f(np.array([0, 2])) == 2.0
+    with pytest.raises(IndexError, match="step 1 of the loop"):
+        f(np.array([0, 7, 1]))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_jvp_batching_jacobian_and_hessian_through_a_loop(level):
+    x = fc.input("x", (4,))
+    W = fc.param("W", rng.standard_normal((2, 2)) * 0.5)
+
+    def run(xv):
+        final, ys = fc.scan(lambda h, xt: ((fc.tanh(h @ W + xt),) * 2), fc.zeros((2,)),
+                            fc.reshape(xv, (2, 2)))
+        return fc.sum(ys * ys) + fc.sum(final)
+    cost = run(x)
+    t = fc.input("t", (4,))
+    jv = fc.jvp(cost, x, t)
+    J = fc.jacobian(fc.reshape(cost, (1,)) * x, x)
+    H = fc.hessian(cost, x)
+    f = fc.function([x, t], [cost, jv, J, H], optimize=level)
+    grad_f = fc.function([x], fc.grad(cost, x), optimize="O0")  # checked against FD above
+    Wv = W.get_value()
+
+    def ref(xv):
+        h, s = np.zeros(2), 0.0
+        for row in xv.reshape(2, 2):
+            h = np.tanh(h @ Wv + row)
+            s += (h * h).sum()
+        return s + h.sum()
+    for _ in range(3):
+        xv, tv = rng.standard_normal(4), rng.standard_normal(4)
+        c, j, Jm, Hm = f(xv, tv)
+        close(c, ref(xv))
+        e = 1e-6
+        np.testing.assert_allclose(j, (ref(xv + e * tv) - ref(xv - e * tv)) / (2 * e), rtol=1e-6)
+        g = fc.numerical_grad(ref, [xv])[0]
+        np.testing.assert_allclose(Jm, np.diag(np.full(4, ref(xv))) + np.outer(xv, g),
+                                   rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(grad_f(xv), g, rtol=1e-6, atol=1e-8)
+        e = 1e-5
+        num_h = np.array([(grad_f(xv + e * np.eye(4)[i]) - grad_f(xv - e * np.eye(4)[i]))
+                          / (2 * e) for i in range(4)])
+        np.testing.assert_allclose(Hm, num_h, rtol=1e-6, atol=1e-8)
