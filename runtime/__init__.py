@@ -10,6 +10,7 @@ from .link.linker import Executable
 from .memory.verify import verify_plan
 from .program.format import FORMAT_VERSION, Instr, Program
 from .storage import Cell
+from .cpu import loops as _loops  # noqa: F401  (registers the loop kernel)
 
 
 def link(program, device="cpu", cells=None, single=None, downcast=False, host_outputs=False,

@@ -950,5 +950,57 @@ S("logreg_cost", lambda x, w, y: fc.mean(-y * fc.log(fc.sigmoid(x @ w))
 S("softmax_xent", lambda z, t: -fc.mean(fc.sum(t * fc.log_softmax(z), axis=1)),
   [A(3, 4), A(3, 4, dom=pos)], lambda z, t: -np.mean(np.sum(t * np.log(_softmax(z)), axis=1)))
 
+
+# Loops: scan's final carry and stacked ys, reverse, several carries, fori_loop, and the
+# select that a loop's jvp makes; references unroll the loop in NumPy.
+def _rnn_ref(x, h, w):
+    hs = []
+    for t in range(len(x)):
+        h = np.tanh(x[t] @ w + h)
+        hs.append(h)
+    return h, np.array(hs)
+
+
+def _rnn(x, h, w, reverse=False):
+    return fc.scan(lambda c, xt: (fc.tanh(xt @ w + c),) * 2, h, x, reverse=reverse)
+
+
+S("scan_ys", lambda x, h, w: _rnn(x, h, w)[1], [A(4, 3), A(2), A(3, 2)],
+  lambda x, h, w: _rnn_ref(x, h, w)[1])
+S("scan_final", lambda x, h, w: _rnn(x, h, w)[0], [A(3, 2, 3, decl=(None, 2, 3)), A(2, 2), A(3, 2)],
+  lambda x, h, w: _rnn_ref(x, h, w)[0])
+S("scan_reverse", lambda x, h, w: _rnn(x, h, w, True)[1], [A(3, 3), A(2), A(3, 2)],
+  lambda x, h, w: _rnn_ref(x[::-1], h, w)[1][::-1])
+S("scan_two_carries", lambda x, a: fc.scan(lambda c, xt: ((c[0] * xt + c[1], c[1] - xt), c[0]),
+                                           (a, a * 2.0), x)[1] * 1.0,
+  [A(4, 2), A(2)], lambda x, a: _two_carries_ref(x, a))
+S("fori_loop", lambda a, b: fc.fori_loop(0, 3, lambda i, c: fc.sin(c) * b + fc.cast(i, c.dtype),
+                                         a), [A(3), A(3)], lambda a, b: _fori_ref(a, b))
+S("select_jvp_of_scan", lambda x, t, w: fc.jvp(_rnn(x, fc.zeros((2,)), w)[1], x, t),
+  [A(3, 3), A(3, 3), A(3, 2)], lambda x, t, w: _rnn_jvp_ref(x, t, w),
+  rtol=1e-6, atol=1e-8)  # the reference is a central difference
+
+
+def _two_carries_ref(x, a):
+    c0, c1, ys = a, a * 2.0, []
+    for t in range(len(x)):
+        ys.append(c0)
+        c0, c1 = c0 * x[t] + c1, c1 - x[t]
+    return np.array(ys)
+
+
+def _fori_ref(a, b):
+    c = a
+    for i in range(3):
+        c = np.sin(c) * b + i
+    return c
+
+
+def _rnn_jvp_ref(x, t, w):
+    e = 1e-7
+    hp = _rnn_ref(x + e * t, np.zeros(2), w)[1]
+    hm = _rnn_ref(x - e * t, np.zeros(2), w)[1]
+    return (hp - hm) / (2 * e)
+
 BY_NAME = {s.name: s for s in SAMPLES}
 assert len(BY_NAME) == len(SAMPLES), "two op samples share a name"

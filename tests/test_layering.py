@@ -15,6 +15,7 @@ LAYER = {"ir": 0, "ops": 1, "autodiff": 2, "passes": 2, "lower": 3, "render": 4,
 # Deliberate late (in-function) imports upward, each with its reason.
 ALLOWED_LATE = {
     ("ir", "ops"),  # Tensor operators and Graph.from_networkx need the op registry
+    ("ops", "autodiff"),  # a loop's rules apply the autodiff engines to its body
 }
 
 

@@ -232,3 +232,70 @@ def test_jvp_batching_jacobian_and_hessian_through_a_loop(level):
         num_h = np.array([(grad_f(xv + e * np.eye(4)[i]) - grad_f(xv - e * np.eye(4)[i]))
                           / (2 * e) for i in range(4)])
         np.testing.assert_allclose(Hm, num_h, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_random_draws_in_a_step_are_new_every_step_and_every_call(level):
+    s = fc.random.Stream(3)
+    x = fc.input("x", (None,))
+    fin, ys = fc.scan(lambda c, xt: (c + s.uniform(()), s.normal((2,)) + xt),
+                      fc.constant(0.0), x)
+    nested, _ = fc.scan(lambda c, xt: (fc.scan(lambda d, _: (d + s.uniform(()), None), c, None,
+                                               length=3)[0], None), fc.constant(0.0), x)
+    f = fc.function([x], [fin, ys, nested], optimize=level)
+    calls = [f(np.zeros(50)) for _ in range(3)]
+    for fin_v, ys_v, nest_v in calls:
+        assert len({tuple(r) for r in ys_v}) == 50  # no two steps drew the same numbers
+        assert abs(ys_v.mean()) < 0.3 and 0.7 < ys_v.std() < 1.3
+        assert 15 < fin_v < 35 and 60 < nest_v < 90  # sums of 50 and 150 uniform numbers
+    assert len({float(c[0]) for c in calls}) == 3  # and every call draws afresh
+    s.seed(3)
+    g = fc.function([x], [fin, ys, nested], optimize=level)
+    again = g(np.zeros(50))
+    for a, b in zip(again, calls[0]):
+        np.testing.assert_array_equal(a, b)  # reproducible from the seed
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_while_loop_against_the_python_loop_with_gradients(level):
+    x = fc.input("x", ())
+    step = lambda c: c - (c * c - x) / (2 * c)  # noqa: E731  Newton's step for sqrt(x)
+    r = fc.while_loop(lambda c: fc.abs(c * c - x) > 1e-12, step, x, max_steps=60)
+    g = fc.grad(r, x)
+    jv = fc.jvp(r, x, fc.constant(1.0))
+    n = fc.while_loop(lambda c: c < 100.0, lambda c: c * 2.0, x)  # unbounded
+    f = fc.function([x], [r, g, jv, n], optimize=level)
+    for v in (2.0, 9.0, 0.5):
+        c = v
+        while abs(c * c - v) > 1e-12:
+            c = c - (c * c - v) / (2 * c)
+        m = v
+        while m < 100.0:
+            m *= 2.0
+        got = f(v)
+        close(got[0], c)
+        np.testing.assert_allclose(got[1], 0.5 / np.sqrt(v), rtol=1e-10)
+        np.testing.assert_allclose(got[2], 0.5 / np.sqrt(v), rtol=1e-10)
+        close(got[3], m)
+    with pytest.raises(fc.GradError, match="max_steps"):
+        fc.grad(n, x)
+    assert fc.function([x], n, optimize=level)(500.0) == 500.0  # no step at all
+
+
+def test_theano_scan_until_and_shared_updates():
+    import flowc.theano as theano
+    import flowc.theano.tensor as T
+    top = T.scalar()
+    values, _ = theano.scan(lambda p, m: (p * 2, theano.scan_module.until(p * 2 > m)),
+                            outputs_info=T.constant(1.0), non_sequences=top, n_steps=1024)
+    assert theano.function([top], values)(45).tolist() == [2, 4, 8, 16, 32, 64]
+    k = theano.shared(0)
+    n = T.iscalar("n")
+    _, updates = theano.scan(lambda: {k: k + 1}, n_steps=n)
+    count = theano.function([n], [], updates=updates)
+    count(5)
+    assert int(k.get_value()) == 5
+    xs = T.vector("xs")
+    out, _ = theano.scan(lambda a, b: a + b, outputs_info=dict(initial=xs, taps=[-2, -1]),
+                         n_steps=5)
+    assert theano.function([xs], out)(np.array([1.0, 1.0])).tolist() == [2, 3, 5, 8, 13]

@@ -300,8 +300,8 @@ def test_broken_files_give_the_file_error(saved, tmp_path):
         f.write(b"PK\x03\x04 not really a zip")
     with pytest.raises(runtime.ProgramFileError, match=r"bad\.npz: not a \.npz archive"):
         runtime.load(base)
-    with pytest.raises(runtime.ProgramFileError, match=r"version: Program format 2"):
-        runtime.load(write(tmp_path, {**d, "version": 2}, arrays))
+    with pytest.raises(runtime.ProgramFileError, match=r"version: Program format 3"):
+        runtime.load(write(tmp_path, {**d, "version": 3}, arrays))
     with pytest.raises(runtime.ProgramFileError, match=r"\(top level\)\.extra: expected only"):
         runtime.load(write(tmp_path, {**d, "extra": 1}, arrays))
 
@@ -363,3 +363,11 @@ def test_random_single_field_changes_load_and_run_or_raise_the_file_error(saved,
             outcomes["failed at call"] += 1
         assert not os.path.exists(canary), (path, parent)
     assert outcomes["refused"] > 200 and outcomes["ran"] > 0, outcomes
+
+
+def test_a_format_1_program_still_loads(saved, tmp_path):
+    # Format 2 added loop bodies; a file written before them reads unchanged.
+    _, d, arrays, _ = saved
+    assert d["version"] == runtime.FORMAT_VERSION == 2
+    base = write(tmp_path, {**d, "version": 1}, arrays)
+    assert runtime.load(base) is not None

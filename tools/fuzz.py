@@ -138,6 +138,20 @@ def at_add(x, idx, v):
     y = np.array(x, copy=True)
     np.add.at(y, idx, np.asarray(v).astype(y.dtype))
     return y
+
+def scan_ref(x, rev, part):
+    """The loop g_loop builds, unrolled: c = tanh(c / 2 + x[t]); y[t] = c * x[t]."""
+    c = x[0] * 0
+    ys = [None] * len(x)
+    for t in (range(len(x) - 1, -1, -1) if rev else range(len(x))):
+        ys[t] = c * x[t]
+        c = np.tanh(c * 0.5 + x[t])
+    return c if part == 0 else np.array(ys)
+
+def fori_ref(x):
+    for _ in range(3):
+        x = np.sin(x) * 0.9 + 0.1
+    return x
 '''
 NS = {"np": np}
 exec(HELPERS, NS)
@@ -1074,6 +1088,20 @@ def g_stream(g):
                   f"np.repeat({{0}}[{j}:{j + 1}], {k})", [x])
 
 
+def g_loop(g):
+    """Loops: a scan's final carry or stacked ys (either direction), or a fori_loop."""
+    x = g.pick()
+    if x is None:
+        return None
+    s = g.shape(x)
+    if g.rng.random() < 0.3 or not s or s[0] == 0:
+        return g.step("fori_loop", "fc.fori_loop(0, 3, lambda i, c: fc.sin(c) * 0.9 + 0.1, {0})",
+                      "fori_ref({0})", [x])
+    rev, part = bool(g.rng.random() < 0.4), int(g.rng.integers(2))
+    return g.step("scan", f"fc.scan(lambda c, xt: (fc.tanh(c * 0.5 + xt), c * xt), {{0}}[0] * 0, "
+                  f"{{0}}, reverse={rev})[{part}]", f"scan_ref({{0}}, {rev}, {part})", [x])
+
+
 def g_sizes(g):
     """Shapes as values: x.shape[0] (symbolic where the input's dim is declared None), and
     sizes read at run time from an int input n that holds x's first dim at every call."""
@@ -1111,7 +1139,7 @@ GENERATORS = [(g_unary, 6), (g_binary, 5), (g_compare, 1), (g_reduce, 2.5), (g_m
               (g_linalg, 0.5), (g_shape, 2.5), (g_const, 1.0), (g_random, 0.15),
               (g_round, 0.2), (g_divmod, 0.2), (g_xlogx, 0.15), (g_advindex, 0.3), (g_update, 0.5),
               (g_sort, 0.2), (g_compose, 0.4), (g_specify, 0.1), (g_stream, 0.3),
-              (g_sizes, 0.3)]
+              (g_sizes, 0.3), (g_loop, 0.2)]
 
 
 def generate(seed, large=False, skip=frozenset(), chain=None):

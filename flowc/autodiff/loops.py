@@ -9,7 +9,8 @@ memory is one carry per step and the cost one more forward pass.
 """
 from __future__ import annotations
 
-from ..ir.body import in_types, inline, out_types, trace
+from ..ir.body import in_types, inline, out_types, trace, with_inputs
+from ..ir.errors import GradError
 from ..ir.types import is_float
 from ..ops import api as F
 from ..ops.build import apply
@@ -24,7 +25,12 @@ def loop_vjp(c):
     a = c.attrs
     body, ns, nc, rev = a["body"], a["n_seq"], a["n_carry"], a["reverse"]
     graph = c.out.graph
-    seqs, inits, consts = c.inputs[:ns], c.inputs[ns:ns + nc], c.inputs[ns + nc:]
+    n_in = len(c.inputs) - a["n_cond"]
+    seqs, inits, consts = c.inputs[:ns], c.inputs[ns:ns + nc], c.inputs[ns + nc:n_in]
+    cond_args = c.inputs[n_in:]
+    if a["cond"] is not None and a["length"] is None and not ns:
+        raise GradError("reverse mode through a while_loop needs a bound on its steps: give "
+                        "max_steps= (the backward pass stores one carry per step)")
     bin_, bout = in_types(body), out_types(body)
     ny = len(bout) - nc
     g_final, g_ys = c.g[:nc], list(c.g[nc:])
@@ -44,9 +50,12 @@ def loop_vjp(c):
         outs = inline(body, graph, h)
         return outs[:nc] + [h[ns + i] for i in range(nc)]
     res_body, res_cap, _ = trace(graph, bin_, forward)
-    res = apply("loop", list(c.inputs) + res_cap, body=res_body, n_seq=ns, n_carry=nc,
-                reverse=rev, length=a["length"])
+    res = apply("loop", list(c.inputs[:n_in]) + res_cap + list(cond_args), body=res_body,
+                n_seq=ns, n_carry=nc, reverse=rev, length=a["length"], cond=a["cond"],
+                n_cond=a["n_cond"])
     saved = _parts(res, nc, nc)
+    if a["cond"] is not None:  # the steps that ran: as many rows as the saved carries have
+        seqs = [s[:saved[0].shape[0]] for s in seqs]
 
     # 2. The backward loop, over the steps the other way.
     n_gy, n_gc = len(gy), len(fc)
@@ -74,9 +83,10 @@ def loop_vjp(c):
     start = [F.cast(s, inits[i].dtype) if s.dtype != inits[i].dtype else s
              for s, i in zip(start, fc)]
     zeros = [F.zeros_like(consts[j]) for j in fk]
+    length = None if a["cond"] is not None else a["length"]
     back = apply("loop", [g_ys[i] for i in gy] + list(seqs) + saved + start + zeros
                  + list(consts) + back_cap, body=back_body, n_seq=n_gy + ns + nc,
-                 n_carry=n_gc + len(fk), reverse=not rev, length=a["length"])
+                 n_carry=n_gc + len(fk), reverse=not rev, length=length)
     outs = _parts(back, 0, n_gc + len(fk) + len(fx))
     cts = [None] * len(c.inputs)
     for k, i in enumerate(fc):
@@ -95,8 +105,9 @@ def loop_jvp(c):
     a = c.attrs
     body, ns, nc = a["body"], a["n_seq"], a["n_carry"]
     graph = c.out.graph
-    seqs, inits, consts = c.inputs[:ns], c.inputs[ns:ns + nc], c.inputs[ns + nc:]
-    ts = c.tangents
+    n_in = len(c.inputs) - a["n_cond"]
+    seqs, inits, consts = c.inputs[:ns], c.inputs[ns:ns + nc], c.inputs[ns + nc:n_in]
+    ts = c.tangents[:n_in]
     tseq = [i for i in range(ns) if ts[i] is not None]
     tcar = [i for i in range(nc) if is_float(inits[i].dtype)]
     tcon = [j for j in range(len(consts)) if ts[ns + nc + j] is not None]
@@ -124,10 +135,13 @@ def loop_jvp(c):
              + bin_[ns + nc:] + [bin_[ns + nc + j] for j in tcon])
     jbody, cap, _ = trace(graph, types, step)
     start = [ts[ns + i] if ts[ns + i] is not None else F.zeros_like(inits[i]) for i in tcar]
+    cond = a["cond"]
+    if cond is not None:  # the condition reads the primal carries only
+        cond = with_inputs(cond, nc, [inits[i].type for i in tcar])
     j = apply("loop", list(seqs) + [ts[i] for i in tseq] + list(inits) + start + list(consts)
-              + [ts[ns + nc + k] for k in tcon] + cap, body=jbody, n_seq=ns + n_ts,
-              n_carry=nc + n_tc, reverse=a["reverse"], length=a["length"],
-              stack_axis=a["stack_axis"])
+              + [ts[ns + nc + k] for k in tcon] + cap + list(c.inputs[n_in:]), body=jbody,
+              n_seq=ns + n_ts, n_carry=nc + n_tc, reverse=a["reverse"], length=a["length"],
+              stack_axis=a["stack_axis"], cond=cond, n_cond=a["n_cond"])
     # Parts of j: carries, carry tangents, ys, y tangents. Line the tangents up with c.out's
     # parts (integer parts, which have none, point at their own values).
     idx = [nc + tcar.index(i) if i in tcar else i for i in range(nc)]
@@ -141,6 +155,8 @@ def loop_batch(c):
     from ..ops.batchutil import materialize
     from .batching import batch as fbatch
     a = c.attrs
+    if a["cond"] is not None:
+        raise GradError("batching (vmap, jacobian) a while_loop is not supported yet")
     body, ns, nc = a["body"], a["n_seq"], a["n_carry"]
     graph = c.out.graph
     ins, flags = list(c.inputs), list(c.batched)

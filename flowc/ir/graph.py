@@ -29,6 +29,9 @@ class Graph:
         # {param id: value id} added to every function using the param (random streams'
         # state; flowc/random.py), unless the function says no_default_updates.
         self.default_updates: Dict[int, int] = {}
+        # Placeholders that stand for a random stream's state inside a loop body being traced
+        # (flowc/ops/api_control.py: a loop nested in it carries them on, step by step).
+        self.random_carries: set = set()
         # Tensor.eval's compiled functions, by (tensor id, input ids).
         self.eval_cache: Dict[tuple, tuple] = {}
         self._next_id = max(max(self.nx.nodes, default=-1) + 1, self.nx.graph.get("next_id", 0))

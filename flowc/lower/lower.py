@@ -6,6 +6,7 @@ import numpy as np
 
 from flowc_runtime.program.format import Instr, Program
 
+from ..ir.body import thaw
 from ..ir.graph import operands, topological, upstream
 
 LEAVES = ("input", "param", "const")
@@ -51,8 +52,10 @@ def lower(G: nx.MultiDiGraph, param_values=None) -> Program:
         if d["op"] in LEAVES:
             continue
         attrs = dict(d["attrs"])
-        if d["op"] == "loop":  # the body goes down as a Program of its own
-            attrs["body"] = lower(body_unit(attrs["body"])).to_json()
+        if d["op"] == "loop":  # the body (and condition) go down as Programs of their own
+            attrs["body"] = lower(thaw(attrs["body"])).to_json()
+            if attrs["cond"] is not None:
+                attrs["cond"] = lower(thaw(attrs["cond"])).to_json()
         instrs.append(Instr(d["op"], [slot[u] for u in operands(G, nid)], new_slot(nid),
                             attrs, nid, where(G, nid), d["type"].dtype,
                             list(d["type"].shape)))
@@ -63,28 +66,6 @@ def lower(G: nx.MultiDiGraph, param_values=None) -> Program:
                    instrs=instrs, outputs=outputs, updates=updates,
                    free=last_uses(instrs, set(outputs) | {u["slot"] for u in updates}),
                    values=values)
-
-
-def body_unit(body) -> nx.MultiDiGraph:
-    """A loop body (flowc/ir/body.py) as a compile unit: inputs, nodes, outputs."""
-    from ..ir.types import TensorType
-    H = nx.MultiDiGraph()
-    ids = []
-    for i, (dtype, shape) in enumerate(body[0]):
-        H.add_node(i, op="input", attrs={}, type=TensorType(dtype, shape), name=f"in{i}",
-                   phase="forward", trace=None)
-        ids.append(i)
-    made = []
-    for k, (op, attrs, refs, t, trace) in enumerate(body[1]):
-        nid = len(ids) + k
-        H.add_node(nid, op=op, attrs=dict(attrs), type=TensorType.from_json(t), name=None,
-                   phase="forward", trace=trace)
-        for port, r in enumerate(refs):
-            H.add_edge(ids[-1 - r] if r < 0 else made[r], nid, key=port)
-        made.append(nid)
-    H.graph.update(inputs=ids, outputs=[ids[-1 - r] if r < 0 else made[r] for r in body[2]],
-                   updates=[], log=[])
-    return H
 
 
 def last_uses(instrs, keep):

@@ -33,12 +33,15 @@ def _graph_of(values):
     return default_graph()
 
 
-def scan(f, init, xs=None, length=None, reverse=False):
+def scan(f, init, xs=None, length=None, reverse=False, carried=None, cond=None):
     """Run f(carry, x) -> (new_carry, y) once per step: x is the step's slice of xs (a
     tensor, a tuple/list of them, or None with `length` steps), carry a tensor or a
     tuple/list of them. Returns (final carry, ys stacked over the steps). reverse=True walks
     the steps from last to first (ys stay in step order). The body is traced once; work in
-    it that reads no carry or slice is done once, before the loop."""
+    it that reads no carry or slice is done once, before the loop. `carried` ({outer tensor:
+    carry index}) makes the body read that carry wherever f reads the outer tensor (how
+    theano.scan threads a shared variable that f updates). `cond(carry)`, when given, runs
+    each step only while it is true (checked before the step; see while_loop)."""
     ckind, carries = _flat(init, "init")
     xkind, seqs = _flat(xs, "xs")
     if ckind is None:
@@ -52,11 +55,12 @@ def scan(f, init, xs=None, length=None, reverse=False):
     if length is not None and (not isinstance(length, int) or length < 0):
         raise op_error("scan", [], f"length must be a non-negative int, got {length!r}")
     ns, nc = len(seqs), len(carries)
-    ykind = []
+    ykind, states = [], []  # states: random streams drawn from in the step (see below)
 
     def step(*holders):
         x = _pack(xkind, list(holders[:ns]))
-        c = _pack(ckind, list(holders[ns:]))
+        c = _pack(ckind, list(holders[ns:ns + nc]))
+        graph.random_carries.update(h.id for h in holders[ns + nc:])
         out = f(c, x)
         if not isinstance(out, tuple) or len(out) != 2:
             raise op_error("scan", [], f"the step function must return (new_carry, y), got "
@@ -73,15 +77,74 @@ def scan(f, init, xs=None, length=None, reverse=False):
                                "dtype)")
         k, ys = _flat(out[1], "y")
         ykind.append(k)
-        return new + [as_tensor(y, graph=graph) for y in ys]
+        keys = [_next_key(h) for h in holders[ns + nc:]]
+        return new + keys + [as_tensor(y, graph=graph) for y in ys]
 
     slice_types = [TensorType(s.dtype, s.type.shape[1:]) for s in seqs]
-    body, captured, _ = trace(graph, slice_types + [c.type for c in carries], step)
-    node = apply("loop", seqs + carries + captured, body=body, n_seq=ns, n_carry=nc,
-                 reverse=bool(reverse), length=length)
+    # A random stream drawn from inside the step is carried with a key that changes every
+    # step (the draws are new numbers each step, and each call, as outside a loop): a
+    # second trace reads those carries wherever the step read the stream's state.
+    for _ in range(2):
+        alias = {t.id: ns + k for t, k in (carried or {}).items()}
+        alias.update({t.id: ns + nc + j for j, t in enumerate(states)})
+        del ykind[:]
+        first = graph._next_id
+        body, captured, _ = trace(graph, slice_types + [c.type for c in carries]
+                                  + [t.type for t in states], step, alias=alias)
+        found = _streams_read(graph, captured, first, states)
+        if not found:
+            break
+        states = states + found
+    starts = [_next_key(t) for t in states]
+    test, test_args = None, []
+    if cond is not None:
+        def check(*h):
+            r = as_tensor(cond(_pack(ckind, list(h[:nc]))), graph=graph)
+            if r.ndim != 0:
+                raise op_error("while_loop", [r], f"the condition must be a scalar, got "
+                               f"{r.type.short()}")
+            return [r if r.dtype == "bool" else apply("cast", [r], dtype="bool")]
+        test, test_args, _ = trace(graph, [c.type for c in carries] + [t.type for t in states],
+                                   check)
+    node = apply("loop", seqs + carries + starts + captured + test_args, body=body, n_seq=ns,
+                 n_carry=nc + len(states), reverse=bool(reverse), length=length, cond=test,
+                 n_cond=len(test_args))
     n_out = len(node.type.parts)
     parts = [apply("part", [node], index=i) for i in range(n_out)]
-    return _pack(ckind, parts[:nc]), _pack(ykind[0], parts[nc:])
+    return _pack(ckind, parts[:nc]), _pack(ykind[0], parts[nc + len(states):])
+
+
+def _streams_read(graph, captured, first, known):
+    """The random states that the step's draws read: captured directly, or behind a draw
+    made in the step that the trace hoisted (it reads no carry), as Tensors."""
+    from ..ir.graph import upstream
+    marks = set(graph.default_updates) | graph.random_carries
+    ids = {t.id for t in captured if t.id in marks}
+    hoisted = [t.id for t in captured if t.id >= first]
+    if hoisted:  # one walk for all of them
+        ids |= upstream(graph.nx, hoisted) & marks
+    seen = {t.id for t in known}
+    return [Tensor(graph, i) for i in sorted(ids - seen)]
+
+
+def _next_key(state):
+    """A random state [key, counter] with the next key of a full-period LCG over 53-bit keys
+    (the counter, which advances per call, stays): a stream of its own per loop step."""
+    from . import api as F
+    key = F.mod(F.cast(state[0], "int64") * 5 + 0x1D2B3C4D5E6F7, 2 ** 53)
+    return F.concatenate([F.expand_dims(F.cast(key, "float64"), 0), state[1:]])
+
+
+def while_loop(cond, body, init, max_steps=None):
+    """carry = body(carry) while cond(carry) holds (checked before each step, as in JAX);
+    the final carry. max_steps bounds the steps (and makes reverse mode possible: the
+    backward pass keeps one carry per step that ran); without it the loop runs until cond
+    fails, and only forward mode differentiates it."""
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 0):
+        raise op_error("while_loop", [], f"max_steps must be a non-negative int, got "
+                       f"{max_steps!r}")
+    final, _ = scan(lambda c, _: (body(c), None), init, None, length=max_steps, cond=cond)
+    return final
 
 
 def fori_loop(lower, upper, body, init):

@@ -1,13 +1,17 @@
 """Loops in the graph: `loop` runs a frozen body (flowc/ir/body.py) once per step, and its
 several results are read through `part` nodes.
 
-loop(*seqs, *inits, *consts; body, n_seq, n_carry, reverse, length, stack_axis)
+loop(*seqs, *inits, *consts, *cond_consts; body, n_seq, n_carry, reverse, length, stack_axis,
+     cond, n_cond)
   body inputs:  one slice of each sequence (its leading axis is the step), the carries,
                 the consts (captured tensors: the same every step)
   body outputs: the new carries, then one value per step (ys)
   result:       a tuple of the final carries, then the ys stacked over the steps, in step
                 order whichever way the loop runs (reverse=True walks the steps downwards),
                 along axis `stack_axis` (0; batching puts its axis first, so 1 there)
+With a `cond` body (the carries and the last n_cond operands in, one boolean out), each
+step runs only while it is true (checked before the step: a while loop); `length` or the
+sequences then bound the steps, and the ys hold the steps that ran.
 select(t; indices) is a tuple of some parts of t (what the jvp and batching rules return:
 a tuple whose parts line up with the loop's).
 """
@@ -25,10 +29,16 @@ def _compatible(a, b):
 
 
 def _loop_infer(types, attrs):
-    body, ns, nc = attrs["body"], attrs["n_seq"], attrs["n_carry"]
+    body, ns, nc, n_cond = attrs["body"], attrs["n_seq"], attrs["n_carry"], attrs["n_cond"]
     bin_, bout = in_types(body), out_types(body)
-    if len(bin_) != len(types):
-        raise ShapeError(f"the body takes {len(bin_)} inputs, the loop has {len(types)} operands")
+    if len(bin_) + n_cond != len(types):
+        raise ShapeError(f"the body takes {len(bin_)} inputs and the condition {n_cond} more, "
+                         f"the loop has {len(types)} operands")
+    if attrs["cond"] is not None:
+        _check_cond(attrs["cond"], bin_[ns:ns + nc] + list(types[len(bin_):]))
+    elif n_cond:
+        raise ShapeError("operands for a condition, but the loop has none")
+    types = types[:len(bin_)]
     length = attrs["length"]
     for i, (s, b) in enumerate(zip(types[:ns], bin_[:ns])):
         if s.ndim != b.ndim + 1 or not _compatible(TensorType(s.dtype, s.shape[1:]), b):
@@ -38,8 +48,12 @@ def _loop_infer(types, attrs):
         if n is not None and length is not None and n != length:
             raise ShapeError(f"sequence {i} has {n} steps, the loop {length}")
         length = n if length is None else length
-    if ns == 0 and attrs["length"] is None:
-        raise ShapeError("a loop without sequences needs a length")
+    if ns == 0 and attrs["length"] is None and attrs["cond"] is None:
+        raise ShapeError("a loop without sequences or a condition needs a length")
+    if attrs["cond"] is not None:
+        length = None  # the condition decides how many steps run
+        if attrs["reverse"]:
+            raise ShapeError("a loop with a condition runs forwards only")
     carries_in, carries_out = bin_[ns:ns + nc], bout[:nc]
     for i, (t, b) in enumerate(zip(types[ns:], bin_[ns:])):
         if not _compatible(t, b):
@@ -54,6 +68,16 @@ def _loop_infer(types, attrs):
     ys = [TensorType(y.dtype, tuple(y.shape[:k]) + (length,) + tuple(y.shape[k:]))
           for y in bout[nc:]]
     return TupleType(tuple(carries_in) + tuple(ys))
+
+
+def _check_cond(cond, types):
+    """The condition body takes the carries and its own operands and gives one boolean."""
+    cin, cout = in_types(cond), out_types(cond)
+    if len(cin) != len(types) or any(not _compatible(a, b) for a, b in zip(cin, types)):
+        raise ShapeError("the condition's inputs do not match the carries and its operands")
+    if len(cout) != 1 or cout[0].ndim != 0 or cout[0].dtype != "bool":
+        raise ShapeError(f"the condition must give one boolean scalar, got "
+                         f"{', '.join(t.short() for t in cout)}")
 
 
 def _part_infer(types, attrs):
@@ -88,7 +112,7 @@ def _part_batch(c):
 
 register(OpDef("loop", None, _loop_infer, attrs={"body": REQUIRED, "n_seq": 0, "n_carry": 0,
                                                   "reverse": False, "length": None,
-                                                  "stack_axis": 0},
+                                                  "stack_axis": 0, "cond": None, "n_cond": 0},
                vjp=_rule("loop_vjp"), jvp=_rule("loop_jvp"), batch=_rule("loop_batch"),
                doc="a body run once per step over sequences and carries (scan, fori_loop)"))
 register(OpDef("part", 1, _part_infer, attrs={"index": REQUIRED}, linear=True,

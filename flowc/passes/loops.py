@@ -3,9 +3,26 @@ same pipeline as the outer graph, and frozen again. Constants that folding makes
 body are lifted out as extra operands (a body holds no arrays)."""
 from __future__ import annotations
 
-from ..ir.body import freeze
+from ..ir.body import freeze, thaw
 from ..ir.graph import fresh_ids
 from .rewrite import copy_graph, log, operands, replace
+
+
+def _optimized(body, level):
+    """(the body optimized at level, the constants lifted out of it: (type, value) pairs)."""
+    from .pipeline import optimize
+    unit = optimize(thaw(body), level)
+    consts = [m for m, e in unit.nodes(data=True) if e["op"] == "const"]
+    frozen = freeze(unit, list(unit.graph["inputs"]) + consts, list(unit.graph["outputs"]))
+    return frozen, [(unit.nodes[m]["type"], unit.nodes[m]["value"]) for m in consts]
+
+
+def _lifted(H, ids, const, d):
+    """An outer const node for a constant lifted out of a body."""
+    k = next(ids)
+    H.add_node(k, op="const", attrs={}, type=const[0], name=None, value=const[1],
+               phase=d["phase"], trace=d.get("trace"))
+    return k
 
 
 def optimize_bodies(G, level):
@@ -13,26 +30,23 @@ def optimize_bodies(G, level):
     loops = [n for n, d in G.nodes(data=True) if d["op"] == "loop"]
     if not loops:
         return G
-    from ..lower.lower import body_unit
-    from .pipeline import optimize
     H = copy_graph(G)
     ids = fresh_ids(H)
     for n in loops:
         d = H.nodes[n]
-        unit = optimize(body_unit(d["attrs"]["body"]), level)
-        consts = [m for m, e in unit.nodes(data=True) if e["op"] == "const"]
-        body = freeze(unit, list(unit.graph["inputs"]) + consts, list(unit.graph["outputs"]))
-        if body == d["attrs"]["body"]:
-            continue
         args = operands(H, n)
-        for c in consts:  # each lifted constant becomes an outer const operand
-            k = next(ids)
-            e = unit.nodes[c]
-            H.add_node(k, op="const", attrs={}, type=e["type"], name=None, value=e["value"],
-                       phase=d["phase"], trace=d.get("trace"))
-            args.append(k)
+        n_cond = d["attrs"]["n_cond"]
+        body, body_consts = _optimized(d["attrs"]["body"], level)
+        cond, cond_consts = (None, []) if d["attrs"]["cond"] is None else \
+            _optimized(d["attrs"]["cond"], level)
+        if body == d["attrs"]["body"] and cond == d["attrs"]["cond"]:
+            continue
+        split = len(args) - n_cond  # body operands, then the condition's
+        args = (args[:split] + [_lifted(H, ids, v, d) for v in body_consts] + args[split:]
+                + [_lifted(H, ids, v, d) for v in cond_consts])
         new = next(ids)
-        H.add_node(new, **dict(d, attrs=dict(d["attrs"], body=body)))
+        H.add_node(new, **dict(d, attrs=dict(d["attrs"], body=body, cond=cond,
+                                             n_cond=n_cond + len(cond_consts))))
         for port, a in enumerate(args):
             H.add_edge(a, new, key=port)
         replace(H, n, new)

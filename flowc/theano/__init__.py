@@ -9,16 +9,17 @@ from ..ir.tensor import Shape, Tensor
 from ..ops.build import constant as _const
 from ..leaves import param as _param
 from ..render.text import pp  # noqa: F401
-from . import printing, sandbox, tensor  # noqa: F401
+from . import printing, sandbox, scan_module, tensor  # noqa: F401
 from .config import config  # noqa: F401
 from .function import In, Out, TheanoFunction
+from .scan import scan
 from .unsupported import unsupported
 
 # Theano's debugging modes are both flowc's checked mode (flowc/checked.py): it compares the
 # optimized program with the unoptimized one (DebugMode) and stops at NaN/inf (NanGuardMode).
 CHECKED_MODES = ("DebugMode", "DEBUG_MODE", "NanGuardMode")
 
-__all__ = ["In", "Out", "config", "function", "grad", "pp", "printing", "sandbox", "shared", "tensor"]
+__all__ = ["In", "Out", "config", "scan", "function", "grad", "pp", "printing", "sandbox", "shared", "tensor"]
 
 
 def shared(value, name=None, borrow=False, strict=False, allow_downcast=None):
@@ -55,6 +56,9 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
 
 def _constant(v):
     return _const(np.int64(v))
+
+
+dot = tensor.dot  # theano.dot, as Theano exports it at the top level
 
 
 def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise"):

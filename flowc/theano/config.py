@@ -1,4 +1,9 @@
-"""theano.config: only floatX is read by flowc.theano."""
+"""theano.config: only floatX is read by flowc.theano; the warn flags are accepted."""
+
+
+class _Flags:
+    """A namespace that takes any flag (theano.config.warn.subtensor_merge_bug = False):
+    they silence Theano's own warnings, which flowc does not have."""
 
 
 class _Config:
@@ -6,6 +11,7 @@ class _Config:
 
     def __init__(self):
         self.floatX = "float64"
+        self.warn = _Flags()
 
 
 config = _Config()

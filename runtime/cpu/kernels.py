@@ -280,12 +280,10 @@ from .kernels_shape import table as _shape_table  # noqa: E402
 
 KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _shape_table(np).items()})
 
-# Loops: a body Program run once per step; part reads one of the loop's results.
-from .loops import make_loop, part as _part, select as _select  # noqa: E402
-
-KERNELS["loop"] = Kernel(None, "view", prepare=make_loop("cpu", np))
-KERNELS["part"] = Kernel(_part, "view")
-KERNELS["select"] = Kernel(_select, "view")
+# A loop's results: part reads one, select a tuple of some. The loop kernel itself is
+# registered by runtime/cpu/loops.py (it links a body Program: linking imports this table).
+KERNELS["part"] = Kernel(lambda t, index: t[index], "view")
+KERNELS["select"] = Kernel(lambda t, indices: tuple(t[i] for i in indices), "view")
 
 # alpha * A @ B + beta * C in one BLAS call (the specialize pass makes these).
 from .gemm import gemm as _gemm  # noqa: E402

@@ -1,5 +1,6 @@
 """The `loop` kernel: a body Program linked once, run once per step (NumPy or CuPy arrays
-alike), and `part`, which reads one of its results.
+alike). Importing this module registers it in the NumPy kernel table (runtime/__init__.py
+does), and the CuPy table registers its own from make_loop.
 
 The loop's value is a tuple: the final carries, then each per-step output stacked along a
 new leading axis, in step order whichever way the loop walks. The body is linked at link
@@ -8,7 +9,10 @@ buffers step after step) and copies its per-step outputs into their rows.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import kernel_error
+from .kernels import KERNELS, Kernel
 
 
 def _zero_rows(spec, axis, xp):
@@ -20,18 +24,27 @@ def _zero_rows(spec, axis, xp):
 def make_loop(device, xp):
     """The `prepare` of the loop kernel for one device."""
 
-    def prepare(body, n_seq, n_carry, reverse=False, length=None, stack_axis=0):
+    def prepare(body, n_seq, n_carry, reverse=False, length=None, stack_axis=0, cond=None,
+                n_cond=0):
         from .. import link
         from ..program.format import Program
         program = Program.from_json(body).validate()
         exe = link(program, device=device, single=False)
+        test = None if cond is None else link(Program.from_json(cond).validate(), device=device,
+                                              single=True)
         by_slot = {ins.out: (ins.dtype, ins.shape) for ins in program.instrs}
         by_slot.update({p["slot"]: (p["dtype"], p["shape"]) for p in program.inputs})
         y_specs = [by_slot[s] for s in program.outputs[n_carry:]]
 
         def run(*args):
+            if n_cond:
+                args, cond_args = args[:-n_cond], args[-n_cond:]
+            else:
+                cond_args = ()
             seqs, carries = args[:n_seq], list(args[n_seq:n_seq + n_carry])
             consts = args[n_seq + n_carry:]
+            if test is not None:
+                return _while(seqs, carries, consts, cond_args)
             steps = length if length is not None else (len(seqs[0]) if seqs else 0)
             for i, s in enumerate(seqs):
                 if s.ndim == 0 or s.shape[0] != steps:
@@ -53,14 +66,26 @@ def make_loop(device, xp):
             if ys is None:
                 ys = [_zero_rows(spec, stack_axis, xp) for spec in y_specs]
             return tuple(carries) + tuple(ys)
+
+        def _while(seqs, carries, consts, cond_args):
+            # Steps run while the condition holds (checked first); sequences or the length
+            # bound them. The ys hold the steps that ran.
+            bound = length if length is not None else (len(seqs[0]) if seqs else None)
+            rows, t = [], 0
+            while (bound is None or t < bound) and bool(test(*carries, *cond_args)):
+                try:
+                    outs = exe(*[s[t] for s in seqs], *carries, *consts)
+                except Exception as e:
+                    raise kernel_error(e, f"at step {t} of the loop: {e}") from e
+                carries = outs[:n_carry]
+                rows.append(outs[n_carry:])
+                t += 1
+            ys = [xp.stack([r[i] for r in rows], axis=stack_axis) if rows else
+                  _zero_rows(spec, stack_axis, xp) for i, spec in enumerate(y_specs)]
+            return tuple(carries) + tuple(ys)
         return run
     return prepare
 
 
-def part(t, index):
-    return t[index]
-
-
-def select(t, indices):
-    return tuple(t[i] for i in indices)
+KERNELS["loop"] = Kernel(None, "view", prepare=make_loop("cpu", np))
 

@@ -111,7 +111,7 @@ ATTR_TYPES[("specify_shape", "shape")] = ("a list of ints and nulls", lambda v: 
 ATTR_TYPES[("argsort", "axis")] = ("an int", _is_int)
 ATTR_TYPES[("part", "index")] = ("a non-negative int", lambda v: _is_int(v) and v >= 0)
 ATTR_TYPES.update({("loop", k): ("a non-negative int", lambda v: _is_int(v) and v >= 0)
-                   for k in ("n_seq", "n_carry")})
+                   for k in ("n_seq", "n_carry", "n_cond")})
 ATTR_TYPES[("loop", "reverse")] = ("true or false", lambda v: type(v) is bool)
 ATTR_TYPES[("loop", "stack_axis")] = ("a non-negative int", lambda v: _is_int(v) and v >= 0)
 ATTR_TYPES[("select", "indices")] = ("a list of non-negative ints", lambda v: _is_ints(v)
@@ -263,6 +263,8 @@ class _Checker:
             return self.expr(value, n_args, field)
         if kernel == "loop" and key == "body":
             return self.body(value, field)
+        if kernel == "loop" and key == "cond":
+            return None if value is None else self.body(value, field)
         what, ok = ATTR_TYPES.get((kernel, key)) or ATTR_TYPES.get(key) or \
             ("a number, string, boolean, null or list of those", _is_plain)
         if not ok(value):
