@@ -14,19 +14,21 @@ from .cpu import loops as _loops  # noqa: F401  (registers the loop kernel)
 
 
 def link(program, device="cpu", cells=None, single=None, downcast=False, host_outputs=False,
-         cuda_graph=False) -> Executable:
+         cuda_graph=False, checks=True) -> Executable:
     """Link `program` for `device` ("cpu" or "gpu") into a callable Executable.
 
     GPU options (the CPU accepts and ignores them, so code runs unchanged on either device):
     host_outputs=True returns NumPy arrays instead of CuPy arrays; cuda_graph=True replays
     each shape signature's step as a captured CUDA graph (see runtime/gpu/executable.py).
+    checks=False skips the per-call input checks (a loop body, fed by its loop).
     """
     from .backends import get_backend
     backend = get_backend(device)
     if backend.executable is None:
-        return Executable(program, backend, cells=cells, single=single, downcast=downcast)
+        return Executable(program, backend, cells=cells, single=single, downcast=downcast,
+                          checks=checks)
     return backend.executable(program, backend, cells=cells, single=single, downcast=downcast,
-                              host_outputs=host_outputs, cuda_graph=cuda_graph)
+                              host_outputs=host_outputs, cuda_graph=cuda_graph, checks=checks)
 
 
 def load(path, device="cpu") -> Executable:

@@ -45,15 +45,16 @@ def loop_vjp(c):
     if not (fc or gy) or not (fc or fk or fx):
         return [None] * len(c.inputs)
 
-    # 1. The carry each step starts from, stacked: the same loop with those as extra ys.
+    # 1. The carry each step starts from, stacked: the same loop with those as extra ys
+    # after its own (so the optimizer merges the two loops: flowc/passes/loops.py).
     def forward(*h):
         outs = inline(body, graph, h)
-        return outs[:nc] + [h[ns + i] for i in range(nc)]
+        return outs + [h[ns + i] for i in range(nc)]
     res_body, res_cap, _ = trace(graph, bin_, forward)
     res = apply("loop", list(c.inputs[:n_in]) + res_cap + list(cond_args), body=res_body,
                 n_seq=ns, n_carry=nc, reverse=rev, length=a["length"], cond=a["cond"],
                 n_cond=a["n_cond"])
-    saved = _parts(res, nc, nc)
+    saved = _parts(res, nc + ny, nc)
     if a["cond"] is not None:  # the steps that ran: as many rows as the saved carries have
         seqs = [s[:saved[0].shape[0]] for s in seqs]
 

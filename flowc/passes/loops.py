@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..ir.body import freeze, thaw
 from ..ir.graph import fresh_ids
+from .cleanup import prune
 from .rewrite import copy_graph, log, operands, replace
 
 
@@ -23,6 +24,37 @@ def _lifted(H, ids, const, d):
     H.add_node(k, op="const", attrs={}, type=const[0], name=None, value=const[1],
                phase=d["phase"], trace=d.get("trace"))
     return k
+
+
+def merge_loops(G):
+    """A loop whose body is another's with more outputs after (the carries a gradient
+    saves) computes the other's results too: the other's readers read it instead."""
+    loops = [n for n, d in G.nodes(data=True) if d["op"] == "loop"]
+    if len(loops) < 2:
+        return G
+    groups = {}
+    for n in loops:
+        a = G.nodes[n]["attrs"]
+        key = (tuple(operands(G, n)), a["body"][0], a["body"][1],
+               tuple((k, v) for k, v in sorted(a.items()) if k != "body"))
+        groups.setdefault(key, []).append(n)
+    H = None
+    for ns in groups.values():
+        if len(ns) < 2:
+            continue
+        ns.sort(key=lambda n: -len(G.nodes[n]["attrs"]["body"][2]))
+        big = ns[0]
+        outs = G.nodes[big]["attrs"]["body"][2]
+        for n in ns[1:]:
+            mine = G.nodes[n]["attrs"]["body"][2]
+            if outs[:len(mine)] != mine:
+                continue
+            H = H if H is not None else copy_graph(G)
+            for _, v, k in list(H.out_edges(n, keys=True)):  # part(n, i) -> part(big, i)
+                H.remove_edge(n, v, key=k)
+                H.add_edge(big, v, key=k)
+            log(H, "merge_loops", big)
+    return G if H is None else prune(H)
 
 
 def optimize_bodies(G, level):

@@ -29,7 +29,8 @@ def _line(G, n, label, print_type):
         kind = ""
     else:
         attrs = ", ".join(f"{k}={v}" for k, v in sorted(d["attrs"].items())
-                          if v is not None and v is not False and k not in ("expr", "index"))
+                          if v is not None and v is not False
+                          and k not in ("expr", "index", "body", "cond"))
         head = d["op"] + (f"{{{attrs}}}" if attrs else "") + (f" '{name}'" if name else "")
         kind = ""
     t = d["type"]
@@ -50,9 +51,26 @@ def tree_lines(G, roots, print_type=True):
         if n in seen:
             continue
         seen.add(n)
+        if G.nodes[n]["op"] == "loop":  # its body (and condition) as trees of their own
+            lines.extend(_body_lines(G.nodes[n]["attrs"], prefix, print_type))
         args = [u for _, u in sorted((k, u) for u, _, k in G.in_edges(n, keys=True))]
         stack.extend((a, depth + 1) for a in reversed(args))
     return lines
+
+
+def _body_lines(attrs, prefix, print_type):
+    """A loop's body and condition, indented under it: inputs are named in0, in1, ... in the
+    order sequences' slices, carries, consts."""
+    from ..ir.body import thaw
+    out = []
+    for key in ("body", "cond"):
+        if attrs.get(key) is None:
+            continue
+        unit = thaw(attrs[key])
+        out.append(f"{prefix}  {key}:")
+        out.extend(f"{prefix}    {line}" for line in
+                   tree_lines(unit, list(unit.graph["outputs"]), print_type))
+    return out
 
 
 def debugprint(obj, file=None, print_type=True):

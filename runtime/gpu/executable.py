@@ -38,14 +38,14 @@ class CupyExecutable(Executable):
     """A Program linked for the GPU; see the module docstring for the options."""
 
     def __init__(self, program, backend, cells=None, single=None, downcast=False,
-                 host_outputs=False, cuda_graph=False):
+                 host_outputs=False, cuda_graph=False, checks=True):
         if cells is not None:  # parameters live on the device, in their (shared) Cells
             for c in cells:
                 if type(c.value) is not cp.ndarray:
                     c.value = cp.asarray(c.value)
         self._prepared = []
         super().__init__(program, self._recording(backend), cells=cells, single=single,
-                         downcast=downcast)
+                         downcast=downcast, checks=checks)
         self.backend = backend
         self.host_outputs = bool(host_outputs)
         self.single = len(program.outputs) == 1 if single is None else single

@@ -25,7 +25,9 @@ _COUNTER = itertools.count()
 class Executable:
     """A linked Program: call it with the inputs, get the outputs (a list, or one array)."""
 
-    def __init__(self, program, backend, cells=None, single=None, downcast=False):
+    def __init__(self, program, backend, cells=None, single=None, downcast=False, checks=True):
+        """checks=False trusts the inputs' dtypes and shapes (a loop body, called with the
+        loop's own arrays step after step): they are only made arrays."""
         program.validate(backend.kernels)
         self.program = program
         self.backend = backend
@@ -45,7 +47,7 @@ class Executable:
             if backend.loop_groups else []
         self.source, self._line_instr = _generate(program, self._kinds, single, timed=False,
                                                   groups=self.loop_groups)
-        env = _runtime_env(program, backend, cells, downcast)
+        env = _runtime_env(program, backend, cells, downcast, checks)
         ends = memory.live_ends(program, self._kinds) if self.loop_groups else {}
         for g, members in enumerate(self.loop_groups):
             esc = loop_groups.escaping(program, ends, members)
@@ -178,10 +180,11 @@ class Executable:
                             f"{type(e).__name__}: {e}")
 
 
-def _runtime_env(program, backend, cells, downcast):
+def _runtime_env(program, backend, cells, downcast, checks=True):
     env = {"_cells": cells, "_copy": backend.copy, "_arr": backend.to_device}
     for i, spec in enumerate(program.inputs):
-        env[f"_in{i}"] = backend.input_checker(spec, downcast, CallError)
+        env[f"_in{i}"] = backend.input_checker(spec, downcast, CallError) if checks else \
+            backend.to_device
     for c in program.consts:
         env[f"s{_n(c['slot'])}"] = backend.to_device(program.values[f"const{c['slot']}"])
     for k, ins in enumerate(program.instrs):
