@@ -980,6 +980,11 @@ S("select_jvp_of_scan", lambda x, t, w: fc.jvp(_rnn(x, fc.zeros((2,)), w)[1], x,
   [A(3, 3), A(3, 3), A(3, 2)], lambda x, t, w: _rnn_jvp_ref(x, t, w),
   rtol=1e-6, atol=1e-8)  # the reference is a central difference
 
+S("cond_true", lambda x, w: fc.cond(fc.sum(x) > -100.0, lambda a: fc.sin(a) * w, lambda a: a * a, x),
+  [A(3), A(3)], lambda x, w: np.sin(x) * w)
+S("cond_false", lambda x, w: fc.cond(fc.sum(x) > 100.0, lambda a: fc.sin(a) * w, lambda a: a * a, x),
+  [A(3), A(3)], lambda x, w: x * x)
+
 
 def _two_carries_ref(x, a):
     c0, c1, ys = a, a * 2.0, []

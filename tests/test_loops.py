@@ -299,3 +299,57 @@ def test_theano_scan_until_and_shared_updates():
     out, _ = theano.scan(lambda a, b: a + b, outputs_info=dict(initial=xs, taps=[-2, -1]),
                          n_steps=5)
     assert theano.function([xs], out)(np.array([1.0, 1.0])).tolist() == [2, 3, 5, 8, 13]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_cond_runs_only_the_branch_taken_in_every_mode(level):
+    x = fc.input("x", (3,))
+    p = fc.input("p", (), "bool")
+    W = fc.param("W", rng.standard_normal((3, 3)))
+    y = fc.cond(p, lambda a: fc.sin(a) @ W, lambda a: a * a, x)
+    gx, gW = fc.grad(fc.sum(y), [x, W])
+    jv = fc.jvp(y, x, fc.constant(np.ones(3)))
+    J = fc.jacobian(y, x)
+    f = fc.function([x, p], [y, gx, gW, jv, J], optimize=level)
+    Wv = W.get_value()
+    for pv in (True, False, True):
+        xv = rng.standard_normal(3)
+        got = f(xv, pv)
+        if pv:
+            close(got[0], np.sin(xv) @ Wv)
+            close(got[1], np.cos(xv) * Wv.sum(1))
+            close(got[2], np.outer(np.sin(xv), np.ones(3)))
+            close(got[4], (np.cos(xv)[:, None] * Wv).T)
+        else:
+            close(got[0], xv * xv)
+            close(got[1], 2 * xv)
+            close(got[2], np.zeros((3, 3)))
+            close(got[4], np.diag(2 * xv))
+        close(got[3], got[4].sum(1))
+    i = fc.scalar("i", "int64")
+    table = fc.constant(np.arange(3.0))
+    z = fc.cond(i < 3, lambda k: table[k], lambda k: fc.constant(-1.0), i)
+    h = fc.function([i], z, optimize=level)
+    assert h(np.int64(2)) == 2.0 and h(np.int64(7)) == -1.0  # the index is never read
+    pb, xb = fc.input("pb", (2,), "bool"), fc.input("xb", (2, 3))
+    yb = fc.function([pb, xb], fc.batch(y, {p: pb, x: xb}), optimize=level)
+    xv = rng.standard_normal(3)
+    close(yb(np.array([True, False]), np.stack([xv, xv])), np.stack([np.sin(xv) @ Wv, xv * xv]))
+    with pytest.raises(fc.ShapeError, match="different types"):
+        fc.cond(p, lambda a: a, lambda a: a[:2], x)
+
+
+def test_theano_ifelse_is_lazy_and_differentiable():
+    import flowc.theano as theano
+    import flowc.theano.tensor as T
+    from flowc.theano.ifelse import ifelse
+    a, b = T.scalars("a", "b")
+    x, y = T.matrices("x", "y")
+    z = ifelse(T.lt(a, b), T.mean(x), T.mean(y))
+    f = theano.function([a, b, x, y], z, mode=theano.Mode(linker="vm"))
+    assert f(0.0, 1.0, np.ones((4, 4)), np.full((4, 4), 2.0)) == 1.0
+    assert f(1.0, 0.0, np.ones((4, 4)), np.full((4, 4), 2.0)) == 2.0
+    assert {i.kernel for i in f.program.instrs} >= {"cond"}
+    assert "mean" not in {i.kernel for i in f.program.instrs}  # inside the branches
+    g = theano.function([a, b, x, y], T.grad(z, x))
+    assert np.allclose(g(0.0, 1.0, np.ones((2, 2)), np.ones((2, 2))), 0.25)

@@ -148,6 +148,9 @@ def scan_ref(x, rev, part):
         c = np.tanh(c * 0.5 + x[t])
     return c if part == 0 else np.array(ys)
 
+def cond_ref(x):
+    return np.tanh(x) * 2.0 if np.sum(x) > 0 else x * x - 1.0
+
 def fori_ref(x):
     for _ in range(3):
         x = np.sin(x) * 0.9 + 0.1
@@ -1094,6 +1097,9 @@ def g_loop(g):
     if x is None:
         return None
     s = g.shape(x)
+    if g.rng.random() < 0.25:  # a cond whose predicate depends on the data
+        return g.step("cond", "fc.cond(fc.sum({0}) > 0, lambda a: fc.tanh(a) * 2.0, "
+                      "lambda a: a * a - 1.0, {0})", "cond_ref({0})", [x], False)
     if g.rng.random() < 0.3 or not s or s[0] == 0:
         return g.step("fori_loop", "fc.fori_loop(0, 3, lambda i, c: fc.sin(c) * 0.9 + 0.1, {0})",
                       "fori_ref({0})", [x])

@@ -194,3 +194,96 @@ def leaf_like(graph, t):
     """A stand-in input of type t (replaced by its batched value right after)."""
     from ..ops.build import leaf
     return leaf("input", t, name="step", graph=graph)
+
+
+# -- cond: the rules are conds (or, batched over the predicate, a where) -------------------------
+def _cond_node(graph, pred, args, run_of, types):
+    """A cond whose branch k is traced from run_of(branches[k]) over placeholders of
+    `types`; both branches take every input either reads."""
+    b0, cap0, _ = trace(graph, types, run_of(0))
+    b1, cap1, _ = trace(graph, types, run_of(1))
+    n = len(types)
+    b0 = with_inputs(b0, n + len(cap0), [t.type for t in cap1])
+    b1 = with_inputs(b1, n, [t.type for t in cap0])
+    return apply("cond", [pred] + list(args) + cap0 + cap1, branches=(b0, b1))
+
+
+def cond_vjp(c):
+    """The operands' cotangents: a cond on the same predicate whose branches recompute
+    their forward and differentiate it (the predicate gets none)."""
+    from .reverse import vjp_many
+    pred, args, graph = c.inputs[0], c.inputs[1:], c.out.graph
+    branches = c.attrs["branches"]
+    fa = [i for i, a in enumerate(args) if is_float(a.dtype)]
+    gi = [i for i, g in enumerate(c.g) if g is not None]
+    if not fa or not gi:
+        return [None] * len(c.inputs)
+    n = len(args)
+
+    def run_of(k):
+        def run(*h):
+            outs = inline(branches[k], graph, list(h[:n]))
+            return vjp_many([outs[i] for i in gi], list(h[n:]), [h[i] for i in fa])
+        return run
+    node = _cond_node(graph, pred, list(args) + [c.g[i] for i in gi], run_of,
+                      [a.type for a in args] + [c.g[i].type for i in gi])
+    cts = [None] * len(c.inputs)
+    for k, i in enumerate(fa):
+        cts[1 + i] = apply("part", [node], index=k)
+    return cts
+
+
+def cond_jvp(c):
+    """Tangents of a cond's parts: a cond of the branches' jvps, lined up by select."""
+    from .forward import jvp as fjvp
+    pred, args, graph = c.inputs[0], c.inputs[1:], c.out.graph
+    branches = c.attrs["branches"]
+    ts = c.tangents[1:]
+    ti = [i for i, t in enumerate(ts) if t is not None]
+    if not ti:
+        return None
+    n, n_out = len(args), len(c.out.type.parts)
+    fo = [k for k, t in enumerate(c.out.type.parts) if is_float(t.dtype)]
+
+    def run_of(k):
+        def run(*h):
+            outs = inline(branches[k], graph, list(h[:n]))
+            tans = fjvp([outs[j] for j in fo], [h[i] for i in ti], list(h[n:])) if fo else []
+            return outs + list(tans)
+        return run
+    node = _cond_node(graph, pred, list(args) + [ts[i] for i in ti], run_of,
+                      [a.type for a in args] + [ts[i].type for i in ti])
+    idx = [n_out + fo.index(k) if k in fo else k for k in range(n_out)]
+    return apply("select", [node], indices=tuple(idx))
+
+
+def cond_batch(c):
+    """A cond over a new leading axis: with the predicate the same for every entry, a cond of
+    the batched branches (still lazy); with a batched predicate, both branches batched and
+    `where` per entry (as JAX does: laziness is lost there)."""
+    from ..ops.batchutil import materialize
+    from .batching import batch as fbatch
+    pred, args, graph = c.inputs[0], c.inputs[1:], c.out.graph
+    flags = c.batched[1:]
+    branches = c.attrs["branches"]
+    n = len(args)
+
+    def batched_outputs(k, h):
+        bin_ = in_types(branches[k])
+        stand = [leaf_like(graph, bin_[i]) if flags[i] else h[i] for i in range(n)]
+        outs = inline(branches[k], graph, stand)
+        repl = {stand[i]: h[i] for i in range(n) if flags[i]}
+        got = fbatch(outs, repl) if repl else outs
+        bref = next((h[i] for i in range(n) if flags[i]), None)
+        return [g if repl and g.ndim == o.ndim + 1 else materialize(g, bref if bref is not None
+                                                                  else pred)
+                for g, o in zip(got, outs)]
+    if not c.batched[0]:
+        types = [_batched(t, f, c.size) for t, f in zip(in_types(branches[0]), flags)]
+        return _cond_node(graph, pred, args, lambda k: lambda *h: batched_outputs(k, h), types)
+    eager = [batched_outputs(k, args) for k in range(2)]
+    out = []
+    for a, b in zip(*eager):
+        p = pred if a.ndim == 1 else F.expand_dims(pred, tuple(range(1, a.ndim)))
+        out.append(F.where(p, a, b))
+    return out

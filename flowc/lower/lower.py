@@ -56,6 +56,8 @@ def lower(G: nx.MultiDiGraph, param_values=None) -> Program:
             attrs["body"] = lower(thaw(attrs["body"])).to_json()
             if attrs["cond"] is not None:
                 attrs["cond"] = lower(thaw(attrs["cond"])).to_json()
+        if d["op"] == "cond":
+            attrs["branches"] = tuple(lower(thaw(b)).to_json() for b in attrs["branches"])
         instrs.append(Instr(d["op"], [slot[u] for u in operands(G, nid)], new_slot(nid),
                             attrs, nid, where(G, nid), d["type"].dtype,
                             list(d["type"].shape)))

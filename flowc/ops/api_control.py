@@ -2,7 +2,7 @@
 `loop` op (flowc/ops/control.py) with the body traced from a Python function."""
 from __future__ import annotations
 
-from ..ir.body import trace
+from ..ir.body import trace, with_inputs
 from ..ir.graph import default_graph
 from ..ir.tensor import Tensor
 from ..ir.types import TensorType
@@ -133,6 +133,41 @@ def _next_key(state):
     from . import api as F
     key = F.mod(F.cast(state[0], "int64") * 5 + 0x1D2B3C4D5E6F7, 2 ** 53)
     return F.concatenate([F.expand_dims(F.cast(key, "float64"), 0), state[1:]])
+
+
+def cond(pred, true_fn, false_fn, *operands):
+    """true_fn(*operands) if pred else false_fn(*operands), running only the branch taken.
+    Both must return the same structure of tensors (dtypes equal, shapes compatible); what
+    either reads from outside is passed in. Differentiable in every mode (the predicate gets
+    no gradient); under batching with a batched predicate both branches run and `where`
+    picks per entry."""
+    graph = _graph_of([pred] + list(operands))
+    pred = as_tensor(pred, graph=graph)
+    if pred.ndim != 0:
+        raise op_error("cond", [pred], f"the predicate must be a scalar, got {pred.type.short()}")
+    if pred.dtype != "bool":
+        pred = apply("cast", [pred], dtype="bool")
+    args = [as_tensor(a, graph=graph) for a in operands]
+    kinds = []
+
+    def branch(fn):
+        def run(*h):
+            out = fn(*h)
+            kind, outs = _flat(out, "result")
+            kinds.append(kind)
+            return [as_tensor(o, graph=graph) for o in outs]
+        return run
+    types = [a.type for a in args]
+    bt, cap_t, _ = trace(graph, types, branch(true_fn))
+    bf, cap_f, _ = trace(graph, types, branch(false_fn))
+    if kinds[0] != kinds[1] and not {kinds[0], kinds[1]} <= {tuple, list}:
+        raise op_error("cond", [pred], "the branches return different structures")
+    n = len(args)
+    bt = with_inputs(bt, n + len(cap_t), [t.type for t in cap_f])  # both take all inputs
+    bf = with_inputs(bf, n, [t.type for t in cap_t])
+    node = apply("cond", [pred] + args + cap_t + cap_f, branches=(bt, bf))
+    parts = [apply("part", [node], index=i) for i in range(len(node.type.parts))]
+    return _pack(kinds[0], parts)
 
 
 def while_loop(cond, body, init, max_steps=None):

@@ -12,6 +12,8 @@ loop(*seqs, *inits, *consts, *cond_consts; body, n_seq, n_carry, reverse, length
 With a `cond` body (the carries and the last n_cond operands in, one boolean out), each
 step runs only while it is true (checked before the step: a while loop); `length` or the
 sequences then bound the steps, and the ys hold the steps that ran.
+cond(pred, *args; branches) runs branches[0] if pred else branches[1] on args (each body takes
+them all) and gives its results as a tuple: only the branch taken runs.
 select(t; indices) is a tuple of some parts of t (what the jvp and batching rules return:
 a tuple whose parts line up with the loop's).
 """
@@ -80,6 +82,28 @@ def _check_cond(cond, types):
                          f"{', '.join(t.short() for t in cout)}")
 
 
+def _cond_infer(types, attrs):
+    pred, args = types[0], types[1:]
+    if pred.ndim != 0 or pred.dtype != "bool":
+        raise ShapeError(f"the predicate must be a boolean scalar, got {pred.short()}")
+    outs = []
+    for k, branch in enumerate(attrs["branches"]):
+        bin_ = in_types(branch)
+        if len(bin_) != len(args) or any(not _compatible(a, b) for a, b in zip(args, bin_)):
+            raise ShapeError(f"branch {k} takes {len(bin_)} inputs of other types than the "
+                             f"cond's {len(args)} operands")
+        outs.append(out_types(branch))
+    first = outs[0]
+    for k, o in enumerate(outs[1:], 1):
+        if len(o) != len(first) or any(not _compatible(a, b) for a, b in zip(first, o)):
+            raise ShapeError("the branches return different types: "
+                             f"({', '.join(t.short() for t in first)}) and "
+                             f"({', '.join(t.short() for t in o)})")
+    merged = [TensorType(a.dtype, tuple(x if x == y else None for x, y in zip(a.shape, b.shape)))
+              for a, b in zip(first, outs[-1])]
+    return TupleType(tuple(merged))
+
+
 def _part_infer(types, attrs):
     (t,) = types
     if not isinstance(t, TupleType) or not 0 <= attrs["index"] < len(t.parts):
@@ -107,7 +131,10 @@ def _part_of(c, t):
 
 
 def _part_batch(c):
-    return _part_of(c, c.inputs[0])
+    t = c.inputs[0]
+    if isinstance(t, list):  # a batched cond's results, one tensor per part
+        return t[c.attrs["index"]]
+    return _part_of(c, t)
 
 
 register(OpDef("loop", None, _loop_infer, attrs={"body": REQUIRED, "n_seq": 0, "n_carry": 0,
@@ -115,6 +142,9 @@ register(OpDef("loop", None, _loop_infer, attrs={"body": REQUIRED, "n_seq": 0, "
                                                   "stack_axis": 0, "cond": None, "n_cond": 0},
                vjp=_rule("loop_vjp"), jvp=_rule("loop_jvp"), batch=_rule("loop_batch"),
                doc="a body run once per step over sequences and carries (scan, fori_loop)"))
+register(OpDef("cond", None, _cond_infer, attrs={"branches": REQUIRED},
+               vjp=_rule("cond_vjp"), jvp=_rule("cond_jvp"), batch=_rule("cond_batch"),
+               doc="runs one of two bodies on its operands: the first if pred is true (lazy)"))
 register(OpDef("part", 1, _part_infer, attrs={"index": REQUIRED}, linear=True,
                jvp=lambda c: _part_of(c, c.tangents[0]), batch=_part_batch,
                doc="one result of a loop (its final carries, then its stacked ys)"))

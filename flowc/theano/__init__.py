@@ -9,7 +9,7 @@ from ..ir.tensor import Shape, Tensor
 from ..ops.build import constant as _const
 from ..leaves import param as _param
 from ..render.text import pp  # noqa: F401
-from . import printing, sandbox, scan_module, tensor  # noqa: F401
+from . import ifelse, printing, sandbox, scan_module, tensor  # noqa: F401
 from .config import config  # noqa: F401
 from .function import In, Out, TheanoFunction
 from .scan import scan
@@ -19,7 +19,19 @@ from .unsupported import unsupported
 # optimized program with the unoptimized one (DebugMode) and stops at NaN/inf (NanGuardMode).
 CHECKED_MODES = ("DebugMode", "DEBUG_MODE", "NanGuardMode")
 
-__all__ = ["In", "Out", "config", "scan", "function", "grad", "pp", "printing", "sandbox", "shared", "tensor"]
+__all__ = ["In", "Mode", "Out", "config", "scan", "function", "grad", "pp", "printing", "sandbox", "shared", "tensor"]
+
+
+class Mode:
+    """theano.Mode(linker=, optimizer=): flowc has one linker (generated code, which runs
+    only the branch an ifelse takes, as Theano's "vm" does); the optimizer maps onto flowc's
+    levels: None or "fast_compile" is O0, anything else O2."""
+
+    def __init__(self, linker=None, optimizer="default"):
+        if linker not in (None, "vm", "cvm", "py", "c", "c|py", "vm_nogc", "cvm_nogc"):
+            unsupported(f"theano.Mode(linker={linker!r})")
+        self.linker, self.optimizer = linker, optimizer
+        self.name = "FAST_COMPILE" if optimizer in (None, "None", "fast_compile") else "FAST_RUN"
 
 
 def shared(value, name=None, borrow=False, strict=False, allow_downcast=None):
@@ -35,6 +47,8 @@ def shared(value, name=None, borrow=False, strict=False, allow_downcast=None):
 def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
              allow_input_downcast=None, on_unused_input=None, profile=None, no_default_updates=False):
     """theano.function: list outputs give a list, one output one array; In() defaults."""
+    if isinstance(mode, Mode):
+        mode = mode.name
     if mode not in (None, "FAST_RUN", "FAST_COMPILE") + CHECKED_MODES:
         unsupported(f"theano.function(mode={mode!r})")
     if profile:

@@ -88,5 +88,20 @@ def make_loop(device, xp):
     return prepare
 
 
+def make_cond(device):
+    """The `prepare` of the cond kernel: both branches linked, only the one taken runs."""
+    def prepare(branches):
+        from .. import link
+        from ..program.format import Program
+        exes = [link(Program.from_json(b).validate(), device=device, single=False,
+                     checks=False) for b in branches]
+
+        def run(pred, *args):
+            return tuple(exes[0 if bool(pred) else 1](*args))
+        return run
+    return prepare
+
+
 KERNELS["loop"] = Kernel(None, "view", prepare=make_loop("cpu", np))
+KERNELS["cond"] = Kernel(None, "view", prepare=make_cond("cpu"))
 

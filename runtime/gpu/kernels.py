@@ -21,7 +21,7 @@ from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
 from ..cpu.kernels_extra import range_problem
 from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape
 from ..cpu.kernels_shape import table as _shape_table
-from ..cpu.loops import make_loop
+from ..cpu.loops import make_cond, make_loop
 from ..cpu.gemm import broadcast_gemm
 from ..cpu.prod_others import kernel as _prod_others
 
@@ -436,6 +436,7 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
 
 KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _shape_table(cp).items()})
 KERNELS["loop"] = Kernel(None, "view", prepare=make_loop("gpu", cp))
+KERNELS["cond"] = Kernel(None, "view", prepare=make_cond("gpu"))
 KERNELS["part"] = Kernel(lambda t, index: t[index], "view")
 KERNELS["select"] = Kernel(lambda t, indices: tuple(t[i] for i in indices), "view")
 

@@ -265,6 +265,12 @@ class _Checker:
             return self.body(value, field)
         if kernel == "loop" and key == "cond":
             return None if value is None else self.body(value, field)
+        if kernel == "cond" and key == "branches":
+            if not isinstance(value, tuple) or len(value) != 2:
+                self.fail(field, "two branches (Programs)", value)
+            for k, b in enumerate(value):
+                self.body(b, f"{field}[{k}]")
+            return None
         what, ok = ATTR_TYPES.get((kernel, key)) or ATTR_TYPES.get(key) or \
             ("a number, string, boolean, null or list of those", _is_plain)
         if not ok(value):
@@ -374,7 +380,7 @@ class _Checker:
         for k, ins in enumerate(instrs):
             self.instr(ins, k, n, ready)
             # A loop's result is a tuple of its parts (read through `part` instructions).
-            dtype = "tuple" if ins["kernel"] in ("loop", "select") and ins["dtype"] == "tuple" else \
+            dtype = "tuple" if ins["kernel"] in ("loop", "cond", "select") and ins["dtype"] == "tuple" else \
                 self.dtype(ins["dtype"], f"instrs[{k}].dtype")
             define(ins["out"], f"instrs[{k}].out", dtype,
                    self.shape(ins["shape"], f"instrs[{k}].shape"))
