@@ -12,6 +12,7 @@ from ..ir.errors import FlowcError
 from ..ir.graph import Graph, default_graph
 from ..leaves import input as make_input
 from ..nn import layers as NL
+from ..nn import recurrent as NR
 from ..nn.task import Task, supervised
 from .modelfile import ModelFileError, fmt_field, read
 
@@ -100,5 +101,12 @@ def _layer(s):
                         use_bias=s.get("use_bias", True), **common)
     if kind == "dropout":
         return NL.Dropout(s["rate"], **common)
+    if kind == "reshape":
+        return NR.Reshape(s["shape"], name=common.get("name"))
+    if kind in ("rnn", "lstm", "gru"):
+        cls = {"rnn": NR.RNN, "lstm": NR.LSTM, "gru": NR.GRU}[kind]
+        return cls(s["units"], return_sequences=s.get("return_sequences", False),
+                   init=s.get("init", "glorot_uniform"),
+                   recurrent_init=s.get("recurrent_init", "orthogonal"), **common)
     fn = s["function"] if kind == "activation" else kind
     return NL.Activation(fn, name=common.get("name"))

@@ -14,6 +14,7 @@ line, the field, what was expected and what came.
 
     [[layers]]                   # applied in order
     type = "dense"               # dense | dropout | activation | relu | tanh | sigmoid | ...
+                                 # | reshape (shape) | rnn | lstm | gru (units, return_sequences)
     units = 64
     activation = "tanh"
 
@@ -71,7 +72,11 @@ LAYER_TYPES = {
               "use_bias": False},
     "dropout": {"rate": True},
     "activation": {"function": True},
+    "reshape": {"shape": True},
 }
+for _k in ("rnn", "lstm", "gru"):  # recurrent layers over (batch, steps, features)
+    LAYER_TYPES[_k] = {"units": True, "return_sequences": False, "init": False,
+                       "recurrent_init": False}
 LAYER_TYPES.update({a: {} for a in ACTIVATIONS})
 for _t in LAYER_TYPES.values():
     _t.update(name=False, seed=False)
@@ -288,10 +293,15 @@ def _layers(c, v):
                 layer[k] = c.number(val, g, 0.0, 1.0, hi_open=True)
             elif k in ("activation", "function"):
                 layer[k] = c.choice(val, g, ACTIVATIONS, "an activation:")
-            elif k in ("init", "bias_init"):
+            elif k in ("init", "bias_init", "recurrent_init"):
                 layer[k] = c.choice(val, g, I.INITIALIZERS, "an initializer:")
-            elif k == "use_bias":
+            elif k in ("use_bias", "return_sequences"):
                 layer[k] = c.boolean(val, g)
+            elif k == "shape":
+                if not isinstance(val, list) or not val or not all(
+                        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in val):
+                    c.fail(g, "an array of positive integers", describe(val))
+                layer[k] = tuple(val)
             elif k == "name":
                 layer[k] = c.string(val, g)
             elif k == "seed":

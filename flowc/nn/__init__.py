@@ -16,6 +16,7 @@ from .layers import (ACTIVATIONS, Activation, Dense, Dropout, Layer, Linear, ReL
 from .losses import binary_cross_entropy, categorical_cross_entropy, mse  # noqa: F401
 from .metrics import accuracy  # noqa: F401
 from .progress import Progress  # noqa: F401
+from .recurrent import GRU, LSTM, RNN, Reshape  # noqa: F401
 from .random import Generator, uniform_like  # noqa: F401
 from .task import OPTIMIZERS, Task, supervised, training_function  # noqa: F401
 from .train import Trainer, TrainingDiverged  # noqa: F401

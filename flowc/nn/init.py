@@ -65,8 +65,17 @@ def lecun_normal(rng, shape, dtype="float64"):
     return (rng.standard_normal(shape) * np.sqrt(1.0 / fi)).astype(dtype)
 
 
+def orthogonal(rng, shape, dtype="float64"):
+    """A random orthogonal matrix (QR of a normal one, signs fixed): recurrent weights that
+    neither grow nor shrink the state at the start (Saxe et al., 2014)."""
+    a = rng.standard_normal((max(shape), min(shape)))
+    q, r = np.linalg.qr(a)
+    q = q * np.sign(np.diag(r))
+    return (q if shape[0] >= shape[1] else q.T)[:shape[0], :shape[1]].astype(dtype)
+
+
 INITIALIZERS = {f.__name__: f for f in (zeros, ones, glorot_uniform, glorot_normal, he_uniform,
-                                        he_normal, lecun_normal)}
+                                        he_normal, lecun_normal, orthogonal)}
 # Keras spells them xavier_* too.
 INITIALIZERS.update(xavier_uniform=glorot_uniform, xavier_normal=glorot_normal)
 
