@@ -45,7 +45,7 @@ def test_every_error_class_is_a_flowc_error():
 def test_unknown_names_and_options_are_flowc_errors():
     for call, message in [(lambda: nn.losses.get("hinge"), "unknown loss 'hinge'"),
                           (lambda: nn.metrics.get("f1"), "unknown metric 'f1'"),
-                          (lambda: nn.init.get("orthogonal"), "unknown initializer"),
+                          (lambda: nn.init.get("orthonormal"), "unknown initializer"),
                           (lambda: fc.numerical_grad(lambda a: a, [1.0], method="x"),
                            "method must be 'central' or 'forward'")]:
         with pytest.raises(fc.ArgumentError, match=message) as e:

@@ -353,3 +353,67 @@ def test_theano_ifelse_is_lazy_and_differentiable():
     assert "mean" not in {i.kernel for i in f.program.instrs}  # inside the branches
     g = theano.function([a, b, x, y], T.grad(z, x))
     assert np.allclose(g(0.0, 1.0, np.ones((2, 2)), np.ones((2, 2))), 0.25)
+
+
+@pytest.mark.parametrize("save", ["carries", "residuals"])
+@pytest.mark.parametrize("level", LEVELS)
+def test_both_memory_policies_give_the_same_gradients(save, level):
+    x = fc.input("x", (None, 2, 3))
+    W = fc.param("W", rng.standard_normal((3, 3)) * 0.5)
+    U = fc.param("U", rng.standard_normal((3, 3)) * 0.5)
+    h, hs = fc.scan(lambda h, xt: (fc.tanh(xt @ W + fc.sin(h) @ U),) * 2, fc.zeros((2, 3)), x,
+                    save=save)
+    cost = fc.sum(hs * hs) + fc.sum(h)
+    f = fc.function([x], [cost] + fc.grad(cost, [W, U, x]), optimize=level)
+    n_loops = sum(i.kernel == "loop" for i in f.program.instrs)
+    assert n_loops == (3 if level == "O0" else 2)  # O1 merges the saving loop with the forward
+    Wv, Uv = W.get_value(), U.get_value()
+
+    def ref(xv, Wv_, Uv_):
+        hv, total = np.zeros((2, 3)), 0.0
+        for t in range(len(xv)):
+            hv = np.tanh(xv[t] @ Wv_ + np.sin(hv) @ Uv_)
+            total += (hv * hv).sum()
+        return total + hv.sum()
+    for steps in (4, 2, 4):
+        xv = rng.standard_normal((steps, 2, 3))
+        got = f(xv)
+        close(got[0], ref(xv, Wv, Uv))
+        num = fc.numerical_grad(lambda a, b, c: ref(c, a, b), [Wv, Uv, xv])
+        for g, n in zip(got[1:], num):
+            np.testing.assert_allclose(g, n, rtol=1e-6, atol=1e-8)
+    with pytest.raises(fc.ShapeError, match="save must be"):
+        fc.scan(lambda c, xt: (c, None), fc.constant(0.0), x, save="everything")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_cond_inside_a_loop_and_a_loop_inside_a_cond(level):
+    x = fc.input("x", (None,))
+    a = fc.input("a", ())
+
+    def step(c, xt):  # a cond in a loop body: halve when positive, square otherwise
+        return fc.cond(xt > 0, lambda u, v: u * 0.5 + v, lambda u, v: u * u - v, c, xt), None
+    s, _ = fc.scan(step, a, x)
+    t = fc.cond(a > 0, lambda u: fc.fori_loop(0, 3, lambda i, c: fc.sin(c) + u, u),
+                lambda u: u * 3.0, a)  # a loop in a cond branch
+    f = fc.function([x, a], [s, t] + fc.grad(s + t, [a, x]), optimize=level)
+
+    def ref(xv, av):
+        c = av
+        for v in xv:
+            c = c * 0.5 + v if v > 0 else c * c - v
+        if av > 0:
+            d = av
+            for _ in range(3):
+                d = np.sin(d) + av
+        else:
+            d = av * 3.0
+        return c, d
+    for av in (0.7, -0.4, 0.7):
+        xv = rng.standard_normal(5)
+        got = f(xv, av)
+        close(got[0], ref(xv, av)[0])
+        close(got[1], ref(xv, av)[1])
+        ga, gx = fc.numerical_grad(lambda p, q: sum(ref(q, float(p))), [np.array(av), xv])
+        np.testing.assert_allclose(got[2], ga, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(got[3], gx, rtol=1e-6, atol=1e-8)

@@ -45,20 +45,7 @@ def loop_vjp(c):
     if not (fc or gy) or not (fc or fk or fx):
         return [None] * len(c.inputs)
 
-    # 1. The carry each step starts from, stacked: the same loop with those as extra ys
-    # after its own (so the optimizer merges the two loops: flowc/passes/loops.py).
-    def forward(*h):
-        outs = inline(body, graph, h)
-        return outs + [h[ns + i] for i in range(nc)]
-    res_body, res_cap, _ = trace(graph, bin_, forward)
-    res = apply("loop", list(c.inputs[:n_in]) + res_cap + list(cond_args), body=res_body,
-                n_seq=ns, n_carry=nc, reverse=rev, length=a["length"], cond=a["cond"],
-                n_cond=a["n_cond"])
-    saved = _parts(res, nc + ny, nc)
-    if a["cond"] is not None:  # the steps that ran: as many rows as the saved carries have
-        seqs = [s[:saved[0].shape[0]] for s in seqs]
-
-    # 2. The backward loop, over the steps the other way.
+    # 1. The backward body: the step recomputed from its saved carry, then flowc's vjp.
     n_gy, n_gc = len(gy), len(fc)
 
     def backward(*h):
@@ -80,14 +67,39 @@ def loop_vjp(c):
     types = ([bout[nc + i] for i in gy] + bin_[:ns] + bin_[ns:ns + nc]
              + [inits[i].type for i in fc] + [consts[j].type for j in fk] + bin_[ns + nc:])
     back_body, back_cap, _ = trace(graph, types, backward)
+    layout = (n_gy, ns, nc, n_gc, len(fk))
+    residuals = split_residuals(back_body, layout) if a["save"] == "residuals" else None
+
+    # 2. The forward loop again, stacking what the backward loop reads: the carry each step
+    # starts from, and with save="residuals" the step's values the vjp reads. Its first
+    # results are the forward loop's own, so the optimizer merges the two.
+    def forward(*h):
+        outs = inline(body, graph, h)
+        extra = [] if residuals is None else inline(residuals[0], graph,
+                                                    list(h) + list(back_cap))
+        return outs + [h[ns + i] for i in range(nc)] + list(extra)
+    res_body, res_cap, _ = trace(graph, bin_, forward)
+    if residuals is not None:  # the saved values are the step's own: one copy of each
+        res_body = _merged_duplicates(res_body)
+    res = apply("loop", list(c.inputs[:n_in]) + res_cap + list(cond_args), body=res_body,
+                n_seq=ns, n_carry=nc, reverse=rev, length=a["length"], cond=a["cond"],
+                n_cond=a["n_cond"], save=a["save"])
+    n_res = 0 if residuals is None else len(residuals[2])
+    saved = _parts(res, nc + ny, nc + n_res)
+    if a["cond"] is not None:  # the steps that ran: as many rows as the saved carries have
+        seqs = [s[:saved[0].shape[0]] for s in seqs]
+    if residuals is not None:  # the backward body reads the saved values instead
+        back_body = residuals[1]
+
+    # 3. The backward loop, over the steps the other way.
     start = [g_final[i] if g_final[i] is not None else F.zeros_like(inits[i]) for i in fc]
     start = [F.cast(s, inits[i].dtype) if s.dtype != inits[i].dtype else s
              for s, i in zip(start, fc)]
     zeros = [F.zeros_like(consts[j]) for j in fk]
     length = None if a["cond"] is not None else a["length"]
     back = apply("loop", [g_ys[i] for i in gy] + list(seqs) + saved + start + zeros
-                 + list(consts) + back_cap, body=back_body, n_seq=n_gy + ns + nc,
-                 n_carry=n_gc + len(fk), reverse=not rev, length=length)
+                 + list(consts) + back_cap, body=back_body, n_seq=n_gy + ns + nc + n_res,
+                 n_carry=n_gc + len(fk), reverse=not rev, length=length, save=a["save"])
     outs = _parts(back, 0, n_gc + len(fk) + len(fx))
     cts = [None] * len(c.inputs)
     for k, i in enumerate(fc):
@@ -98,6 +110,41 @@ def loop_vjp(c):
         cts[i] = outs[n_gc + len(fk) + k]
     return cts
 
+
+
+def _merged_duplicates(body):
+    """The body with nodes computing the same thing merged (CSE), in the same order."""
+    from ..ir.body import freeze, thaw
+    from ..passes.cleanup import cse
+    U = cse(thaw(body))
+    return freeze(U, list(U.graph["inputs"]), list(U.graph["outputs"]))
+
+
+def split_residuals(back_body, layout):
+    """For save="residuals": (a body computing, from a step's slices, carries, consts and
+    captured tensors, the values the backward body's vjp part reads; the backward body with
+    those values as inputs (sequences after the saved carries); their count), or None when
+    the vjp reads nothing worth saving. Values that depend on no slice or carry are left
+    to the backward body (stacking them would repeat one value every step)."""
+    from ..ir.body import freeze, thaw
+    from ..ir.graph import downstream
+    n_gy, ns, nc, n_gc, n_k = layout
+    U = thaw(back_body)
+    ins = list(U.graph["inputs"])
+    cot = ins[:n_gy] + ins[n_gy + ns + nc:n_gy + ns + nc + n_gc + n_k]
+    fwd = ins[n_gy:n_gy + ns + nc]
+    consts = ins[n_gy + ns + nc + n_gc + n_k:]
+    after = downstream(U, cot)
+    varying = downstream(U, fwd)
+    outs = set(U.graph["outputs"])
+    res = [n for n in U.nodes if n not in after and n in varying and n not in ins
+           and (n in outs or any(v in after for v in U._succ[n]))]
+    if not res:
+        return None
+    res.sort()
+    body_r = freeze(U, fwd + consts, res)
+    back = freeze(U, ins[:n_gy + ns + nc] + res + ins[n_gy + ns + nc:], U.graph["outputs"])
+    return body_r, back, res
 
 
 def loop_jvp(c):

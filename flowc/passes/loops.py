@@ -27,34 +27,40 @@ def _lifted(H, ids, const, d):
 
 
 def merge_loops(G):
-    """A loop whose body is another's with more outputs after (the carries a gradient
-    saves) computes the other's results too: the other's readers read it instead."""
+    """A loop that computes another's results and more (the values a gradient saves) serves
+    both: the other's readers read it instead. It must have the other's operands first (it
+    may capture more), its body the other's inputs and nodes first, and its outputs the
+    other's first (a body traced from the other's, as flowc/autodiff/loops.py makes)."""
     loops = [n for n, d in G.nodes(data=True) if d["op"] == "loop"]
     if len(loops) < 2:
         return G
     groups = {}
     for n in loops:
         a = G.nodes[n]["attrs"]
-        key = (tuple(operands(G, n)), a["body"][0], a["body"][1],
-               tuple((k, v) for k, v in sorted(a.items()) if k != "body"))
-        groups.setdefault(key, []).append(n)
-    H = None
+        groups.setdefault(tuple((k, v) for k, v in sorted(a.items()) if k != "body"),
+                          []).append(n)
+    H, gone = None, set()
     for ns in groups.values():
-        if len(ns) < 2:
-            continue
         ns.sort(key=lambda n: -len(G.nodes[n]["attrs"]["body"][2]))
-        big = ns[0]
-        outs = G.nodes[big]["attrs"]["body"][2]
-        for n in ns[1:]:
-            mine = G.nodes[n]["attrs"]["body"][2]
-            if outs[:len(mine)] != mine:
-                continue
-            H = H if H is not None else copy_graph(G)
-            for _, v, k in list(H.out_edges(n, keys=True)):  # part(n, i) -> part(big, i)
-                H.remove_edge(n, v, key=k)
-                H.add_edge(big, v, key=k)
-            log(H, "merge_loops", big)
+        for i, small in enumerate(ns):
+            for big in ns[:i]:
+                if big not in gone and small not in gone and _serves(G, big, small):
+                    H = H if H is not None else copy_graph(G)
+                    for _, v, k in list(H.out_edges(small, keys=True)):
+                        H.remove_edge(small, v, key=k)  # part(small, i) -> part(big, i)
+                        H.add_edge(big, v, key=k)
+                    gone.add(small)
+                    log(H, "merge_loops", big)
+                    break
     return G if H is None else prune(H)
+
+
+def _serves(G, big, small):
+    """Whether loop `big` computes every result of loop `small` (see merge_loops)."""
+    ob, os_ = operands(G, big), operands(G, small)
+    bb, bs = G.nodes[big]["attrs"]["body"], G.nodes[small]["attrs"]["body"]
+    return (ob[:len(os_)] == os_ and bb[0][:len(bs[0])] == bs[0]
+            and bb[1][:len(bs[1])] == bs[1] and bb[2][:len(bs[2])] == bs[2])
 
 
 def optimize_bodies(G, level):
