@@ -417,3 +417,34 @@ def test_a_cond_inside_a_loop_and_a_loop_inside_a_cond(level):
         ga, gx = fc.numerical_grad(lambda p, q: sum(ref(q, float(p))), [np.array(av), xv])
         np.testing.assert_allclose(got[2], ga, rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(got[3], gx, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_truncated_backpropagation_through_time(level):
+    x = fc.input("x", (None,))
+    w, u = fc.param("w", 0.7), fc.param("u", 0.9)
+    h, hs = fc.scan(lambda h, xt: (fc.tanh(xt * w + h * u),) * 2, fc.constant(0.1), x,
+                    truncate=3)
+    cost = fc.sum(hs * hs)
+    f = fc.function([x], fc.grad(cost, [w, u, x]), optimize=level)
+
+    def ref(xv, k=3):  # BPTT by hand, the backward pass stopped after k steps
+        hv, hs_ = 0.1, [0.1]
+        for t in range(len(xv)):
+            hv = np.tanh(xv[t] * 0.7 + hv * 0.9)
+            hs_.append(hv)
+        gw = gu = 0.0
+        gx = np.zeros(len(xv))
+        dh = 0.0
+        for t in range(len(xv) - 1, max(len(xv) - k, 0) - 1, -1):
+            dh = dh + 2 * hs_[t + 1]
+            da = dh * (1 - hs_[t + 1] ** 2)
+            gw += da * xv[t]
+            gu += da * hs_[t]
+            gx[t] = da * 0.7
+            dh = da * 0.9
+        return gw, gu, gx
+    for steps in (6, 2, 6):
+        xv = rng.standard_normal(steps)
+        for g, r in zip(f(xv), ref(xv)):
+            close(g, r)

@@ -90,6 +90,14 @@ def loop_vjp(c):
         seqs = [s[:saved[0].shape[0]] for s in seqs]
     if residuals is not None:  # the backward body reads the saved values instead
         back_body = residuals[1]
+    window = None
+    if a["truncate"] >= 0:  # Theano's truncate_gradient: only the last k steps run back
+        steps = saved[0].shape[0] if saved else seqs[0].shape[0]
+        first = F.maximum(steps - a["truncate"], 0)
+        cut = (lambda v: v[:a["truncate"]]) if rev else (lambda v: v[first:])
+        g_ys = [None if g is None else cut(g) for g in g_ys]
+        seqs, saved = [cut(v) for v in seqs], [cut(v) for v in saved]
+        window = (steps, first)
 
     # 3. The backward loop, over the steps the other way.
     start = [g_final[i] if g_final[i] is not None else F.zeros_like(inits[i]) for i in fc]
@@ -101,6 +109,9 @@ def loop_vjp(c):
                  + list(consts) + back_cap, body=back_body, n_seq=n_gy + ns + nc + n_res,
                  n_carry=n_gc + len(fk), reverse=not rev, length=length, save=a["save"])
     outs = _parts(back, 0, n_gc + len(fk) + len(fx))
+    if window is not None:
+        outs = _untruncated(outs, window, n_gc, len(fk), [c.inputs[i] for i in fx], rev,
+                            a["truncate"])
     cts = [None] * len(c.inputs)
     for k, i in enumerate(fc):
         cts[ns + i] = outs[k]
@@ -110,6 +121,17 @@ def loop_vjp(c):
         cts[i] = outs[n_gc + len(fk) + k]
     return cts
 
+
+def _untruncated(outs, window, n_gc, n_k, xs, rev, k):
+    """The truncated backward loop's results as the whole loop's cotangents: zeros for the
+    steps before the window (and for the initial carries unless the window reached them)."""
+    steps, first = window
+    reached = F.less_equal(steps, k)
+    out = [F.where(reached, g, F.zeros_like(g)) for g in outs[:n_gc]] + list(outs[n_gc:n_gc + n_k])
+    for g, x in zip(outs[n_gc + n_k:], xs):
+        pad = F.zeros_like(x)[k:] if rev else F.zeros_like(x)[:first]
+        out.append(F.concatenate([g, pad] if rev else [pad, g], 0))
+    return out
 
 
 def _merged_duplicates(body):

@@ -53,7 +53,8 @@ def lower(G: nx.MultiDiGraph, param_values=None) -> Program:
             continue
         attrs = dict(d["attrs"])
         if d["op"] == "loop":  # the body (and condition) go down as Programs of their own
-            attrs.pop("save")  # the vjp's policy: nothing the runtime does
+            attrs.pop("save")  # the vjp's policies: nothing the runtime does
+            attrs.pop("truncate")
             attrs["body"] = lower(thaw(attrs["body"])).to_json()
             if attrs["cond"] is not None:
                 attrs["cond"] = lower(thaw(attrs["cond"])).to_json()

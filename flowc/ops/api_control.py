@@ -33,8 +33,8 @@ def _graph_of(values):
     return default_graph()
 
 
-def scan(f, init, xs=None, length=None, reverse=False, save="carries", carried=None,
-         cond=None):
+def scan(f, init, xs=None, length=None, reverse=False, save="carries", truncate=-1,
+         carried=None, cond=None):
     """Run f(carry, x) -> (new_carry, y) once per step: x is the step's slice of xs (a
     tensor, a tuple/list of them, or None with `length` steps), carry a tensor or a
     tuple/list of them. Returns (final carry, ys stacked over the steps). reverse=True walks
@@ -48,7 +48,8 @@ def scan(f, init, xs=None, length=None, reverse=False, save="carries", carried=N
     step starts from, and the backward loop recomputes the step) or "residuals" (every value
     of the step its derivative reads: no recomputation, more memory). tools/bench_loops.py
     measured the two equal within noise for an RNN and an LSTM step, so the default keeps
-    less."""
+    less. `truncate=k` (k >= 0) differentiates through the last k steps only (Theano's
+    truncate_gradient: truncated backpropagation through time)."""
     if save not in ("residuals", "carries"):
         raise op_error("scan", [], f"save must be 'residuals' or 'carries', got {save!r}")
     ckind, carries = _flat(init, "init")
@@ -117,7 +118,7 @@ def scan(f, init, xs=None, length=None, reverse=False, save="carries", carried=N
                                    check)
     node = apply("loop", seqs + carries + starts + captured + test_args, body=body, n_seq=ns,
                  n_carry=nc + len(states), reverse=bool(reverse), length=length, cond=test,
-                 n_cond=len(test_args), save=save)
+                 n_cond=len(test_args), save=save, truncate=int(truncate))
     n_out = len(node.type.parts)
     parts = [apply("part", [node], index=i) for i in range(n_out)]
     return _pack(ckind, parts[:nc]), _pack(ykind[0], parts[nc + len(states):])

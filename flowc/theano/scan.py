@@ -38,8 +38,6 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
          truncate_gradient=-1, go_backwards=False, mode=None, name=None, profile=False,
          allow_gc=None, strict=False, return_list=False):
     """theano.scan: (outputs stacked over the steps, updates)."""
-    if truncate_gradient != -1:
-        unsupported("theano.scan(truncate_gradient=...)")
     if profile:
         unsupported("theano.scan(profile=True)")
     seqs = [_seq_spec(s) for s in _as_list(sequences)]
@@ -129,7 +127,7 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
             cond = (lambda c: F.equal(c[-1], False)) if flag else None  # noqa: E731
             final, ys = fc_scan(step, tuple(carries + shared + flag),
                                 tuple(views) if views else None, length=length,
-                                reverse=bool(go_backwards),
+                                reverse=bool(go_backwards), truncate=truncate_gradient,
                                 carried={p: base + i for i, p in enumerate(shared)}, cond=cond)
             break
         except _Shared as e:
