@@ -448,3 +448,10 @@ def test_truncated_backpropagation_through_time(level):
         xv = rng.standard_normal(steps)
         for g, r in zip(f(xv), ref(xv)):
             close(g, r)
+
+
+def test_theano_scan_refuses_a_sequence_shorter_than_its_taps():
+    import flowc.theano as theano
+    short = fc.constant(np.ones(2))
+    with pytest.raises(ValueError, match="taps \\[-2, 0\\] need at least 3"):
+        theano.scan(lambda a, b: a + b, sequences=dict(input=short, taps=[-2, 0]))

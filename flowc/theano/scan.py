@@ -51,6 +51,11 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     lo = min([min(t) for _, t in seqs] + [0])
     hi = max([max(t) for _, t in seqs] + [0])
     views = []
+    for i, (x, taps) in enumerate(seqs):
+        n = x.type.shape[0] if x.ndim else None
+        if n is not None and n < hi - lo + 1:
+            raise ValueError(f"scan: sequence {i} has {n} steps, but its taps {taps} need at "
+                             f"least {hi - lo + 1}")
     for x, taps in seqs:
         for t in taps:
             end = t - hi if t - hi else None
