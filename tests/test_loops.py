@@ -455,3 +455,22 @@ def test_theano_scan_refuses_a_sequence_shorter_than_its_taps():
     short = fc.constant(np.ones(2))
     with pytest.raises(ValueError, match="taps \\[-2, 0\\] need at least 3"):
         theano.scan(lambda a, b: a + b, sequences=dict(input=short, taps=[-2, 0]))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_checkpointing_every_k_steps_gives_the_same_values_and_gradients(level):
+    x = fc.input("x", (12, 3))
+    W = fc.param("W", rng.standard_normal((3, 3)) * 0.5)
+    results = []
+    for save in ("carries", ("every", 4), ("every", 3)):
+        h, hs = fc.scan(lambda h, xt: (fc.tanh(xt + h @ W),) * 2, fc.zeros((3,)), x, save=save)
+        cost = fc.sum(hs ** 2) + fc.sum(h)
+        results.append(fc.function([x], [cost, hs] + fc.grad(cost, [W, x]), optimize=level))
+    for _ in range(3):
+        xv = rng.standard_normal((12, 3))
+        base = results[0](xv)
+        for f in results[1:]:
+            for a, b in zip(f(xv), base):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    with pytest.raises(fc.ShapeError, match="multiple of 5"):
+        fc.scan(lambda h, xt: (h + xt, None), fc.zeros((3,)), x, save=("every", 5))

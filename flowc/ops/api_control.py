@@ -49,10 +49,16 @@ def scan(f, init, xs=None, length=None, reverse=False, save="carries", truncate=
     the step its derivative reads: nothing recomputed, more memory). tools/bench_loops.py,
     timing the two interleaved over several runs, measured an RNN step's carries/residuals
     ratio anywhere from 0.83 to 1.17 and an LSTM step level: no reliable difference in time,
-    so the default keeps less. `truncate=k` (k >= 0) differentiates through the last k steps only (Theano's
+    so the default keeps less. save=("every", k) checkpoints: a loop over chunks of k steps
+    whose body is a loop over the k steps, so the backward pass keeps one carry per chunk and
+    one chunk's carries at a time (memory about T/k + k carries, one more forward pass).
+    `truncate=k` (k >= 0) differentiates through the last k steps only (Theano's
     truncate_gradient: truncated backpropagation through time)."""
+    if isinstance(save, tuple) and len(save) == 2 and save[0] == "every":
+        return _checkpointed(f, init, xs, length, reverse, save[1], truncate, carried, cond)
     if save not in ("residuals", "carries"):
-        raise op_error("scan", [], f"save must be 'residuals' or 'carries', got {save!r}")
+        raise op_error("scan", [], f"save must be 'residuals', 'carries' or ('every', k), "
+                       f"got {save!r}")
     ckind, carries = _flat(init, "init")
     xkind, seqs = _flat(xs, "xs")
     if ckind is None:
@@ -123,6 +129,41 @@ def scan(f, init, xs=None, length=None, reverse=False, save="carries", truncate=
     n_out = len(node.type.parts)
     parts = [apply("part", [node], index=i) for i in range(n_out)]
     return _pack(ckind, parts[:nc]), _pack(ykind[0], parts[nc + len(states):])
+
+
+def _checkpointed(f, init, xs, length, reverse, k, truncate, carried, cond):
+    """scan with save=("every", k): an outer loop over chunks of k steps (its carries are
+    the checkpoints) whose body scans the chunk's k steps (recomputed in the backward pass).
+    The number of steps must be a known multiple of k."""
+    _, seqs = _flat(xs, "xs")
+    steps = length if not seqs else seqs[0].type.shape[0] if isinstance(seqs[0], Tensor) \
+        else len(seqs[0])
+    if not isinstance(k, int) or k < 1:
+        raise op_error("scan", [], f"save=('every', k) needs a positive int k, got {k!r}")
+    if steps is None or steps % k:
+        raise op_error("scan", [], f"save=('every', {k}) needs a number of steps known when "
+                       f"the graph is built and a multiple of {k}, got {steps}")
+    if cond is not None or carried or truncate >= 0:
+        raise op_error("scan", [], "save=('every', k) does not combine with a condition, "
+                       "carried shared variables or truncate yet")
+    xkind, _ = _flat(xs, "xs")
+    graph = _graph_of(list(_flat(init, "init")[1]) + seqs)
+    seqs = [as_tensor(s, graph=graph) for s in seqs]
+    chunks = [s.reshape((steps // k, k) + tuple(s.shape[1:])) for s in seqs]
+    ykinds = []
+
+    def chunk(c, xc):
+        def inner(ci, x):
+            new, y = f(ci, x)
+            ykinds.append(_flat(y, "y")[0])
+            return new, y
+        return scan(inner, c, xc, length=None if xc is not None else k, reverse=reverse,
+                    save="carries")
+    final, ys = scan(chunk, init, _pack(xkind, chunks) if seqs else None,
+                     length=None if seqs else steps // k, reverse=reverse, save="carries")
+    _, flat_ys = _flat(ys, "y")
+    flat_ys = [y.reshape((steps,) + tuple(y.shape[2:])) for y in flat_ys]
+    return final, _pack(ykinds[0] if ykinds else None, flat_ys)
 
 
 def _streams_read(graph, captured, first, known):
