@@ -474,3 +474,17 @@ def test_checkpointing_every_k_steps_gives_the_same_values_and_gradients(level):
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     with pytest.raises(fc.ShapeError, match="multiple of 5"):
         fc.scan(lambda h, xt: (h + xt, None), fc.zeros((3,)), x, save=("every", 5))
+
+
+@pytest.mark.parametrize("level", ("O1", "O2"))
+def test_a_stack_of_which_only_the_last_row_is_read_is_not_made(level):
+    x = fc.input("x", (5, 3))
+    W = fc.param("W", rng.standard_normal((3, 3)) * 0.5)
+    h, hs = fc.scan(lambda h, xt: (fc.tanh(xt + h @ W),) * 2, fc.zeros((3,)), x)
+    f = fc.function([x], hs[-1] * 2.0, optimize=level)
+    loop = next(i for i in f.program.instrs if i.kernel == "loop")
+    assert len(loop.attrs["body"]["outputs"]) == 1  # the carry only: no stack of hs
+    g = fc.function([x], hs[-1] * 2.0, optimize="O0")
+    for _ in range(3):
+        xv = rng.standard_normal((5, 3))
+        close(f(xv), g(xv))

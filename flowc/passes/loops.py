@@ -91,3 +91,69 @@ def optimize_bodies(G, level):
         H.remove_node(n)
         log(H, "loop_body", new)
     return H
+
+
+def last_row_reads(G):
+    """ys[-1] of a forward loop whose y is a new carry is the final carry (when the loop runs
+    at least one step, known statically): read the carry, so the stack may go unused."""
+    H = None
+    for n, d in list(G.nodes(data=True)):
+        if d["op"] != "getitem" or d["attrs"]["index"] != (("int", -1),):
+            continue
+        (p,) = operands(G, n)
+        pd = G.nodes[p]
+        if pd["op"] != "part":
+            continue
+        (loop,) = operands(G, p)
+        a = G.nodes[loop]["attrs"]
+        steps = G.nodes[p]["type"].shape[0] if G.nodes[p]["type"].ndim else None
+        if (G.nodes[loop]["op"] != "loop" or a["reverse"] or a["stack_axis"] or a["cond"]
+                is not None or not steps):
+            continue
+        nc, outs, i = a["n_carry"], a["body"][2], pd["attrs"]["index"]
+        if i < nc or outs[i] not in outs[:nc] or G.nodes[n]["type"] != G.nodes[p]["type"].__class__(
+                G.nodes[p]["type"].dtype, G.nodes[p]["type"].shape[1:]):
+            continue
+        H = H if H is not None else copy_graph(G)
+        carry = outs[:nc].index(outs[i])
+        k = next(fresh_ids(H))
+        H.add_node(k, **dict(pd, attrs={"index": carry}, type=G.nodes[n]["type"]))
+        H.add_edge(loop, k, key=0)
+        replace(H, n, k)
+        log(H, "last_row_is_carry", k)
+    return G if H is None else prune(H)
+
+
+def dead_ys(G):
+    """A loop's per-step outputs that nothing reads are not stacked: the loop loses them."""
+    H = None
+    for n, d in list(G.nodes(data=True)):
+        if d["op"] != "loop":
+            continue
+        nc, body = d["attrs"]["n_carry"], d["attrs"]["body"]
+        used = {G.nodes[v]["attrs"]["index"] for v in G._succ[n] if G.nodes[v]["op"] == "part"}
+        if any(G.nodes[v]["op"] != "part" for v in G._succ[n]):
+            continue  # read whole (a select): keep every part
+        keep = [i for i in range(len(body[2])) if i < nc or i in used]
+        if len(keep) == len(body[2]):
+            continue
+        H = H if H is not None else copy_graph(G)
+        from ..ir.body import freeze, thaw
+        unit = thaw(body)
+        outs = [unit.graph["outputs"][i] for i in keep]
+        new_body = freeze(unit, list(unit.graph["inputs"]), outs)
+        from ..ir.types import TupleType
+        new = next(fresh_ids(H))
+        H.add_node(new, **dict(H.nodes[n], attrs=dict(d["attrs"], body=new_body),
+                               type=TupleType(tuple(d["type"].parts[i] for i in keep))))
+        for port, a in enumerate(operands(H, n)):
+            H.add_edge(a, new, key=port)
+        for v in list(H._succ[n]):
+            H.nodes[v]["attrs"] = dict(H.nodes[v]["attrs"], index=keep.index(
+                H.nodes[v]["attrs"]["index"]))
+            for key in list(H._succ[n][v]):
+                H.remove_edge(n, v, key=key)
+                H.add_edge(new, v, key=0)
+        H.remove_node(n)
+        log(H, "dead_ys", new)
+    return G if H is None else prune(H)

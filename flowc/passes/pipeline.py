@@ -33,6 +33,6 @@ def optimize(G, level="O1", verify=False):
             from ..ir.verify import verify_unit
             verify_unit(G, after=p.__name__)
     if level != "O0":  # bodies get the same pipeline (flowc/passes/loops.py)
-        from .loops import merge_loops, optimize_bodies
-        G = optimize_bodies(merge_loops(G), level)
+        from .loops import dead_ys, last_row_reads, merge_loops, optimize_bodies
+        G = optimize_bodies(dead_ys(last_row_reads(merge_loops(G))), level)
     return G
