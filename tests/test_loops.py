@@ -488,3 +488,18 @@ def test_a_stack_of_which_only_the_last_row_is_read_is_not_made(level):
     for _ in range(3):
         xv = rng.standard_normal((5, 3))
         close(f(xv), g(xv))
+
+
+def test_theano_scan_strict_refuses_a_shared_variable_not_passed_in():
+    import flowc.theano as theano
+    import flowc.theano.tensor as T
+    W = theano.shared(np.eye(2) * 3.0, name="W")
+    m = T.dmatrix("m")
+    with pytest.raises(fc.ShapeError, match="not among non_sequences.*W"):
+        theano.scan(lambda x: T.dot(x, W), sequences=[m], strict=True)
+    out, _ = theano.scan(lambda x, w: T.dot(x, w), sequences=[m], non_sequences=[W],
+                         strict=True)
+    loose, _ = theano.scan(lambda x: T.dot(x, W), sequences=[m])  # strict=False: read freely
+    f = theano.function([m], [out, loose])
+    a, b = f(np.ones((3, 2)))
+    assert np.array_equal(a, np.full((3, 2), 3.0)) and np.array_equal(a, b)

@@ -34,7 +34,7 @@ def _graph_of(values):
 
 
 def scan(f, init, xs=None, length=None, reverse=False, save="carries", truncate=-1,
-         carried=None, cond=None):
+         carried=None, cond=None, allowed_params=None):
     """Run f(carry, x) -> (new_carry, y) once per step: x is the step's slice of xs (a
     tensor, a tuple/list of them, or None with `length` steps), carry a tensor or a
     tuple/list of them. Returns (final carry, ys stacked over the steps). reverse=True walks
@@ -53,7 +53,9 @@ def scan(f, init, xs=None, length=None, reverse=False, save="carries", truncate=
     whose body is a loop over the k steps, so the backward pass keeps one carry per chunk and
     one chunk's carries at a time (memory about T/k + k carries, one more forward pass).
     `truncate=k` (k >= 0) differentiates through the last k steps only (Theano's
-    truncate_gradient: truncated backpropagation through time)."""
+    truncate_gradient: truncated backpropagation through time). `allowed_params`, when
+    given, lists the parameters f may read (theano.scan(strict=True)): reading another is
+    an error naming it."""
     if isinstance(save, tuple) and len(save) == 2 and save[0] == "every":
         return _checkpointed(f, init, xs, length, reverse, save[1], truncate, carried, cond)
     if save not in ("residuals", "carries"):
@@ -112,6 +114,13 @@ def scan(f, init, xs=None, length=None, reverse=False, save="carries", truncate=
         if not found:
             break
         states = states + found
+    if allowed_params is not None:
+        ok = {t.id for t in allowed_params} | {t.id for t in states} | \
+            {t.id for t in (carried or {})}
+        stray = [t for t in captured if t.op == "param" and t.id not in ok]
+        if stray:
+            raise op_error("scan", stray, "the step reads a shared variable that is not among "
+                           f"non_sequences (strict=True): {stray[0].name or stray[0].describe()}")
     starts = [_next_key(t) for t in states]
     test, test_args = None, []
     if cond is not None:

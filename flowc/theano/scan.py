@@ -133,7 +133,8 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
             final, ys = fc_scan(step, tuple(carries + shared + flag),
                                 tuple(views) if views else None, length=length,
                                 reverse=bool(go_backwards), truncate=truncate_gradient,
-                                carried={p: base + i for i, p in enumerate(shared)}, cond=cond)
+                                carried={p: base + i for i, p in enumerate(shared)}, cond=cond,
+                                allowed_params=_params_in(nonseq, seqs) if strict else None)
             break
         except _Shared as e:
             shared = list(e.keys)
@@ -145,6 +146,12 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
         ys = [y[::-1] for y in ys]
     result = ys if (return_list or len(ys) != 1) else (ys[0] if ys else [])
     return result, OrderedDict((p, final[base + i]) for i, p in enumerate(shared))
+
+
+def _params_in(nonseq, seqs):
+    """The shared variables given as non_sequences or sequences (strict=True's allowance)."""
+    return [t for t in list(nonseq) + [x for x, _ in seqs]
+            if isinstance(t, Tensor) and t.op == "param"]
 
 
 class _Until(Exception):
