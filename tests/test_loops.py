@@ -503,3 +503,24 @@ def test_theano_scan_strict_refuses_a_shared_variable_not_passed_in():
     f = theano.function([m], [out, loose])
     a, b = f(np.ones((3, 2)))
     assert np.array_equal(a, np.full((3, 2), 3.0)) and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_batching_a_while_loop_runs_each_entry_to_its_own_end(level):
+    x = fc.input("x", ())
+    r = fc.while_loop(lambda c: c < 100.0, lambda c: c * 2.0, x)
+    xb = fc.input("xb", (4,))
+    f = fc.function([xb], fc.batch(r, {x: xb}), optimize=level)
+    for xs in ([3.0, 50.0, 200.0, 1.0], [0.5, 99.0, 100.0, 7.0]):
+        want = []
+        for v in xs:
+            while v < 100.0:
+                v *= 2.0
+            want.append(v)
+        close(f(np.array(xs)), want)
+    v = fc.input("v", (3,))
+    s = fc.while_loop(lambda c: fc.max(fc.abs(c * c - v)) > 1e-12,
+                      lambda c: c - (c * c - v) / (2 * c), v, max_steps=50)
+    J = fc.function([v], fc.jacobian(s, v), optimize=level)
+    np.testing.assert_allclose(J(np.array([2.0, 9.0, 4.0])),
+                               np.diag(0.5 / np.sqrt([2.0, 9.0, 4.0])), rtol=1e-9)

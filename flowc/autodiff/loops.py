@@ -221,16 +221,21 @@ def loop_jvp(c):
 
 def loop_batch(c):
     """The loop over a new leading axis: batched sequences scan their second axis (moved to
-    the front first), every carry is batched, ys stack along the axis after the batch."""
+    the front first), every carry is batched, ys stack along the axis after the batch. A
+    while loop runs while any entry's condition holds; an entry whose condition fails keeps
+    its carries (`where`), as JAX's batched while does."""
     from ..ops.batchutil import materialize
     from .batching import batch as fbatch
     a = c.attrs
-    if a["cond"] is not None:
-        raise GradError("batching (vmap, jacobian) a while_loop is not supported yet")
-    body, ns, nc = a["body"], a["n_seq"], a["n_carry"]
+    body, ns, nc, cond = a["body"], a["n_seq"], a["n_carry"], a["cond"]
     graph = c.out.graph
-    ins, flags = list(c.inputs), list(c.batched)
-    ref = next(x for x, b in zip(ins, flags) if b)
+    n_body = len(c.inputs) - a["n_cond"]
+    ins, flags = list(c.inputs[:n_body]), list(c.batched[:n_body])
+    cins, cflags = list(c.inputs[n_body:]), list(c.batched[n_body:])
+    if cond is not None and len(out_types(body)) > nc:
+        raise GradError("batching a loop with a condition and per-step outputs (scan with "
+                        "until) is not supported yet")
+    ref = next(x for x, b in zip(c.inputs, c.batched) if b)
     for i in range(ns):  # (B, T, ...) -> (T, B, ...): the steps lead
         if flags[i]:
             ins[i] = F.transpose(ins[i], (1, 0) + tuple(range(2, ins[i].ndim)))
@@ -240,18 +245,37 @@ def loop_batch(c):
     bin_ = in_types(body)
     n_in = len(bin_)
 
-    def step(*h):
-        stand = [leaf_like(graph, bin_[i]) if flags[i] else h[i] for i in range(n_in)]
-        outs = inline(body, graph, stand)
-        repl = {stand[i]: h[i] for i in range(n_in) if flags[i]}
+    def batched(bdy, values, bflags, types):
+        stand = [leaf_like(graph, types[i]) if bflags[i] else values[i]
+                 for i in range(len(values))]
+        outs = inline(bdy, graph, stand)
+        repl = {stand[i]: values[i] for i in range(len(values)) if bflags[i]}
         got = fbatch(outs, repl)
-        bref = next(h[i] for i in range(n_in) if flags[i])
+        bref = next(values[i] for i in range(len(values)) if bflags[i])
         return [g if g.ndim == o.ndim + 1 else materialize(g, bref) for g, o in zip(got, outs)]
+
+    def lanes(carries):  # (B,) booleans: which entries' conditions hold
+        return batched(cond, list(carries) + cins, [True] * nc + cflags, in_types(cond))[0]
+
+    def step(*h):
+        got = batched(body, list(h), flags, bin_)
+        if cond is None:
+            return got
+        live = lanes(h[ns:ns + nc])
+        return [F.where(F.reshape(live, (-1,) + (1,) * (g.ndim - 1)), g, old)
+                for g, old in zip(got, h[ns:ns + nc])]
 
     types = [_batched(bin_[i], flags[i], c.size) for i in range(n_in)]
     bbody, cap, _ = trace(graph, types, step)
-    return apply("loop", ins + cap, body=bbody, n_seq=ns, n_carry=nc, reverse=a["reverse"],
-                 length=a["length"], stack_axis=a["stack_axis"] + 1)
+    test, tcap = None, []
+    if cond is not None:  # the loop goes on while any entry's condition holds
+        def any_live(*h):
+            live = lanes(h[:nc])
+            return [F.greater(F.sum(F.cast(live, "int64")), 0)]
+        test, tcap, _ = trace(graph, types[ns:ns + nc], any_live)
+    return apply("loop", ins + cap + tcap, body=bbody, n_seq=ns, n_carry=nc,
+                 reverse=a["reverse"], length=a["length"], stack_axis=a["stack_axis"] + 1,
+                 cond=test, n_cond=len(tcap), save=a["save"], truncate=a["truncate"])
 
 
 def _batched(t, flag, size):
