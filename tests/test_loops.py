@@ -524,3 +524,14 @@ def test_batching_a_while_loop_runs_each_entry_to_its_own_end(level):
     J = fc.function([v], fc.jacobian(s, v), optimize=level)
     np.testing.assert_allclose(J(np.array([2.0, 9.0, 4.0])),
                                np.diag(0.5 / np.sqrt([2.0, 9.0, 4.0])), rtol=1e-9)
+
+
+def test_pictures_and_debugprint_name_a_body_without_printing_it():
+    x = fc.input("x", (None,))
+    s, _ = fc.scan(lambda c, xt: (c + fc.sin(xt), None), fc.constant(0.0), x)
+    y = fc.cond(s > 0, lambda a: a * 2.0, lambda a: a - 1.0, s)
+    dot = fc.to_dot([y])
+    assert "body=2 ops" in dot and "branches=1 ops/1 ops" in dot
+    assert "'float64'" not in dot  # the frozen tuples stay out of the labels
+    text = fc.debugprint(y, file="str")
+    assert "branch 0:" in text and "body:" in text and "sin [id" in text

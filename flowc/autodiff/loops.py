@@ -13,6 +13,7 @@ from ..ir.body import in_types, inline, out_types, trace, with_inputs
 from ..ir.errors import GradError
 from ..ir.types import is_float
 from ..ops import api as F
+from ..ops.api_control import cond_node
 from ..ops.build import apply
 
 
@@ -225,7 +226,6 @@ def loop_batch(c):
     while loop runs while any entry's condition holds; an entry whose condition fails keeps
     its carries (`where`), as JAX's batched while does."""
     from ..ops.batchutil import materialize
-    from .batching import batch as fbatch
     a = c.attrs
     body, ns, nc, cond = a["body"], a["n_seq"], a["n_carry"], a["cond"]
     graph = c.out.graph
@@ -246,13 +246,7 @@ def loop_batch(c):
     n_in = len(bin_)
 
     def batched(bdy, values, bflags, types):
-        stand = [leaf_like(graph, types[i]) if bflags[i] else values[i]
-                 for i in range(len(values))]
-        outs = inline(bdy, graph, stand)
-        repl = {stand[i]: values[i] for i in range(len(values)) if bflags[i]}
-        got = fbatch(outs, repl)
-        bref = next(values[i] for i in range(len(values)) if bflags[i])
-        return [g if g.ndim == o.ndim + 1 else materialize(g, bref) for g, o in zip(got, outs)]
+        return batched_body(graph, bdy, values, bflags, types)
 
     def lanes(carries):  # (B,) booleans: which entries' conditions hold
         return batched(cond, list(carries) + cins, [True] * nc + cflags, in_types(cond))[0]
@@ -278,6 +272,21 @@ def loop_batch(c):
                  cond=test, n_cond=len(tcap), save=a["save"], truncate=a["truncate"])
 
 
+def batched_body(graph, body, values, flags, types, ref=None):
+    """The body's outputs over the batch: inlined on stand-ins of `types` for the flagged
+    (batched) values, then batched with them; an output the batch does not reach is
+    repeated along it (after the first flagged value, or `ref`)."""
+    from ..ops.batchutil import materialize
+    from .batching import batch as fbatch
+    stand = [leaf_like(graph, types[i]) if flags[i] else values[i] for i in range(len(values))]
+    outs = inline(body, graph, stand)
+    repl = {stand[i]: values[i] for i in range(len(values)) if flags[i]}
+    got = fbatch(outs, repl) if repl else outs
+    bref = next((values[i] for i in range(len(values)) if flags[i]), ref)
+    return [g if repl and g.ndim == o.ndim + 1 else materialize(g, bref)
+            for g, o in zip(got, outs)]
+
+
 def _batched(t, flag, size):
     from ..ir.types import TensorType
     return TensorType(t.dtype, ((size,) + tuple(t.shape)) if flag else tuple(t.shape))
@@ -290,17 +299,6 @@ def leaf_like(graph, t):
 
 
 # -- cond: the rules are conds (or, batched over the predicate, a where) -------------------------
-def _cond_node(graph, pred, args, run_of, types):
-    """A cond whose branch k is traced from run_of(branches[k]) over placeholders of
-    `types`; both branches take every input either reads."""
-    b0, cap0, _ = trace(graph, types, run_of(0))
-    b1, cap1, _ = trace(graph, types, run_of(1))
-    n = len(types)
-    b0 = with_inputs(b0, n + len(cap0), [t.type for t in cap1])
-    b1 = with_inputs(b1, n, [t.type for t in cap0])
-    return apply("cond", [pred] + list(args) + cap0 + cap1, branches=(b0, b1))
-
-
 def cond_vjp(c):
     """The operands' cotangents: a cond on the same predicate whose branches recompute
     their forward and differentiate it (the predicate gets none)."""
@@ -318,7 +316,7 @@ def cond_vjp(c):
             outs = inline(branches[k], graph, list(h[:n]))
             return vjp_many([outs[i] for i in gi], list(h[n:]), [h[i] for i in fa])
         return run
-    node = _cond_node(graph, pred, list(args) + [c.g[i] for i in gi], run_of,
+    node = cond_node(graph, pred, list(args) + [c.g[i] for i in gi], run_of,
                       [a.type for a in args] + [c.g[i].type for i in gi])
     cts = [None] * len(c.inputs)
     for k, i in enumerate(fa):
@@ -344,7 +342,7 @@ def cond_jvp(c):
             tans = fjvp([outs[j] for j in fo], [h[i] for i in ti], list(h[n:])) if fo else []
             return outs + list(tans)
         return run
-    node = _cond_node(graph, pred, list(args) + [ts[i] for i in ti], run_of,
+    node = cond_node(graph, pred, list(args) + [ts[i] for i in ti], run_of,
                       [a.type for a in args] + [ts[i].type for i in ti])
     idx = [n_out + fo.index(k) if k in fo else k for k in range(n_out)]
     return apply("select", [node], indices=tuple(idx))
@@ -354,26 +352,16 @@ def cond_batch(c):
     """A cond over a new leading axis: with the predicate the same for every entry, a cond of
     the batched branches (still lazy); with a batched predicate, both branches batched and
     `where` per entry (as JAX does: laziness is lost there)."""
-    from ..ops.batchutil import materialize
-    from .batching import batch as fbatch
     pred, args, graph = c.inputs[0], c.inputs[1:], c.out.graph
     flags = c.batched[1:]
     branches = c.attrs["branches"]
     n = len(args)
 
     def batched_outputs(k, h):
-        bin_ = in_types(branches[k])
-        stand = [leaf_like(graph, bin_[i]) if flags[i] else h[i] for i in range(n)]
-        outs = inline(branches[k], graph, stand)
-        repl = {stand[i]: h[i] for i in range(n) if flags[i]}
-        got = fbatch(outs, repl) if repl else outs
-        bref = next((h[i] for i in range(n) if flags[i]), None)
-        return [g if repl and g.ndim == o.ndim + 1 else materialize(g, bref if bref is not None
-                                                                  else pred)
-                for g, o in zip(got, outs)]
+        return batched_body(graph, branches[k], list(h), flags, in_types(branches[k]), pred)
     if not c.batched[0]:
         types = [_batched(t, f, c.size) for t, f in zip(in_types(branches[0]), flags)]
-        return _cond_node(graph, pred, args, lambda k: lambda *h: batched_outputs(k, h), types)
+        return cond_node(graph, pred, args, lambda k: lambda *h: batched_outputs(k, h), types)
     eager = [batched_outputs(k, args) for k in range(2)]
     out = []
     for a, b in zip(*eager):

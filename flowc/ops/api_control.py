@@ -218,17 +218,23 @@ def cond(pred, true_fn, false_fn, *operands):
             kinds.append(kind)
             return [as_tensor(o, graph=graph) for o in outs]
         return run
-    types = [a.type for a in args]
-    bt, cap_t, _ = trace(graph, types, branch(true_fn))
-    bf, cap_f, _ = trace(graph, types, branch(false_fn))
+    fns = (true_fn, false_fn)
+    node = cond_node(graph, pred, args, lambda k: branch(fns[k]), [a.type for a in args])
     if kinds[0] != kinds[1] and not {kinds[0], kinds[1]} <= {tuple, list}:
         raise op_error("cond", [pred], "the branches return different structures")
-    n = len(args)
-    bt = with_inputs(bt, n + len(cap_t), [t.type for t in cap_f])  # both take all inputs
-    bf = with_inputs(bf, n, [t.type for t in cap_t])
-    node = apply("cond", [pred] + args + cap_t + cap_f, branches=(bt, bf))
     parts = [apply("part", [node], index=i) for i in range(len(node.type.parts))]
     return _pack(kinds[0], parts)
+
+
+def cond_node(graph, pred, args, run_of, types):
+    """A cond node whose branch k is traced from run_of(k) over placeholders of `types`
+    (args' types); each branch also takes the tensors the other captured, unused."""
+    b0, cap0, _ = trace(graph, types, run_of(0))
+    b1, cap1, _ = trace(graph, types, run_of(1))
+    n = len(types)
+    b0 = with_inputs(b0, n + len(cap0), [t.type for t in cap1])
+    b1 = with_inputs(b1, n, [t.type for t in cap0])
+    return apply("cond", [pred] + list(args) + cap0 + cap1, branches=(b0, b1))
 
 
 def while_loop(cond, body, init, max_steps=None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..ir.body import freeze, thaw
 from ..ir.graph import fresh_ids
+from ..ir.types import TensorType, TupleType
 from .cleanup import prune
 from .rewrite import copy_graph, log, operands, replace
 
@@ -111,8 +112,9 @@ def last_row_reads(G):
                 is not None or not steps):
             continue
         nc, outs, i = a["n_carry"], a["body"][2], pd["attrs"]["index"]
-        if i < nc or outs[i] not in outs[:nc] or G.nodes[n]["type"] != G.nodes[p]["type"].__class__(
-                G.nodes[p]["type"].dtype, G.nodes[p]["type"].shape[1:]):
+        row = G.nodes[p]["type"]
+        if i < nc or outs[i] not in outs[:nc] or G.nodes[n]["type"] != TensorType(
+                row.dtype, row.shape[1:]):
             continue
         H = H if H is not None else copy_graph(G)
         carry = outs[:nc].index(outs[i])
@@ -138,11 +140,9 @@ def dead_ys(G):
         if len(keep) == len(body[2]):
             continue
         H = H if H is not None else copy_graph(G)
-        from ..ir.body import freeze, thaw
         unit = thaw(body)
         outs = [unit.graph["outputs"][i] for i in keep]
         new_body = freeze(unit, list(unit.graph["inputs"]), outs)
-        from ..ir.types import TupleType
         new = next(fresh_ids(H))
         H.add_node(new, **dict(H.nodes[n], attrs=dict(d["attrs"], body=new_body),
                                type=TupleType(tuple(d["type"].parts[i] for i in keep))))

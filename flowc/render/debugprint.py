@@ -5,6 +5,7 @@ import string
 import sys
 
 from ..ir.types import TensorType
+from .style import SUBGRAPH_ATTRS
 
 
 def _label(k: int) -> str:
@@ -30,7 +31,7 @@ def _line(G, n, label, print_type):
     else:
         attrs = ", ".join(f"{k}={v}" for k, v in sorted(d["attrs"].items())
                           if v is not None and v is not False
-                          and k not in ("expr", "index", "body", "cond"))
+                          and k != "index" and k not in SUBGRAPH_ATTRS)
         head = d["op"] + (f"{{{attrs}}}" if attrs else "") + (f" '{name}'" if name else "")
         kind = ""
     t = d["type"]
@@ -51,7 +52,7 @@ def tree_lines(G, roots, print_type=True):
         if n in seen:
             continue
         seen.add(n)
-        if G.nodes[n]["op"] == "loop":  # its body (and condition) as trees of their own
+        if G.nodes[n]["op"] in ("loop", "cond"):  # bodies as trees of their own
             lines.extend(_body_lines(G.nodes[n]["attrs"], prefix, print_type))
         args = [u for _, u in sorted((k, u) for u, _, k in G.in_edges(n, keys=True))]
         stack.extend((a, depth + 1) for a in reversed(args))
@@ -63,10 +64,12 @@ def _body_lines(attrs, prefix, print_type):
     order sequences' slices, carries, consts."""
     from ..ir.body import thaw
     out = []
-    for key in ("body", "cond"):
-        if attrs.get(key) is None:
+    named = [("body", attrs.get("body")), ("cond", attrs.get("cond"))] + [
+        (f"branch {k}", b) for k, b in enumerate(attrs.get("branches") or ())]
+    for key, body in named:
+        if body is None:
             continue
-        unit = thaw(attrs[key])
+        unit = thaw(body)
         out.append(f"{prefix}  {key}:")
         out.extend(f"{prefix}    {line}" for line in
                    tree_lines(unit, list(unit.graph["outputs"]), print_type))

@@ -152,14 +152,23 @@ def _d(cost, wrt) -> str:
     return f"d{wrap(cost)}/d{wrap(wrt)}"
 
 
+# Attrs that hold a subgraph: a fused group's expression (its label shows it), a loop's
+# body and condition, a cond's branches (counted, not printed: they can be thousands of
+# characters).
+SUBGRAPH_ATTRS = ("expr", "body", "cond", "branches")
+
+
 def attr_texts(op, attrs) -> list:
     """'key=value' for each attr that differs from the op's default, compactly written."""
     defaults = OPS[op].attrs if op in OPS else {}
     out = []
     for key in sorted(attrs):
         v = attrs[key]
-        if key == "expr":
-            continue  # fused groups print their expression as their label
+        if key in SUBGRAPH_ATTRS:
+            if key != "expr" and v is not None:
+                bodies = v if key == "branches" else (v,)
+                out.append(f"{key}=" + "/".join(f"{len(b[1])} ops" for b in bodies))
+            continue
         if key in defaults and defaults[key] is not REQUIRED and defaults[key] == v:
             continue
         if isinstance(v, (tuple, list)):

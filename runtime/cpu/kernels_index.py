@@ -55,22 +55,23 @@ def advindex(x, *arrays, index):
     return x[index_tuple(index, arrays, x.shape)]
 
 
-def _start(x, out):
+def updated_copy(x, out, xp=np):
+    """The array an index update writes into: x itself when it is `out`, else a copy."""
     if out is None:
         return x.copy()
     if out is not x:
-        np.copyto(out, x)
+        xp.copyto(out, x)
     return out
 
 
 def index_add(x, v, *arrays, index, out=None):
-    out = _start(x, out)
+    out = updated_copy(x, out)
     np.add.at(out, index_tuple(index, arrays, x.shape), v)
     return out
 
 
 def index_set(x, v, *arrays, index, out=None):
-    out = _start(x, out)
+    out = updated_copy(x, out)
     out[index_tuple(index, arrays, x.shape)] = v
     return out
 

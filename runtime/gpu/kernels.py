@@ -19,7 +19,7 @@ from ..cpu.fused import compile_block
 # Pure shape and slicing kernels work on CuPy arrays unchanged.
 from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
 from ..cpu.kernels_extra import range_problem
-from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape
+from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape, updated_copy
 from ..cpu.kernels_shape import table as _shape_table
 from ..cpu.loops import make_cond, make_loop
 from ..cpu.gemm import broadcast_gemm
@@ -256,17 +256,9 @@ def _advindex(x, *arrays, index):
     return x[index_tuple(index, arrays, x.shape, cp)]
 
 
-def _updated(x, out):
-    if out is None:
-        return x.copy()
-    if out is not x:
-        cp.copyto(out, x)
-    return out
-
-
 def _index_add(x, v, *arrays, index, out=None):
     idx = index_tuple(index, arrays, x.shape, cp)
-    out = _updated(x, out)
+    out = updated_copy(x, out, cp)
     cupyx.scatter_add(out, idx, v)
     return out
 
@@ -274,7 +266,7 @@ def _index_add(x, v, *arrays, index, out=None):
 def _index_set(x, v, *arrays, index, out=None):
     # With repeated indices, which write wins is unspecified on the GPU (NumPy: the last).
     idx = index_tuple(index, arrays, x.shape, cp)
-    out = _updated(x, out)
+    out = updated_copy(x, out, cp)
     out[idx] = v
     return out
 
