@@ -9,7 +9,7 @@ memory is one carry per step and the cost one more forward pass.
 """
 from __future__ import annotations
 
-from ..ir.body import in_types, inline, out_types, trace, with_inputs
+from ..ir.body import in_types, inline, inputs_read, out_types, reorder_inputs, trace, with_inputs
 from ..ir.errors import GradError
 from ..ir.types import is_float
 from ..ops import api as F
@@ -47,7 +47,10 @@ def loop_vjp(c):
         return [None] * len(c.inputs)
 
     # 1. The backward body: the step recomputed from its saved carry, then flowc's vjp.
-    n_gy, n_gc = len(gy), len(fc)
+    # With save="carries" the carries a step makes are the next step's saved ones: the
+    # vjp reads those (tanh's derivative reads tanh's output) instead of recomputing them.
+    n_gy, n_gc, n_k = len(gy), len(fc), len(bin_) - ns - nc
+    nxt = a["save"] == "carries"
 
     def backward(*h):
         p = 0
@@ -56,18 +59,30 @@ def loop_vjp(c):
         cs = h[p:p + nc]; p += nc
         cts_c = h[p:p + n_gc]; p += n_gc
         accs = h[p:p + len(fk)]; p += len(fk)
-        ks = h[p:]
+        ks = h[p:p + n_k]; p += n_k
         outs = inline(body, graph, list(xs) + list(cs) + list(ks))
         from .reverse import vjp_many
         wrt = [cs[i] for i in fc] + [xs[i] for i in fx] + [ks[j] for j in fk]
         grads = vjp_many([outs[i] for i in fc] + [outs[nc + i] for i in gy],
                          list(cts_c) + list(cts_y), wrt)
         g_c, g_x, g_k = grads[:n_gc], grads[n_gc:n_gc + len(fx)], grads[n_gc + len(fx):]
-        return list(g_c) + [acc + g for acc, g in zip(accs, g_k)] + list(g_x)
+        result = list(g_c) + [acc + g for acc, g in zip(accs, g_k)] + list(g_x)
+        if nxt:
+            _read_saved(graph, outs[:nc], h[p:], set(map(id, h)), result)
+        return result
 
     types = ([bout[nc + i] for i in gy] + bin_[:ns] + bin_[ns:ns + nc]
-             + [inits[i].type for i in fc] + [consts[j].type for j in fk] + bin_[ns + nc:])
+             + [inits[i].type for i in fc] + [consts[j].type for j in fk] + bin_[ns + nc:]
+             + (bin_[ns:ns + nc] if nxt else []))
     back_body, back_cap, _ = trace(graph, types, backward)
+    used_next = []
+    if nxt:  # the saved next carries the body reads become sequences after the saved ones
+        read, at = inputs_read(back_body), len(types) - nc
+        used_next = [i for i in range(nc) if at + i in read]
+        head = n_gy + ns + nc
+        back_body = reorder_inputs(back_body, list(range(head)) + [at + i for i in used_next]
+                                   + list(range(head, at))
+                                   + list(range(len(types), len(back_body[0]))))
     layout = (n_gy, ns, nc, n_gc, len(fk))
     residuals = split_residuals(back_body, layout) if a["save"] == "residuals" else None
 
@@ -87,6 +102,7 @@ def loop_vjp(c):
                 n_cond=a["n_cond"], save=a["save"])
     n_res = 0 if residuals is None else len(residuals[2])
     saved = _parts(res, nc + ny, nc + n_res)
+    saved += [_next_rows(saved[i], apply("part", [res], index=i), rev) for i in used_next]
     if a["cond"] is not None:  # the steps that ran: as many rows as the saved carries have
         seqs = [s[:saved[0].shape[0]] for s in seqs]
     if residuals is not None:  # the backward body reads the saved values instead
@@ -107,7 +123,8 @@ def loop_vjp(c):
     zeros = [F.zeros_like(consts[j]) for j in fk]
     length = None if a["cond"] is not None else a["length"]
     back = apply("loop", [g_ys[i] for i in gy] + list(seqs) + saved + start + zeros
-                 + list(consts) + back_cap, body=back_body, n_seq=n_gy + ns + nc + n_res,
+                 + list(consts) + back_cap, body=back_body,
+                 n_seq=n_gy + ns + nc + n_res + len(used_next),
                  n_carry=n_gc + len(fk), reverse=not rev, length=length, save=a["save"])
     outs = _parts(back, 0, n_gc + len(fk) + len(fx))
     if window is not None:
@@ -121,6 +138,28 @@ def loop_vjp(c):
     for k, i in enumerate(fx):
         cts[i] = outs[n_gc + len(fk) + k]
     return cts
+
+
+def _read_saved(graph, made, saved, placeholders, keep):
+    """Make the recomputed step's readers of each new carry in `made` read the saved one
+    instead (unless the carry is an input passed through, or a result of the body)."""
+    G = graph.nx
+    kept = {t.id for t in keep}
+    for m, s in zip(made, saved):
+        if id(m) in placeholders or m.id in kept or m.id == s.id:
+            continue
+        for _, v, key in list(G.out_edges(m.id, keys=True)):
+            G.remove_edge(m.id, v, key=key)
+            G.add_edge(s.id, v, key=key)
+
+
+def _next_rows(starts, final, rev):
+    """Per step, the carry the step made: the next step's saved carry, the final carry
+    last (first for a reverse loop); as many rows as `starts`, none for a loop of 0 steps."""
+    row = F.expand_dims(final, 0)
+    if rev:
+        return F.concatenate([row, starts], 0)[:-1]
+    return F.concatenate([starts, row], 0)[1:]
 
 
 def _untruncated(outs, window, n_gc, n_k, xs, rev, k):

@@ -156,3 +156,25 @@ def with_inputs(body, at, types):
     nodes = tuple((op, attrs, tuple(fix(r) for r in refs), t, tr)
                   for op, attrs, refs, t, tr in body[1])
     return body[0][:at] + extra + body[0][at:], nodes, tuple(fix(r) for r in body[2])
+
+
+def reorder_inputs(body, order):
+    """The body taking its inputs in `order` (old positions): an input left out must be one
+    the body does not read."""
+    pos = {old: new for new, old in enumerate(order)}
+
+    def fix(r):
+        if r >= 0:
+            return r
+        if -1 - r not in pos:
+            raise ValueError(f"body input {-1 - r} is read but left out")
+        return -1 - pos[-1 - r]
+    nodes = tuple((op, attrs, tuple(fix(r) for r in refs), t, tr)
+                  for op, attrs, refs, t, tr in body[1])
+    return tuple(body[0][i] for i in order), nodes, tuple(fix(r) for r in body[2])
+
+
+def inputs_read(body):
+    """The positions of the inputs the body reads (its nodes or its outputs)."""
+    refs = [r for node in body[1] for r in node[2]] + list(body[2])
+    return {-1 - r for r in refs if r < 0}

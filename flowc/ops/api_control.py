@@ -39,7 +39,9 @@ def scan(f, init, xs=None, length=None, reverse=False, save="carries", truncate=
     tensor, a tuple/list of them, or None with `length` steps), carry a tensor or a
     tuple/list of them. Returns (final carry, ys stacked over the steps). reverse=True walks
     the steps from last to first (ys stay in step order). The body is traced once; work in
-    it that reads no carry or slice is done once, before the loop. `carried` ({outer tensor:
+    it that reads no carry or slice is done once, before the loop, and products that read
+    slices but no carry (an RNN's x_t @ W) are done for all steps at once before it
+    (flowc/ops/loop_hoist.py). `carried` ({outer tensor:
     carry index}) makes the body read that carry wherever f reads the outer tensor (how
     theano.scan threads a shared variable that f updates). `cond(carry)`, when given, runs
     each step only while it is true (checked before the step; see while_loop).
@@ -132,6 +134,11 @@ def scan(f, init, xs=None, length=None, reverse=False, save="carries", truncate=
             return [r if r.dtype == "bool" else apply("cast", [r], dtype="bool")]
         test, test_args, _ = trace(graph, [c.type for c in carries] + [t.type for t in states],
                                    check)
+    if test is None and ns:
+        from .loop_hoist import hoist_sequence_work
+        body, seqs, rest = hoist_sequence_work(graph, body, seqs, carries + starts + captured,
+                                               ns, nc + len(states))
+        ns, captured = len(seqs), rest[nc + len(states):]
     node = apply("loop", seqs + carries + starts + captured + test_args, body=body, n_seq=ns,
                  n_carry=nc + len(states), reverse=bool(reverse), length=length, cond=test,
                  n_cond=len(test_args), save=save, truncate=int(truncate))

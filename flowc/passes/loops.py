@@ -3,11 +3,11 @@ same pipeline as the outer graph, and frozen again. Constants that folding makes
 body are lifted out as extra operands (a body holds no arrays)."""
 from __future__ import annotations
 
-from ..ir.body import freeze, thaw
+from ..ir.body import freeze, inputs_read, reorder_inputs, thaw
 from ..ir.graph import fresh_ids
 from ..ir.types import TensorType, TupleType
 from .cleanup import prune
-from .rewrite import copy_graph, log, operands, replace
+from .rewrite import builder, copy_graph, log, operands, replace
 
 
 def _optimized(body, level):
@@ -157,3 +157,161 @@ def dead_ys(G):
         H.remove_node(n)
         log(H, "dead_ys", new)
     return G if H is None else prune(H)
+
+
+def dead_inputs(G):
+    """Sequences and consts a loop's body does not read are not handed to it (a backward
+    loop that reads a saved value instead of recomputing the step leaves the step's slices
+    unread). The first sequence stays when it alone sets the number of steps."""
+    H = None
+    for n, d in list(G.nodes(data=True)):
+        a = d["attrs"]
+        if d["op"] != "loop":
+            continue
+        ns, nc, body = a["n_seq"], a["n_carry"], a["body"]
+        read, n_in = inputs_read(body), len(body[0])
+        keep = [i for i in range(n_in) if i in read or ns <= i < ns + nc]
+        if ns and a["length"] is None and not any(i < ns for i in keep):
+            keep.insert(0, 0)
+        if len(keep) == n_in:
+            continue
+        H = H if H is not None else copy_graph(G)
+        args = operands(H, n)
+        new_args = [args[i] for i in keep] + args[n_in:]  # the condition's operands stay
+        new = next(fresh_ids(H))
+        H.add_node(new, **dict(H.nodes[n], attrs=dict(a, body=reorder_inputs(body, keep),
+                                                      n_seq=sum(i < ns for i in keep))))
+        for port, x in enumerate(new_args):
+            H.add_edge(x, new, key=port)
+        replace(H, n, new)
+        H.remove_node(n)
+        log(H, "dead_inputs", new)
+    return G if H is None else prune(H)
+
+
+def accumulate_after(G):
+    """A carry that only sums a per-step term (a weight gradient in a backward loop:
+    acc + h_t^T @ g_t, acc + sum(g_t, 0)) becomes per-step outputs and one reduction after
+    the loop: one GEMM over all steps instead of a small one per step. The term's factors
+    are stacked (a factor that is a slice of a sequence is that sequence)."""
+    H = None
+    for n, d in list(G.nodes(data=True)):
+        a = d["attrs"]
+        if d["op"] != "loop" or a["cond"] is not None or a["stack_axis"] or any(
+                G.nodes[v]["op"] != "part" for v in G._succ[n]):
+            continue
+        moves = _sums(a["body"], a["n_seq"], a["n_carry"])
+        if moves:
+            H = H if H is not None else copy_graph(G)
+            _move_sums(H, n, moves)
+    return G if H is None else prune(H)
+
+
+def _sums(body, ns, nc):
+    """[(carry, kind, factor refs)] for the carries of a body that only add a term of a
+    kind accumulate_after moves: "mm" (acc + transpose(p) @ q) or "sum" (acc + sum(q, 0))."""
+    nodes, outs = body[1], body[2]
+    readers = {}
+    for k, (_, _, refs, _, _) in enumerate(nodes):
+        for r in refs:
+            readers.setdefault(r, []).append(k)
+    found = []
+    for i in range(nc):
+        c, o = -1 - (ns + i), outs[i]
+        if o < 0 or readers.get(c) != [o] or c in outs or list(outs).count(o) != 1 \
+                or readers.get(o):
+            continue
+        op, _, refs, t, _ = nodes[o]
+        if op != "add" or len(refs) != 2 or refs.count(c) != 1:
+            continue
+        e = refs[1] if refs[0] == c else refs[0]
+        if e < 0 or nodes[e][3] != t:
+            continue
+        e_op, e_attrs, e_refs, _, _ = nodes[e]
+        e_attrs = dict(e_attrs)
+        if e_op == "matmul" and len(t[1]) == 2 and e_refs[0] >= 0:
+            tr = nodes[e_refs[0]]
+            if tr[0] == "transpose" and dict(tr[1]).get("axes") == (1, 0) and \
+                    _ndim(body, tr[2][0]) == 2 and _ndim(body, e_refs[1]) == 2:
+                found.append((i, "mm", (tr[2][0], e_refs[1])))
+        elif e_op == "sum" and e_attrs.get("axis") == (0,) and not e_attrs.get("keepdims"):
+            found.append((i, "sum", (e_refs[0],)))
+    # A factor that is a const or another carry's input is not a per-step value worth moving.
+    return [m for m in found if all(r >= 0 or -1 - r < ns for r in m[2])]
+
+
+def _ndim(body, r):
+    return len(body[0][-1 - r][1]) if r < 0 else len(body[1][r][3][1])
+
+
+def _move_sums(H, n, moves):
+    """Rebuild loop n of H without the carries in `moves`, their terms' factors stacked."""
+    from ..ir.tensor import Tensor
+    from ..ops import api as F
+    from ..ops.registry import get_op
+    d = H.nodes[n]
+    a = d["attrs"]
+    body, ns, nc = a["body"], a["n_seq"], a["n_carry"]
+    args = operands(H, n)
+    moved = {i for i, _, _ in moves}
+    kept = [i for i in range(nc) if i not in moved]
+    U = thaw(body)
+    ins, outs = list(U.graph["inputs"]), list(U.graph["outputs"])
+    n_in = len(ins)
+
+    def uid(r):
+        return ins[-1 - r] if r < 0 else n_in + r
+    old_ys = outs[nc:]
+    new_ys = []  # body node ids stacked as extra per-step outputs (unless already a y)
+    for _, _, factors in moves:
+        for r in factors:
+            if r >= 0 and uid(r) not in new_ys and uid(r) not in old_ys:
+                new_ys.append(uid(r))
+    body_outs = [outs[i] for i in kept] + outs[nc:] + new_ys
+    body_ins = ins[:ns] + [ins[ns + i] for i in kept] + ins[ns + nc:]
+    new_body = freeze(U, body_ins, body_outs)
+    new_args = args[:ns] + [args[ns + i] for i in kept] + args[ns + nc:]
+    attrs = dict(a, body=new_body, n_carry=len(kept))
+    t = get_op("loop").infer([H.nodes[x]["type"] for x in new_args], attrs)
+    new = next(fresh_ids(H))
+    H.add_node(new, **dict(d, attrs=attrs, type=t))
+    for port, x in enumerate(new_args):
+        H.add_edge(x, new, key=port)
+    g = builder(H)
+    ys_at = {u: len(kept) + k for k, u in enumerate(old_ys + new_ys)}  # part index
+    with g.emitting(d["phase"], d.get("origin"), d.get("trace")):
+        loop = Tensor(g, new)
+
+        def stacked(r):  # all steps of a factor: its sequence, or its new stack
+            if r < 0:
+                return Tensor(g, args[-1 - r])
+            return _part(loop, ys_at[uid(r)])
+        results = {}
+        for i, kind, factors in moves:
+            if kind == "mm":
+                p, q = (stacked(r) for r in factors)
+                p2 = F.reshape(p, (-1, p.type.shape[-1]))
+                q2 = F.reshape(q, (-1, q.type.shape[-1]))
+                total = F.matmul(F.transpose(p2, (1, 0)), q2)
+            else:
+                (q,) = (stacked(r) for r in factors)
+                total = F.sum(q, axis=(0, 1))
+            if H.nodes[args[ns + i]]["op"] != "zeros_like":  # a gradient starts from zeros
+                total = Tensor(g, args[ns + i]) + total
+            results[i] = total.id
+    for v in list(H._succ[n]):
+        j = H.nodes[v]["attrs"]["index"]
+        if j in results:
+            replace(H, v, results[j])
+            continue
+        H.nodes[v]["attrs"] = dict(H.nodes[v]["attrs"], index=kept.index(j) if j < nc
+                                   else j - len(moved))
+        for key in list(H._succ[n][v]):
+            H.remove_edge(n, v, key=key)
+            H.add_edge(new, v, key=0)
+    log(H, "accumulate_after", new)
+
+
+def _part(loop, index):
+    from ..ops.build import apply
+    return apply("part", [loop], index=index)

@@ -27,12 +27,22 @@ def optimize(G, level="O1", verify=False):
     """Run the pipeline for `level` ("O0", "O1", "O2"); with verify=True check after each pass."""
     if level not in PIPELINES:
         raise ArgumentError(f"optimize must be one of {sorted(PIPELINES)}, got {level!r}")
+    G = _run(G, level, verify)
+    if level != "O0":  # bodies get the same pipeline (flowc/passes/loops.py)
+        from .loops import (accumulate_after, dead_inputs, dead_ys, last_row_reads,
+                            merge_loops, optimize_bodies)
+        G = dead_ys(last_row_reads(merge_loops(G)))
+        moved = accumulate_after(G)
+        if moved is not G:  # the sums it moved out of loops meet the outer passes
+            G = _run(moved, level, verify)
+        G = dead_inputs(optimize_bodies(G, level))
+    return G
+
+
+def _run(G, level, verify):
     for p in PIPELINES[level]:
         G = p(G)
         if verify:
             from ..ir.verify import verify_unit
             verify_unit(G, after=p.__name__)
-    if level != "O0":  # bodies get the same pipeline (flowc/passes/loops.py)
-        from .loops import dead_ys, last_row_reads, merge_loops, optimize_bodies
-        G = optimize_bodies(dead_ys(last_row_reads(merge_loops(G))), level)
     return G
