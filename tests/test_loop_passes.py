@@ -116,3 +116,19 @@ def test_the_rnn_step_compiles_to_one_gemm_per_step_and_sums_after_the_loop():
     # x_t @ W is one product before the loop: the forward step's only slice is its row
     a = fwd[0]["attrs"]
     assert a["n_seq"] == 1 and a["body"][0][0] == ("float64", (B, H)), a["body"][0]
+
+
+def test_a_step_whose_sequence_work_cannot_be_batched_keeps_it():
+    """Theano's loop tutorial: a Jacobian row per step, T.grad(y[i], v) with i the slice.
+    The step reads no carry and holds a product, but take_grad has no batching rule over
+    its indices: the hoisting leaves the step as it was, and the rows are right."""
+    import flowc.theano as theano
+    import flowc.theano.tensor as T
+    v, A = T.vector(), T.matrix()
+    y = T.tanh(T.dot(v, A))
+    rows, _ = theano.scan(lambda i: T.grad(y[i], v), sequences=[T.arange(y.shape[0])])
+    f = theano.function([A, v], rows)
+    for _ in range(3):
+        Av, vv = rng.standard_normal((4, 3)), rng.standard_normal(4)
+        want = (1 - np.tanh(vv @ Av) ** 2)[:, None] * Av.T
+        np.testing.assert_allclose(f(Av, vv), want, rtol=1e-12, atol=1e-12)

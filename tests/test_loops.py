@@ -455,6 +455,14 @@ def test_theano_scan_refuses_a_sequence_shorter_than_its_taps():
     short = fc.constant(np.ones(2))
     with pytest.raises(ValueError, match="taps \\[-2, 0\\] need at least 3"):
         theano.scan(lambda a, b: a + b, sequences=dict(input=short, taps=[-2, 0]))
+    # A length known at run time only: the call fails, naming the sequence and its taps.
+    x = fc.input("x", (None,))
+    ys, _ = theano.scan(lambda a, b: a + b, sequences=dict(input=x, taps=[-2, 0]))
+    f = fc.function([x], ys)
+    close(f(np.arange(5.0)), [2.0, 4.0, 6.0])
+    with pytest.raises(ValueError, match=r"length of sequence 0 \(its taps \[-2, 0\] need at least 3"):
+        f(np.arange(2.0))
+    close(f(np.arange(3.0)), [2.0])
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -488,6 +496,17 @@ def test_a_stack_of_which_only_the_last_row_is_read_is_not_made(level):
     for _ in range(3):
         xv = rng.standard_normal((5, 3))
         close(f(xv), g(xv))
+    # With the gradient too: hs[-1]'s gradient reads the stack for its shape alone, so no
+    # loop stacks hs as a per-step output (the backward's saved carries are its own).
+    outs = [hs[-1] * 2.0] + fc.grad(fc.sum(hs[-1] ** 2), [W, x])
+    f = fc.function([x], outs, optimize=level)
+    g = fc.function([x], outs, optimize="O0")
+    fwd = [i for i in f.program.instrs if i.kernel == "loop" and not i.attrs.get("reverse")]
+    assert fwd and all(len(i.attrs["body"]["outputs"]) - i.attrs["n_carry"] <= 1 for i in fwd)
+    for _ in range(3):
+        xv = rng.standard_normal((5, 3))
+        for a, b in zip(f(xv), g(xv)):
+            close(a, b)
 
 
 def test_theano_scan_strict_refuses_a_shared_variable_not_passed_in():

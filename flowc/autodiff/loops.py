@@ -73,7 +73,7 @@ def loop_vjp(c):
 
     types = ([bout[nc + i] for i in gy] + bin_[:ns] + bin_[ns:ns + nc]
              + [inits[i].type for i in fc] + [consts[j].type for j in fk] + bin_[ns + nc:]
-             + (bin_[ns:ns + nc] if nxt else []))
+             + (bout[:nc] if nxt else []))  # the step's own types: as specific as it made them
     back_body, back_cap, _ = trace(graph, types, backward)
     used_next = []
     if nxt:  # the saved next carries the body reads become sequences after the saved ones
@@ -146,7 +146,7 @@ def _read_saved(graph, made, saved, placeholders, keep):
     G = graph.nx
     kept = {t.id for t in keep}
     for m, s in zip(made, saved):
-        if id(m) in placeholders or m.id in kept or m.id == s.id:
+        if id(m) in placeholders or m.id in kept or m.id == s.id or m.type != s.type:
             continue
         for _, v, key in list(G.out_edges(m.id, keys=True)):
             G.remove_edge(m.id, v, key=key)

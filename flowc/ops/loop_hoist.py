@@ -11,6 +11,7 @@ early, and the hoisted work would run for steps that never happen).
 from __future__ import annotations
 
 from ..ir.body import freeze, in_types, inputs_read, reorder_inputs, thaw
+from ..ir.errors import FlowcError
 
 # Products whose per-step calls are worth one call over all steps.
 CONTRACTIONS = frozenset({"matmul", "gemm", "tensordot", "einsum", "dot", "conv"})
@@ -56,8 +57,13 @@ def hoist_sequence_work(graph, body, seqs, others, ns, nc):
     ins = list(U.graph["inputs"])
     ids = [n_in + k for k in moved]
     values = list(seqs) + list(others)
-    stacked = batched_body(graph, freeze(U, ins, ids), values,
-                           [True] * ns + [False] * (n_in - ns), in_types(body))
+    first = graph._next_id
+    try:
+        stacked = batched_body(graph, freeze(U, ins, ids), values,
+                               [True] * ns + [False] * (n_in - ns), in_types(body))
+    except FlowcError:  # an op without a batching rule for this case: the step keeps it
+        graph.nx.remove_nodes_from([n for n in list(graph.nx.nodes) if n >= first])
+        return body, seqs, others
     fresh = []
     for k, n in enumerate(ids):
         new = max(U.nodes) + 1

@@ -17,8 +17,10 @@ from .cleanup import prune
 from .rewrite import copy_graph, log, operands, replace, roots, topo
 
 SHAPE_OF = {"broadcast_like": 1, "reshape_like": 1, "sum_like": 1}
-# Ops that read one operand for its shape alone: the port. shape and dim read nothing else.
-SHAPE_ONLY = dict(SHAPE_OF, shape=0, dim=0)
+# Ops that read one operand for its shape alone: the port. shape and dim read nothing else;
+# getitem_grad reads its operand's shape (and dtype: the repointing keeps the node's type),
+# so a gradient of hs[-1] does not keep a loop's whole stack of hs alive.
+SHAPE_ONLY = dict(SHAPE_OF, shape=0, dim=0, getitem_grad=0)
 
 
 def shape_read(G, consumer, port):

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from ..ir.tensor import Tensor
 from ..ops import api as F
 from ..ops.api_control import scan as fc_scan
-from ..ops.build import as_tensor
+from ..ops.build import apply, as_tensor
 from .unsupported import unsupported
 
 
@@ -56,8 +56,12 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
         if n is not None and n < hi - lo + 1:
             raise ValueError(f"scan: sequence {i} has {n} steps, but its taps {taps} need at "
                              f"least {hi - lo + 1}")
-    for x, taps in seqs:
+    for i, (x, taps) in enumerate(seqs):
+        n = _checked_steps(x, i, taps, hi - lo + 1)
         for t in taps:
+            if n is not None:  # the length is known at run time only: bounds from it
+                views.append(x[t - lo:n - (hi - t)])
+                continue
             end = t - hi if t - hi else None
             views.append(x[t - lo:end])
     if n_steps is not None and views:
@@ -189,3 +193,15 @@ def _split(res):
     if len(outs) == 1 and isinstance(outs[0], (list, tuple)):
         outs = list(outs[0])
     return outs, dict(updates), stop
+
+
+def _checked_steps(x, i, taps, need):
+    """None when x's length is known (checked at build time) or no tap reaches back; else
+    its length as an int64 scalar that fails the call, naming the sequence, when shorter
+    than its taps need (slicing would quietly run no steps)."""
+    if need <= 1 or not x.ndim or x.type.shape[0] is not None:
+        return None
+    n = apply("random_check", [F.cast(x.shape[0], "float64")], lo=float(need), hi=1e18,
+              what=f"scan: the length of sequence {i} (its taps {list(taps)} need at least "
+                   f"{need} steps)")
+    return F.cast(n, "int64")

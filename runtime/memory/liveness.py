@@ -10,7 +10,8 @@ from __future__ import annotations
 # shape when its bytes are reused, so such a read does not keep the bytes alive; gradients
 # hold `sum_like(g, x)` on forward activations, which would otherwise live all step.
 SHAPE_ONLY = {"sum_like": (1,), "broadcast_like": (1,), "reshape_like": (1,), "count": (0,),
-              "zeros_like": (0,), "ones_like": (0,), "shape": (0,), "dim": (0,)}
+              "zeros_like": (0,), "ones_like": (0,), "shape": (0,), "dim": (0,),
+              "getitem_grad": (0,)}
 
 
 def value_args(ins):
