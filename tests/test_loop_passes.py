@@ -67,7 +67,7 @@ def build(step_name, steps, reverse, save, level, truncate=-1):
 
 @pytest.mark.parametrize("step_name", sorted(STEPS))
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("save", ["carries", "residuals"])
+@pytest.mark.parametrize("save", ["carries", "products", "residuals"])
 def test_scan_fast_paths_match_the_unrolled_step(step_name, reverse, save):
     fast = {lv: build(step_name, None, reverse, save, lv) for lv in ("O1", "O2")}
     for call, steps in enumerate((4, 1, 0, 4)):

@@ -355,7 +355,7 @@ def test_theano_ifelse_is_lazy_and_differentiable():
     assert np.allclose(g(0.0, 1.0, np.ones((2, 2)), np.ones((2, 2))), 0.25)
 
 
-@pytest.mark.parametrize("save", ["carries", "residuals"])
+@pytest.mark.parametrize("save", ["carries", "products", "residuals"])
 @pytest.mark.parametrize("level", LEVELS)
 def test_both_memory_policies_give_the_same_gradients(save, level):
     x = fc.input("x", (None, 2, 3))

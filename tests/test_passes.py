@@ -147,3 +147,28 @@ def test_identity_matmul_is_dropped():
     X = np.arange(12.0).reshape(3, 4)
     for got in f(X):
         np.testing.assert_array_equal(got, X)
+
+
+def test_gradients_of_adjacent_slices_become_one_concatenation():
+    """An LSTM's four gate slices: their gradients fill one array as a concatenation
+    (adjacent_slice_grads, whole_slice_grad), against O0 on calls 1-3; slices with a gap,
+    overlapping ones and strided ones keep their getitem_grad and stay right."""
+    rng = np.random.default_rng(3)
+    with fc.Graph():
+        z = fc.input("z", (4, 12))
+        gates = [fc.sigmoid(z[:, :3]), fc.tanh(z[:, 3:6]), fc.exp(z[:, 6:9]) * 0.1,
+                 fc.sin(z[:, 9:])]
+        cost = fc.sum(gates[0] * gates[1] + gates[2] * gates[3])
+        odd = fc.sum(fc.sin(z[:, 1:4]) * fc.cos(z[:, 2:5])) + fc.sum(z[:, ::2] ** 2) \
+            + fc.sum(fc.exp(z[:, 8:10]))  # overlap, stride, a gap before 8
+        outs = fc.grad(cost, [z]) + fc.grad(odd, [z])
+        f1 = fc.function([z], outs, optimize="O1")
+        f0 = fc.function([z], outs, optimize="O0")
+        ops = [d["op"] for _, d in f1.graph.nodes(data=True)]
+        fired = {r[0] for r in f1.graph.graph["log"]}
+        assert {"adjacent_slice_grads", "whole_slice_grad"} <= fired, fired
+        assert "concatenate" in ops
+        for _ in range(3):
+            zv = rng.standard_normal((4, 12))
+            for a, b in zip(f1(zv), f0(zv)):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -1126,6 +1126,19 @@ def g_loop(g):
                   f"{{0}}, reverse={rev})[{part}]", f"scan_ref({{0}}, {rev}, {part})", [x])
 
 
+def g_gates(g):
+    """Adjacent slices of one value through different ops (an LSTM's gates): their gradients
+    meet as getitem_grads that the algebra merges into one concatenation."""
+    x = g.pick()
+    if x is None or not g.shape(x) or g.shape(x)[-1] < 2:
+        return None
+    k = int(g.rng.integers(1, g.shape(x)[-1]))
+    return g.step("gate_slices", f"fc.concatenate([fc.tanh({{0}}[..., :{k}]), "
+                  f"fc.sigmoid({{0}}[..., {k}:]) * 2.0], -1)",
+                  f"np.concatenate([np.tanh({{0}}[..., :{k}]), sig({{0}}[..., {k}:]) * 2.0], -1)",
+                  [x])
+
+
 def g_sizes(g):
     """Shapes as values: x.shape[0] (symbolic where the input's dim is declared None), and
     sizes read at run time from an int input n that holds x's first dim at every call."""
@@ -1163,7 +1176,7 @@ GENERATORS = [(g_unary, 6), (g_binary, 5), (g_compare, 1), (g_reduce, 2.5), (g_m
               (g_linalg, 0.5), (g_shape, 2.5), (g_const, 1.0), (g_random, 0.15),
               (g_round, 0.2), (g_divmod, 0.2), (g_xlogx, 0.15), (g_advindex, 0.3), (g_update, 0.5),
               (g_sort, 0.2), (g_compose, 0.4), (g_specify, 0.1), (g_stream, 0.3),
-              (g_sizes, 0.3), (g_loop, 0.2)]
+              (g_sizes, 0.3), (g_loop, 0.2), (g_gates, 0.2)]
 
 
 def generate(seed, large=False, skip=frozenset(), chain=None):

@@ -50,7 +50,7 @@ def loop_vjp(c):
     # With save="carries" the carries a step makes are the next step's saved ones: the
     # vjp reads those (tanh's derivative reads tanh's output) instead of recomputing them.
     n_gy, n_gc, n_k = len(gy), len(fc), len(bin_) - ns - nc
-    nxt = a["save"] == "carries"
+    nxt = a["save"] in ("carries", "products")
 
     def backward(*h):
         p = 0
@@ -83,16 +83,18 @@ def loop_vjp(c):
         back_body = reorder_inputs(back_body, list(range(head)) + [at + i for i in used_next]
                                    + list(range(head, at))
                                    + list(range(len(types), len(back_body[0]))))
-    layout = (n_gy, ns, nc, n_gc, len(fk))
-    residuals = split_residuals(back_body, layout) if a["save"] == "residuals" else None
+    layout = (n_gy, ns, nc + len(used_next), n_gc, len(fk))
+    residuals = split_residuals(back_body, layout, a["save"] == "products") \
+        if a["save"] in ("residuals", "products") else None
 
     # 2. The forward loop again, stacking what the backward loop reads: the carry each step
     # starts from, and with save="residuals" the step's values the vjp reads. Its first
     # results are the forward loop's own, so the optimizer merges the two.
     def forward(*h):
         outs = inline(body, graph, h)
-        extra = [] if residuals is None else inline(residuals[0], graph,
-                                                    list(h) + list(back_cap))
+        extra = [] if residuals is None else inline(
+            residuals[0], graph, list(h[:ns + nc]) + [outs[i] for i in used_next]
+            + list(h[ns + nc:]) + list(back_cap))
         return outs + [h[ns + i] for i in range(nc)] + list(extra)
     res_body, res_cap, _ = trace(graph, bin_, forward)
     if residuals is not None:  # the saved values are the step's own: one copy of each
@@ -101,8 +103,9 @@ def loop_vjp(c):
                 n_seq=ns, n_carry=nc, reverse=rev, length=a["length"], cond=a["cond"],
                 n_cond=a["n_cond"], save=a["save"])
     n_res = 0 if residuals is None else len(residuals[2])
-    saved = _parts(res, nc + ny, nc + n_res)
-    saved += [_next_rows(saved[i], apply("part", [res], index=i), rev) for i in used_next]
+    starts = _parts(res, nc + ny, nc)
+    saved = (starts + [_next_rows(starts[i], apply("part", [res], index=i), rev)
+                       for i in used_next] + _parts(res, nc + ny + nc, n_res))
     if a["cond"] is not None:  # the steps that ran: as many rows as the saved carries have
         seqs = [s[:saved[0].shape[0]] for s in seqs]
     if residuals is not None:  # the backward body reads the saved values instead
@@ -182,12 +185,15 @@ def _merged_duplicates(body):
     return freeze(U, list(U.graph["inputs"]), list(U.graph["outputs"]))
 
 
-def split_residuals(back_body, layout):
+def split_residuals(back_body, layout, products=False):
     """For save="residuals": (a body computing, from a step's slices, carries, consts and
     captured tensors, the values the backward body's vjp part reads; the backward body with
     those values as inputs (sequences after the saved carries); their count), or None when
     the vjp reads nothing worth saving. Values that depend on no slice or carry are left
-    to the backward body (stacking them would repeat one value every step)."""
+    to the backward body (stacking them would repeat one value every step).
+
+    products=True (save="products", JAX's dots_saveable): only the matrix products those
+    values are computed from are saved; the elementwise work between is recomputed."""
     from ..ir.body import freeze, thaw
     from ..ir.graph import downstream
     n_gy, ns, nc, n_gc, n_k = layout
@@ -201,12 +207,31 @@ def split_residuals(back_body, layout):
     outs = set(U.graph["outputs"])
     res = [n for n in U.nodes if n not in after and n in varying and n not in ins
            and (n in outs or any(v in after for v in U._succ[n]))]
+    if products:
+        res = _products_behind(U, res, set(ins))
     if not res:
         return None
     res.sort()
     body_r = freeze(U, fwd + consts, res)
     back = freeze(U, ins[:n_gy + ns + nc] + res + ins[n_gy + ns + nc:], U.graph["outputs"])
     return body_r, back, res
+
+
+def _products_behind(U, needed, ins):
+    """The matrix products the `needed` values are computed from: walking up from them,
+    stop at each product (kept) and at the inputs."""
+    from ..ops.loop_hoist import CONTRACTIONS
+    found, seen, stack = set(), set(), list(needed)
+    while stack:
+        n = stack.pop()
+        if n in seen or n in ins:
+            continue
+        seen.add(n)
+        if U.nodes[n]["op"] in CONTRACTIONS:
+            found.add(n)
+            continue
+        stack.extend(U._pred[n])
+    return list(found)
 
 
 def loop_jvp(c):

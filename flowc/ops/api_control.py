@@ -33,7 +33,7 @@ def _graph_of(values):
     return default_graph()
 
 
-def scan(f, init, xs=None, length=None, reverse=False, save="carries", truncate=-1,
+def scan(f, init, xs=None, length=None, reverse=False, save="products", truncate=-1,
          carried=None, cond=None, allowed_params=None):
     """Run f(carry, x) -> (new_carry, y) once per step: x is the step's slice of xs (a
     tensor, a tuple/list of them, or None with `length` steps), carry a tensor or a
@@ -46,12 +46,16 @@ def scan(f, init, xs=None, length=None, reverse=False, save="carries", truncate=
     theano.scan threads a shared variable that f updates). `cond(carry)`, when given, runs
     each step only while it is true (checked before the step; see while_loop).
 
-    `save` is what reverse mode keeps per step: "carries" (the default: only the carry each
-    step starts from; the backward loop recomputes the step) or "residuals" (every value of
-    the step its derivative reads: nothing recomputed, more memory). tools/bench_loops.py,
-    timing the two interleaved over several runs, measured an RNN step's carries/residuals
-    ratio anywhere from 0.83 to 1.17 and an LSTM step level: no reliable difference in time,
-    so the default keeps less. save=("every", k) checkpoints: a loop over chunks of k steps
+    `save` is what reverse mode keeps per step, besides the carry each step starts from
+    (the carry a step makes is the next one's, so the backward pass never recomputes it):
+    "products" (the default, JAX's dots_saveable: the matrix products the derivative needs,
+    e.g. an LSTM's gate pre-activations; the elementwise work between is recomputed),
+    "carries" (nothing more: the backward loop recomputes the rest of the step, products
+    included) or "residuals" (every value of the step the derivative reads: nothing
+    recomputed, the most memory). tools/bench_loops.py measures them against hand-written
+    NumPy BPTT; an LSTM step (T=28, B=64, H=128) ran products 1.36x, carries 1.51x and
+    residuals 1.55x the hand step, and an RNN step saves no product (products = carries).
+    save=("every", k) checkpoints: a loop over chunks of k steps
     whose body is a loop over the k steps, so the backward pass keeps one carry per chunk and
     one chunk's carries at a time (memory about T/k + k carries, one more forward pass).
     `truncate=k` (k >= 0) differentiates through the last k steps only (Theano's
@@ -60,9 +64,9 @@ def scan(f, init, xs=None, length=None, reverse=False, save="carries", truncate=
     an error naming it."""
     if isinstance(save, tuple) and len(save) == 2 and save[0] == "every":
         return _checkpointed(f, init, xs, length, reverse, save[1], truncate, carried, cond)
-    if save not in ("residuals", "carries"):
-        raise op_error("scan", [], f"save must be 'residuals', 'carries' or ('every', k), "
-                       f"got {save!r}")
+    if save not in ("residuals", "carries", "products"):
+        raise op_error("scan", [], f"save must be 'carries', 'products', 'residuals' or "
+                       f"('every', k), got {save!r}")
     ckind, carries = _flat(init, "init")
     xkind, seqs = _flat(xs, "xs")
     if ckind is None:

@@ -140,7 +140,7 @@ def _part_batch(c):
 register(OpDef("loop", None, _loop_infer, attrs={"body": REQUIRED, "n_seq": 0, "n_carry": 0,
                                                   "reverse": False, "length": None,
                                                   "stack_axis": 0, "cond": None, "n_cond": 0,
-                                                  "save": "carries", "truncate": -1},
+                                                  "save": "products", "truncate": -1},
                vjp=_rule("loop_vjp"), jvp=_rule("loop_jvp"), batch=_rule("loop_batch"),
                doc="a body run once per step over sequences and carries (scan, fori_loop)"))
 register(OpDef("cond", None, _cond_infer, attrs={"branches": REQUIRED},

@@ -131,6 +131,71 @@ RULES = [
 ]
 
 
+def _slices(G, n):
+    """The (start, stop) per axis of getitem_grad n's index when every item is a plain slice
+    (int bounds, step 1) over a known dim, else None."""
+    d = G.nodes[n]
+    shape = d["type"].shape
+    index = d["attrs"]["index"]
+    if len(index) > len(shape):
+        return None
+    out = []
+    for k, dim in enumerate(shape):
+        it = index[k] if k < len(index) else ("slice", None, None, None)
+        if it[0] != "slice" or dim is None or "arg" in it[1:]:
+            return None
+        start, stop, step = slice(*it[1:]).indices(dim)
+        if step != 1 or stop < start:
+            return None
+        out.append((start, stop))
+    return out
+
+
+def _adjacent_slice_grads(G, n, a):
+    """add(getitem_grad(x, g1, [.., i:j, ..]), getitem_grad(x, g2, [.., j:k, ..])) ->
+    getitem_grad(x, concatenate([g1, g2]), [.., i:k, ..]): an LSTM's gate gradients fill
+    one zeroed array with a concatenation instead of four zero fills and a sum."""
+    if len(a) != 2 or _op(G, a[0]) != "getitem_grad" or _op(G, a[1]) != "getitem_grad":
+        return None
+    (x1, g1), (x2, g2) = operands(G, a[0]), operands(G, a[1])
+    s1, s2 = _slices(G, a[0]), _slices(G, a[1])
+    if s1 is None or s2 is None or G.nodes[x1]["type"] != G.nodes[x2]["type"]:
+        return None
+    differ = [k for k, (u, v) in enumerate(zip(s1, s2)) if u != v]
+    if len(differ) != 1:
+        return None
+    k = differ[0]
+    if s2[k][1] == s1[k][0]:  # g2's rows come first
+        (g1, s1), (g2, s2) = (g2, s2), (g1, s1)
+    if s1[k][1] != s2[k][0]:
+        return None
+    parts = []
+    for g in (g1, g2):  # splice a concatenation along k made by an earlier merge
+        parts += operands(G, g) if _op(G, g) == "concatenate" and \
+            G.nodes[g]["attrs"]["axis"] == k and G.out_degree(g) == 1 else [g]
+    index = tuple(("slice", lo, hi, None) for lo, hi in s1[:k] + [(s1[k][0], s2[k][1])]
+                  + s1[k + 1:])
+
+    def make(t):
+        return F.apply("getitem_grad", [t[0], F.concatenate(t[1:], axis=k)], index=index)
+    return _build(G, n, make, [x1] + parts)
+
+
+def _whole_slice_grad(G, n, a):
+    """getitem_grad(x, g, [full slices]) -> g (a gradient that fills every element)."""
+    s = _slices(G, n)
+    shape = G.nodes[n]["type"].shape
+    if s is None or any(lo != 0 or hi != dim for (lo, hi), dim in zip(s, shape)):
+        return None
+    return a[1] if G.nodes[a[1]]["type"] == G.nodes[n]["type"] else None
+
+
+RULES += [
+    ("adjacent_slice_grads", "add", _adjacent_slice_grads),
+    ("whole_slice_grad", "getitem_grad", _whole_slice_grad),
+]
+
+
 def _unneg(G, n, a, port, make):
     """If operand `port` of n is -u: n rebuilt as make(x, y) with u in that operand's place."""
     if _op(G, a[port]) != "neg":
