@@ -13,7 +13,7 @@ from .checked import CheckError
 from .function import Function, function
 from .gradcheck import check_grad, numerical_grad
 from .ir.errors import (ArgumentError, FlowcError, GradError, GraphError, InputError,
-                        InputShapeError, ShapeError)
+                        InputShapeError, MissingInputError, ShapeError)
 from .ir.graph import Graph, default_graph
 from .ir.tensor import Shape, Tensor
 from .ir.types import TensorType

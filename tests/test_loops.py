@@ -514,7 +514,7 @@ def test_theano_scan_strict_refuses_a_shared_variable_not_passed_in():
     import flowc.theano.tensor as T
     W = theano.shared(np.eye(2) * 3.0, name="W")
     m = T.dmatrix("m")
-    with pytest.raises(fc.ShapeError, match="not among non_sequences.*W"):
+    with pytest.raises(fc.MissingInputError, match="not among non_sequences.*W"):
         theano.scan(lambda x: T.dot(x, W), sequences=[m], strict=True)
     out, _ = theano.scan(lambda x, w: T.dot(x, w), sequences=[m], non_sequences=[W],
                          strict=True)

@@ -7,7 +7,7 @@ failed, a call with bad inputs).
 from flowc_runtime.errors import FlowcError
 
 __all__ = ["ArgumentError", "FlowcError", "GradError", "GraphError", "InputError",
-           "InputShapeError", "ShapeError"]
+           "InputShapeError", "MissingInputError", "ShapeError"]
 
 
 class ShapeError(FlowcError, ValueError):
@@ -16,6 +16,11 @@ class ShapeError(FlowcError, ValueError):
 
 class GraphError(FlowcError, ValueError):
     """A graph breaks the IR schema (unknown op, cycle, bad ports, bad attrs)."""
+
+
+class MissingInputError(ShapeError):
+    """A loop's step reads a value it was not given (theano.scan(strict=True): a shared
+    variable missing from non_sequences); Theano's name for it."""
 
 
 class GradError(FlowcError, ValueError):

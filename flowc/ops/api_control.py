@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..ir.body import trace, with_inputs
+from ..ir.errors import MissingInputError
 from ..ir.graph import default_graph
 from ..ir.tensor import Tensor
 from ..ir.types import TensorType
@@ -126,7 +127,8 @@ def scan(f, init, xs=None, length=None, reverse=False, save="products", truncate
         stray = [t for t in captured if t.op == "param" and t.id not in ok]
         if stray:
             raise op_error("scan", stray, "the step reads a shared variable that is not among "
-                           f"non_sequences (strict=True): {stray[0].name or stray[0].describe()}")
+                           f"non_sequences (strict=True): {stray[0].name or stray[0].describe()}",
+                           MissingInputError)
     starts = [_next_key(t) for t in states]
     test, test_args = None, []
     if cond is not None:
