@@ -175,9 +175,7 @@ class Executable:
             i = self._line_instr.get(line)
         if i is None:
             return kernel_error(e, f"{type(e).__name__}: {e}")
-        ins = self.program.instrs[i]
-        return kernel_error(e, f"instruction {i} ({ins.kernel}) for {ins.where} failed: "
-                            f"{type(e).__name__}: {e}")
+        return kernel_error(e, instr_message(self.program, i, e))
 
 
 def _trusted(x):
@@ -258,6 +256,20 @@ def _group_call(program, members, g, buffered):
     return f"{outs}, = _grp{g}({args})"
 
 
+def alloc_statement(k, ins, kind):
+    """(`sOUT = kernel_k(sA, ..)`, its comment): instruction k with a fresh result (no out=)."""
+    # A 0-d reduction returns a NumPy scalar; keep a 0-d array so it can be a buffer.
+    call = _call(k, ins)
+    wrap = ("_arr(", ")") if kind == "out" and not ins.shape else ("", "")
+    return f"s{_n(ins.out)} = {wrap[0]}{call}){wrap[1]}", _comment(k, ins)
+
+
+def instr_message(program, i, e):
+    """`instruction i (kernel) for WHERE failed: Type: message`, as errors name a kernel."""
+    ins = program.instrs[i]
+    return f"instruction {i} ({ins.kernel}) for {ins.where} failed: {type(e).__name__}: {e}"
+
+
 def _generate(program, kinds, single, timed, groups=(), check=False):
     """Python source of `run(*inputs)` (or `run_timed`), and its line → instruction map.
     `check`: hand every slot's array to `_vchk` before the commits (runtime/memory/verify.py)."""
@@ -281,12 +293,6 @@ def _generate(program, kinds, single, timed, groups=(), check=False):
     lines.append(f"    key = ({sig}{',' if sig else ''})")
     lines.append("    B = _bufs.get(key)")
     lines.append("    if B is None:")
-
-    def alloc(k, ins, kind):
-        # A 0-d reduction returns a NumPy scalar; keep a 0-d array so it can be a buffer.
-        call = _call(k, ins)
-        wrap = ("_arr(", ")") if kind == "out" and not ins.shape else ("", "")
-        return f"s{_n(ins.out)} = {wrap[0]}{call}){wrap[1]}", _comment(k, ins)
 
     def buffer(k, ins, kind):
         call = _call(k, ins)
@@ -326,7 +332,7 @@ def _generate(program, kinds, single, timed, groups=(), check=False):
                  f"loop group of instructions {k}-{members[-1]}", "            ")
 
     # Allocating body: the first call with these shapes; its arrays seed the memory plan.
-    body(alloc, False)
+    body(alloc_statement, False)
     lines.append("        B = _plan(key, {" + ", ".join(f"{_n(s)}: s{_n(s)}" for s in buffered)
                  + "})")
     lines.append("    else:")

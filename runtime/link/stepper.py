@@ -55,7 +55,8 @@ class Stepper:
             except Exception as e:  # say which instruction and whose line, as the linker does
                 raise kernel_error(e, f"instruction {k} ({ins.kernel}) for {ins.where} failed: "
                                    f"{type(e).__name__}: {e}") from e
-            if not isinstance(value, np.ndarray):  # 0-d reductions give NumPy scalars
+            # 0-d reductions give NumPy scalars; a loop's or cond's value is a tuple of parts.
+            if not isinstance(value, (np.ndarray, tuple)):
                 value = np.asarray(value)
             slots[ins.out] = value
             yield k, value
