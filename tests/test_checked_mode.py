@@ -267,3 +267,17 @@ def test_rounding_at_relus_kink_is_not_a_difference():
     for _ in range(3):
         for a, b in zip(fast(Z), checked(Z)):
             np.testing.assert_array_equal(a, b)
+
+
+def test_check_mode_runs_a_loop_and_checks_its_parts():
+    """A loop's value is a tuple: the checker compares the parts read from it (a crash on
+    the tuple before)."""
+    x = fc.input("x", (None, 3))
+    W = fc.param("W", np.eye(3) * 0.5)
+    h, hs = fc.scan(lambda h, xt: (fc.tanh(xt @ W + h),) * 2, fc.zeros((3,)), x)
+    outs = [h, fc.grad(fc.sum(hs), W)]
+    f, ref = fc.function([x], outs, mode="check"), fc.function([x], outs, optimize="O0")
+    for n in (4, 2, 4):
+        xv = np.random.default_rng(n).standard_normal((n, 3))
+        for a, b in zip(f(xv), ref(xv)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
