@@ -1007,5 +1007,52 @@ def _rnn_jvp_ref(x, t, w):
     hm = _rnn_ref(x - e * t, np.zeros(2), w)[1]
     return (hp - hm) / (2 * e)
 
+def conv_ref(x, w, stride, pad, dilation, lhs_dilation, groups, flip):
+    """y = conv(x, w) by the definition, one output element at a time (float64)."""
+    nd = x.ndim - 2
+    N, C = x.shape[:2]; O = w.shape[0]; K = w.shape[2:]
+    S = x.shape[2:]
+    Hu = [(h-1)*u+1 for h,u in zip(S, lhs_dilation)]
+    xd = np.zeros((N, C) + tuple(Hu)); xd[(slice(None),)*2 + tuple(slice(None,None,u) for u in lhs_dilation)] = x
+    osz = [(hu + lo + hi - d*(k-1) - 1)//s + 1 for hu,(lo,hi),d,k,s in zip(Hu, pad, dilation, K, stride)]
+    y = np.zeros((N, O) + tuple(osz))
+    Cg, Og = C // groups, O // groups
+    for n in range(N):
+        for o in range(O):
+            gr = o // Og
+            for p in itertools.product(*map(range, osz)):
+                acc = 0.0
+                for c in range(Cg):
+                    for i in itertools.product(*map(range, K)):
+                        pos = [pp*s + ii*d - lo for pp,s,ii,d,(lo,hi) in zip(p, stride, i, dilation, pad)]
+                        if all(0 <= q < hu for q,hu in zip(pos, Hu)):
+                            wi = tuple(k-1-ii for ii,k in zip(i,K)) if flip else i
+                            acc += w[(o, c) + wi] * xd[(n, gr*Cg + c) + tuple(pos)]
+                y[(n, o) + p] = acc
+    return y
+
+
+def _conv_row(name, xs, ws, **a):
+    """A conv row: fc.conv with attrs a, against the loop reference."""
+    nd = len(ws) - 2
+    full = dict(stride=(1,) * nd, pad=((0, 0),) * nd, dilation=(1,) * nd,
+                lhs_dilation=(1,) * nd, groups=1, flip=False)
+    full.update(a)
+    S(name, lambda x, w: fc.conv(x, w, stride=full["stride"], padding=full["pad"],
+                                 dilation=full["dilation"], groups=full["groups"],
+                                 lhs_dilation=full["lhs_dilation"], flip=full["flip"]),
+      [A(*xs), A(*ws)], lambda x, w: conv_ref(x, w, **full))
+
+
+_conv_row("conv1d_input_dilated_flipped", (2, 3, 5), (2, 3, 3), lhs_dilation=(2,), flip=True,
+          pad=((1, 2),))
+_conv_row("conv2d_strided_grouped", (2, 4, 7, 6), (6, 2, 3, 2), stride=(2, 1),
+          pad=((1, 0), (2, -1)), dilation=(1, 2), groups=2)
+_conv_row("conv2d_depthwise", (1, 3, 5, 5), (3, 1, 3, 3), groups=3, pad=((1, 1), (1, 1)))
+_conv_row("conv3d", (1, 2, 4, 3, 3), (2, 2, 2, 2, 2), stride=(1, 2, 1), pad=((0, 1),) * 3)
+S("conv2d_batch_unknown", lambda x, w: fc.conv2d(x, w, padding=1),
+  [A(2, 2, 4, 4, decl=(None, 2, 4, 4)), A(3, 2, 3, 3)],
+  lambda x, w: conv_ref(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1), 1, False))
+
 BY_NAME = {s.name: s for s in SAMPLES}
 assert len(BY_NAME) == len(SAMPLES), "two op samples share a name"

@@ -290,6 +290,11 @@ from .gemm import gemm as _gemm  # noqa: E402
 
 KERNELS["gemm"] = Kernel(_gemm, "out")
 
+# N-D convolution: im2col by strided copies, then one GEMM per group.
+from .conv import make_conv  # noqa: E402
+
+KERNELS["conv"] = Kernel(make_conv(np), "out")
+
 # The product of the other elements (prod's derivatives), with no division.
 from .prod_others import kernel as _prod_others  # noqa: E402
 

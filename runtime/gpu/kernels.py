@@ -21,6 +21,7 @@ from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
 from ..cpu.kernels_extra import range_problem
 from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape, updated_copy
 from ..cpu.kernels_shape import table as _shape_table
+from ..cpu.conv import make_conv
 from ..cpu.loops import make_cond, make_loop
 from ..cpu.gemm import broadcast_gemm
 from ..cpu.prod_others import kernel as _prod_others
@@ -431,6 +432,8 @@ KERNELS["loop"] = Kernel(None, "view", prepare=make_loop("gpu", cp))
 KERNELS["cond"] = Kernel(None, "view", prepare=make_cond("gpu"))
 KERNELS["part"] = Kernel(lambda t, index: t[index], "view")
 KERNELS["select"] = Kernel(lambda t, indices: tuple(t[i] for i in indices), "view")
+# Convolution: the NumPy kernel's algorithm on device arrays (strided copies, cuBLAS GEMMs).
+KERNELS["conv"] = Kernel(make_conv(cp), "out")
 
 
 # -- the CuPy-function evaluation of expressions the generator does not cover (float16, ...) --

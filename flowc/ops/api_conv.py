@@ -1,0 +1,70 @@
+"""Convolutions as users write them: fc.conv (any number of spatial dims), conv1d, conv2d,
+conv3d, with PyTorch's argument names (a correlation unless flip=True), on the `conv` op."""
+from __future__ import annotations
+
+from .build import as_tensor, op_error
+from .conv import conv as _conv
+
+
+def _per_dim(name, v, nd, fn):
+    """An int for every spatial dim, or one per dim."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v,) * nd
+    if isinstance(v, (tuple, list)) and len(v) == nd and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in v):
+        return tuple(v)
+    raise op_error(fn, [], f"{name} must be an int or {nd} ints, got {v!r}")
+
+
+def _pads(padding, nd, kernel, dilation, stride, fn):
+    """((lo, hi), ...) from an int, "valid", "same", ints per dim or (lo, hi) pairs."""
+    if padding == "valid":
+        return ((0, 0),) * nd
+    if padding == "same":
+        if any(s != 1 for s in stride):
+            raise op_error(fn, [], f"padding='same' needs stride 1, got stride {stride}")
+        total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return tuple((t // 2, t - t // 2) for t in total)  # the extra pad at the end
+    if isinstance(padding, (tuple, list)) and len(padding) == nd and all(
+            isinstance(p, (tuple, list)) and len(p) == 2 for p in padding):
+        return tuple((int(lo), int(hi)) for lo, hi in padding)
+    return tuple((p, p) for p in _per_dim("padding", padding, nd, fn))
+
+
+def conv(x, w, stride=1, padding=0, dilation=1, groups=1, lhs_dilation=1, flip=False,
+         fn="conv"):
+    """Convolution of x (N, C, *spatial) with w (O, C/groups, *kernel): a correlation (as in
+    PyTorch and JAX) unless flip=True (a true convolution, Theano's filter_flip). padding:
+    an int, ints per dim, (lo, hi) pairs per dim (negative crops), "valid" or "same";
+    lhs_dilation spreads the input (the stride of a transposed conv)."""
+    x, w = as_tensor(x), as_tensor(w)
+    nd = w.ndim - 2
+    if nd < 1 or x.ndim != w.ndim:
+        raise op_error(fn, [x, w], "expected x (N, C, *spatial) and w (O, C/groups, "
+                       "*kernel) of the same rank >= 3")
+    stride = _per_dim("stride", stride, nd, fn)
+    dilation = _per_dim("dilation", dilation, nd, fn)
+    pad = _pads(padding, nd, w.type.shape[2:], dilation, stride, fn)
+    if not isinstance(groups, int) or isinstance(groups, bool):
+        raise op_error(fn, [], f"groups must be an int, got {groups!r}")
+    return _conv(x, w, stride=stride, pad=pad, dilation=dilation,
+                 lhs_dilation=_per_dim("lhs_dilation", lhs_dilation, nd, fn), groups=groups,
+                 flip=bool(flip))
+
+
+def _of_rank(nd, name):
+    def f(x, w, stride=1, padding=0, dilation=1, groups=1, flip=False):
+        w = as_tensor(w)
+        if w.ndim != nd + 2:
+            raise op_error(name, [w], f"expected a weight of rank {nd + 2} (O, C/groups, "
+                           f"{', '.join('k' + str(i) for i in range(nd))}), got rank {w.ndim}")
+        return conv(x, w, stride, padding, dilation, groups, flip=flip, fn=name)
+    f.__name__ = name
+    f.__doc__ = (f"{nd}-D convolution of x (N, C, {nd} spatial dims) with w (O, C/groups, "
+                 f"{nd} kernel dims); see fc.conv for the arguments.")
+    return f
+
+
+conv1d = _of_rank(1, "conv1d")
+conv2d = _of_rank(2, "conv2d")
+conv3d = _of_rank(3, "conv3d")

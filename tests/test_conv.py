@@ -1,0 +1,126 @@
+"""The conv op against its definition in loops (tests/conv_ref.py) over a random grid of
+geometries (strides not dividing the size, asymmetric and negative pads, kernel and input
+dilation, groups, flip, 1-3 spatial dims), values and both gradients at O0 and O2 on calls
+1-3; per-example gradients by batching; the errors for bad geometry."""
+import numpy as np
+import pytest
+
+import flowc as fc
+from opinfo import conv_ref
+
+rng = np.random.default_rng(14)
+
+
+def random_case(r):
+    """One geometry: (x shape, w shape, attrs) with an output of at least one element."""
+    while True:
+        nd = int(r.integers(1, 4))
+        groups = int(r.choice([1, 2]))
+        cg, og = int(r.integers(1, 3)), int(r.integers(1, 3))
+        K = tuple(int(k) for k in r.integers(1, 4, nd))
+        S = tuple(int(s) for s in r.integers(2, 7 if nd < 3 else 5, nd))
+        a = dict(stride=tuple(int(v) for v in r.integers(1, 3, nd)),
+                 pad=tuple((int(lo), int(hi)) for lo, hi in r.integers(-1, 3, (nd, 2))),
+                 dilation=tuple(int(v) for v in r.integers(1, 3, nd)),
+                 lhs_dilation=tuple(int(v) for v in r.integers(1, 3, nd)),
+                 groups=groups, flip=bool(r.integers(2)))
+        sizes = [((h - 1) * u + 1 + lo + hi - d * (k - 1) - 1) // s + 1 for h, k, s, (lo, hi), d, u
+                 in zip(S, K, a["stride"], a["pad"], a["dilation"], a["lhs_dilation"])]
+        if min(sizes) >= 1:
+            return (2, groups * cg) + S, (groups * og, cg) + K, a
+
+
+def build(xs, ws, a, level):
+    x, w = fc.input("x", (None,) + xs[1:]), fc.input("w", ws)
+    y = fc.conv(x, w, stride=a["stride"], padding=a["pad"], dilation=a["dilation"],
+                groups=a["groups"], lhs_dilation=a["lhs_dilation"], flip=a["flip"])
+    cost = fc.sum(fc.sin(y) * y)
+    return fc.function([x, w], [y] + fc.grad(cost, [x, w]), optimize=level)
+
+
+def directional(fn, args, grads, r, eps=1e-6):
+    """<grad, v> against the central difference of fn along v, for a random v per operand
+    (a few reference calls instead of two per element)."""
+    vs = [r.standard_normal(a.shape) for a in args]
+    plus = fn(*[a + eps * v for a, v in zip(args, vs)])
+    minus = fn(*[a - eps * v for a, v in zip(args, vs)])
+    want = (plus - minus) / (2 * eps)
+    got = sum(float(np.sum(g * v)) for g, v in zip(grads, vs))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_conv_and_its_gradients_match_the_definition(seed):
+    r = np.random.default_rng(seed)
+    xs, ws, a = random_case(r)
+    fs = {lv: build(xs, ws, a, lv) for lv in ("O0", "O2")}
+
+    def cost(p, q):
+        y = conv_ref(p, q, **a)
+        return float(np.sum(np.sin(y) * y))
+    for call in range(3):
+        n = (2, 1, 3)[call]
+        xv, wv = r.standard_normal((n,) + xs[1:]), r.standard_normal(ws)
+        want = conv_ref(xv, wv, **a)
+        for lv, f in fs.items():
+            y, gx, gw = f(xv, wv)
+            np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12, err_msg=f"{lv} {a}")
+            directional(cost, [xv, wv], [gx, gw], r)
+            directional(lambda p: cost(p, wv), [xv], [gx], r)  # each gradient on its own too
+            directional(lambda q: cost(xv, q), [wv], [gw], r)
+
+
+def test_float32_same_padding_and_the_rank_named_functions():
+    x = fc.input("x", (None, 3, 9, 8), "float32")
+    w = fc.param("w", rng.standard_normal((4, 3, 3, 2)).astype(np.float32))
+    y = fc.conv2d(x, w, padding="same", dilation=(2, 1))
+    assert y.type.shape == (None, 4, 9, 8) and y.dtype == "float32"
+    f = fc.function([x], y)
+    xv = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    want = conv_ref(xv.astype(np.float64), w.get_value().astype(np.float64), (1, 1),
+                    ((2, 2), (0, 1)), (2, 1), (1, 1), 1, False)
+    for _ in range(3):
+        np.testing.assert_allclose(f(xv), want, rtol=1e-5, atol=1e-5)
+    x1 = fc.input("x1", (2, 1, 7))
+    assert fc.conv1d(x1, fc.constant(np.ones((1, 1, 3))), stride=2).type.shape == (2, 1, 3)
+    x3 = fc.input("x3", (1, 1, 3, 3, 3))
+    assert fc.conv3d(x3, fc.constant(np.ones((2, 1, 2, 2, 2)))).type.shape == (1, 2, 2, 2, 2)
+
+
+def test_per_example_weight_gradients_by_batching():
+    """grad of one example's loss for each example at once: the batched gradient is one
+    grouped conv (both operands batched), equal to looping over the examples."""
+    w = fc.input("w", (3, 2, 2, 2))
+    xb = fc.input("xb", (4, 1, 2, 5, 5))  # 4 examples, each a batch of 1
+
+    x1 = fc.input("x1", (1, 2, 5, 5))
+    one = fc.grad(fc.sum(fc.tanh(fc.conv2d(x1, w, stride=2, padding=1))), w)
+    per = fc.batch(one, {x1: xb})
+    f = fc.function([xb, w], per)
+    xv, wv = rng.standard_normal((4, 1, 2, 5, 5)), rng.standard_normal((3, 2, 2, 2))
+    for i in range(4):
+        num = fc.numerical_grad(lambda q: float(np.tanh(conv_ref(
+            xv[i], q, (2, 2), ((1, 1), (1, 1)), (1, 1), (1, 1), 1, False)).sum()), [wv])[0]
+        np.testing.assert_allclose(f(xv, wv)[i], num, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: fc.conv2d(fc.input("x", (1, 3, 5, 5)), fc.input("w", (2, 2, 3, 3))),
+     "w needs 3 input channels per group"),
+    (lambda: fc.conv2d(fc.input("x", (1, 4, 5, 5)), fc.input("w", (3, 2, 3, 3)), groups=2),
+     "groups=2 must divide"),
+    (lambda: fc.conv2d(fc.input("x", (1, 1, 2, 5)), fc.input("w", (1, 1, 3, 3))),
+     "larger than spatial dim 0"),
+    (lambda: fc.conv2d(fc.input("x", (1, 1, 5, 5)), fc.input("w", (1, 1, 3, 3)), stride=0),
+     "stride must be at least 1"),
+    (lambda: fc.conv2d(fc.input("x", (1, 5, 5)), fc.input("w", (1, 1, 3, 3))),
+     "same rank"),
+    (lambda: fc.conv2d(fc.input("x", (1, 1, 5, 5)), fc.input("w", (1, 1, 3))),
+     "rank 4"),
+    (lambda: fc.conv2d(fc.input("x", (1, 1, 5, 5)), fc.input("w", (1, 1, 3, 3)), stride=2,
+                       padding="same"), "needs stride 1"),
+])
+def test_bad_geometry_is_an_error_naming_the_op_and_the_line(make, match):
+    with pytest.raises(fc.ShapeError, match=match) as e:
+        make()
+    assert "test_conv.py" in str(e.value)
