@@ -124,3 +124,21 @@ def test_bad_geometry_is_an_error_naming_the_op_and_the_line(make, match):
     with pytest.raises(fc.ShapeError, match=match) as e:
         make()
     assert "test_conv.py" in str(e.value)
+
+
+@pytest.mark.parametrize("mode,pad", [("valid", (0, 0)), ("full", (2, 3)), ("half", (1, 2)),
+                                      (1, (1, 1)), ((2, 0), (2, 0))])
+def test_theano_conv2d_border_modes_flip_by_default(mode, pad):
+    import flowc.theano as theano
+    import flowc.theano.tensor as T
+    x, w = T.tensor4("x"), T.tensor4("w")
+    f = theano.function([x, w], T.nnet.conv2d(x, w, border_mode=mode, subsample=(1, 2),
+                                               filter_shape=(3, 2, 3, 4)))
+    xv, wv = rng.standard_normal((2, 2, 6, 7)), rng.standard_normal((3, 2, 3, 4))
+    want = conv_ref(xv, wv, (1, 2), tuple((p, p) for p in pad), (1, 1), (1, 1), 1, True)
+    for _ in range(2):
+        np.testing.assert_allclose(f(xv, wv), want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="border_mode"):
+        T.nnet.conv2d(x, w, border_mode="same", filter_shape=(3, 2, 3, 4))
+    with pytest.raises(ValueError, match="pass filter_shape="):
+        T.nnet.conv2d(x, w)

@@ -34,6 +34,52 @@ def categorical_crossentropy(coding_dist, true_dist):
     unsupported(f"categorical_crossentropy with targets of type {true_dist.type}")
 
 
+def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="valid",
+           subsample=(1, 1), filter_flip=True, image_shape=None, filter_dilation=(1, 1),
+           num_groups=1, unshared=False, **kwargs):
+    """Theano's 2-D convolution of input (batch, channels, rows, cols) with filters (out,
+    channels / num_groups, rows, cols): a true convolution by default (filter_flip=True).
+    border_mode: 'valid', 'full', 'half', an int or (rows, cols) pads, as in Theano."""
+    from ...ops.api_conv import conv
+    if unshared:
+        unsupported("theano.tensor.nnet.conv2d(unshared=True)")
+    if kwargs:
+        unsupported(f"theano.tensor.nnet.conv2d({', '.join(sorted(kwargs))}=...)")
+    filters = F.as_tensor(filters)
+    if None in filters.type.shape[1:]:
+        if filter_shape is None or None in tuple(filter_shape)[1:]:
+            raise ValueError(f"conv2d needs the filters' size when the graph is built: "
+                             f"filters are {filters.type.short()}; pass filter_shape= or "
+                             f"use a shared variable")
+        from ...ops.api_vocab import specify_shape
+        filters = specify_shape(filters, tuple(filter_shape))
+    dil = _pair("filter_dilation", filter_dilation)
+    k = [d * (n - 1) + 1 for d, n in zip(dil, filters.type.shape[2:])]
+    if border_mode == "valid":
+        pad = (0, 0)
+    elif border_mode == "full":
+        pad = (k[0] - 1, k[1] - 1)
+    elif border_mode == "half":
+        pad = (k[0] // 2, k[1] // 2)
+    else:
+        pad = _pair("border_mode", border_mode)
+        if min(pad) < 0:
+            raise ValueError(f"conv2d: border_mode must be 'valid', 'full', 'half' or "
+                             f"non-negative pads, got {border_mode!r}")
+    return conv(input, filters, stride=_pair("subsample", subsample), padding=pad,
+                dilation=dil, groups=num_groups, flip=filter_flip, fn="conv2d")
+
+
+def _pair(name, v):
+    """(a, b) from an int or a pair of ints (Theano's 2-D arguments)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in v):
+        return tuple(v)
+    raise ValueError(f"conv2d: {name} must be an int or a pair of ints, got {v!r}")
+
+
 def __getattr__(name):
     if name.startswith("__"):  # import machinery, hasattr(), copy: not a Theano feature
         raise AttributeError(name)
