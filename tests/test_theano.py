@@ -121,7 +121,7 @@ def test_pp_and_pydotprint(tmp_path):
 
 
 @pytest.mark.parametrize("feature", [
-    lambda: T.nnet.neighbours, lambda: T.nnet.conv2d, lambda: theano.function([], [], mode="ProfileMode"),
+    lambda: T.nnet.neighbours, lambda: T.nnet.conv3d, lambda: theano.function([], [], mode="ProfileMode"),
     lambda: T.signal, lambda: theano.sparse,
 ])
 def test_unsupported_features_are_named(feature):
