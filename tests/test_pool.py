@@ -85,3 +85,35 @@ def test_bad_pooling_is_an_error_naming_the_line(make, match):
     with pytest.raises(fc.ShapeError, match=match) as e:
         make()
     assert "test_pool.py" in str(e.value)
+
+
+@pytest.mark.parametrize("mode", ["max", "sum", "average_inc_pad", "average_exc_pad"])
+@pytest.mark.parametrize("ignore_border,pad", [(True, (0, 0)), (True, (1, 1)),
+                                                (False, (0, 0))])
+def test_theano_pool_2d_modes(mode, ignore_border, pad):
+    import flowc.theano as theano
+    import flowc.theano.tensor as T
+    from flowc.theano.tensor.signal import pool
+    x = T.tensor3("x")  # one leading axis, pooled over like a channel
+    y = pool.pool_2d(T.specify_shape(x, (3, 7, 6)), ws=(3, 2), ignore_border=ignore_border, stride=(2, 2), pad=pad,
+                     mode=mode)
+    f = theano.function([x], y)
+    xv = rng.permutation(3 * 7 * 6).reshape(3, 7, 6) * 0.1
+    how = "max" if mode == "max" else "avg"
+    want = pool_ref(xv[:, None], (3, 2), (2, 2), pad, not ignore_border, how,
+                    mode != "average_exc_pad")[:, 0]
+    if mode == "sum":
+        want = pool_ref(xv[:, None], (3, 2), (2, 2), pad, not ignore_border, "avg",
+                        False)[:, 0] * _sum_ones(xv.shape[1:], (3, 2), (2, 2), pad,
+                                                 not ignore_border)
+    np.testing.assert_allclose(f(xv), want, rtol=1e-12, atol=1e-12)
+
+
+def _sum_ones(S, k, s, p, ceil):
+    ones = np.ones((1, 1) + tuple(S))
+    r = pool_ref(ones, k, s, p, ceil, "avg", False)  # 1 everywhere: the mean of ones
+    out = np.empty(r.shape[2:])
+    for idx in itertools.product(*map(range, out.shape)):
+        lo = [i * ss - pp for i, ss, pp in zip(idx, s, p)]
+        out[idx] = np.prod([min(a + kk, h) - max(a, 0) for a, kk, h in zip(lo, k, S)])
+    return out

@@ -122,7 +122,7 @@ def test_pp_and_pydotprint(tmp_path):
 
 @pytest.mark.parametrize("feature", [
     lambda: T.nnet.neighbours, lambda: T.nnet.conv3d, lambda: theano.function([], [], mode="ProfileMode"),
-    lambda: T.signal, lambda: theano.sparse,
+    lambda: T.nnet.bn, lambda: theano.sparse,
 ])
 def test_unsupported_features_are_named(feature):
     with pytest.raises(NotImplementedError, match="Theano feature"):
@@ -165,7 +165,7 @@ def test_submodule_imports_and_hasattr_are_plain_python():
     assert not hasattr(T, "__wrapped__")     # dunder lookups are not Theano features
     # shared_randomstreams is covered now (tests/test_random.py); a missing submodule still
     # raises the plain ModuleNotFoundError naming it.
-    with pytest.raises(ModuleNotFoundError, match="signal"):
-        __import__("flowc.theano.tensor.signal")
+    with pytest.raises(ModuleNotFoundError, match="downsample"):
+        __import__("flowc.theano.tensor.signal.downsample")
     assert __import__("flowc.theano.tensor.shared_randomstreams").theano.tensor \
         .shared_randomstreams.RandomStreams

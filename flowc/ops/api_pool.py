@@ -85,6 +85,19 @@ def max_pool(x, kernel, stride=None, padding=0, ceil_mode=False, fn="max_pool"):
     return out
 
 
+def sum_pool(x, kernel, stride=None, padding=0, ceil_mode=False, fn="sum_pool"):
+    """The sum of each window of x (N, C, *spatial), zero padding (Theano's mode='sum')."""
+    x = as_tensor(x)
+    nd = len(kernel) if isinstance(kernel, (tuple, list)) else x.ndim - 2
+    k, s, pads, sizes = _geometry(x, _per_dim(kernel, nd, "kernel", fn),
+                                  _per_dim(stride, nd, "stride", fn),
+                                  _per_dim(padding, nd, "padding", fn), ceil_mode, fn)
+    total = None
+    for w in _windows(x, k, s, pads, sizes, 0.0):
+        total = w if total is None else total + w
+    return total
+
+
 def avg_pool(x, kernel, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
              fn="avg_pool"):
     """The mean of each window of x (N, C, *spatial). count_include_pad=True divides by
@@ -95,9 +108,7 @@ def avg_pool(x, kernel, stride=None, padding=0, ceil_mode=False, count_include_p
     k, s, pads, sizes = _geometry(x, _per_dim(kernel, nd, "kernel", fn),
                                   _per_dim(stride, nd, "stride", fn),
                                   _per_dim(padding, nd, "padding", fn), ceil_mode, fn)
-    total = None
-    for w in _windows(x, k, s, pads, sizes, 0.0):
-        total = w if total is None else total + w
+    total = sum_pool(x, k, s, padding, ceil_mode, fn)
     counts = np.ones((), np.float64)
     for h, kk, ss, (lo, _), o in zip(x.type.shape[2:], k, s, pads, sizes):
         start = np.arange(o) * ss - lo  # window start in input coordinates

@@ -5,7 +5,7 @@ from ... import leaves as _leaves
 from ...autodiff.reverse import grad as _grad
 from ...ir.types import TensorType as _FlowcType
 from ...ops import api as F
-from . import extra_ops, nnet, shared_randomstreams, xlogx  # noqa: F401
+from . import extra_ops, nnet, shared_randomstreams, signal, xlogx  # noqa: F401
 from ..config import config
 from ..unsupported import unsupported
 from .basic import *  # noqa: F401,F403  (the vocabulary: arange, join, set_subtensor, ...)
