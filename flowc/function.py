@@ -92,9 +92,11 @@ class Function:
         return profile(self, args, calls)
 
     def memory(self):
-        """{"plan": bytes the buffers take, "lower_bound": liveness bound} for the last shapes."""
-        plan, bound = self.exe.memory()
-        return {"plan": plan, "lower_bound": bound}
+        """{"plan": bytes the buffers take, "lower_bound": liveness bound, "loop_stacks":
+        bytes the loops' per-step outputs took (allocated by the loops, outside the plan)}
+        for the last new shapes."""
+        plan, bound, stacks = self.exe.memory(stacks=True)
+        return {"plan": plan, "lower_bound": bound, "loop_stacks": stacks}
 
     def save(self, path: str) -> None:
         """Save the Program (JSON + .npz) with the parameters' current values."""

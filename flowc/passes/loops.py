@@ -315,3 +315,73 @@ def _move_sums(H, n, moves):
 def _part(loop, index):
     from ..ops.build import apply
     return apply("part", [loop], index=index)
+
+
+def dead_carries(G):
+    """Carries whose final value nothing reads and that no other result of the step needs
+    (an accumulator of a gradient nobody asked for, such as a constant's) are dropped: the
+    loop neither carries nor computes them."""
+    H = None
+    for n, d in list(G.nodes(data=True)):
+        a = d["attrs"]
+        if d["op"] != "loop" or a["cond"] is not None or any(
+                G.nodes[v]["op"] != "part" for v in G._succ[n]):
+            continue
+        ns, nc, body = a["n_seq"], a["n_carry"], a["body"]
+        used = {G.nodes[v]["attrs"]["index"] for v in G._succ[n]}
+        dead = _dead_carries(body, ns, nc, used)
+        if not dead:
+            continue
+        H = H if H is not None else copy_graph(G)
+        U = thaw(body)
+        ins, outs = list(U.graph["inputs"]), list(U.graph["outputs"])
+        keep_c = [i for i in range(nc) if i not in dead]
+        new_body = freeze(U, ins[:ns] + [ins[ns + i] for i in keep_c] + ins[ns + nc:],
+                          [outs[i] for i in keep_c] + outs[nc:])
+        args = operands(H, n)
+        new_args = args[:ns] + [args[ns + i] for i in keep_c] + args[ns + nc:]
+        parts = d["type"].parts
+        new = next(fresh_ids(H))
+        H.add_node(new, **dict(d, attrs=dict(a, body=new_body, n_carry=len(keep_c)),
+                               type=TupleType(tuple(parts[i] for i in keep_c)
+                                              + tuple(parts[nc:]))))
+        for port, x in enumerate(new_args):
+            H.add_edge(x, new, key=port)
+        for v in list(H._succ[n]):
+            j = H.nodes[v]["attrs"]["index"]
+            H.nodes[v]["attrs"] = dict(H.nodes[v]["attrs"], index=keep_c.index(j) if j < nc
+                                       else j - len(dead))
+            for key in list(H._succ[n][v]):
+                H.remove_edge(n, v, key=key)
+                H.add_edge(new, v, key=0)
+        H.remove_node(n)
+        log(H, "dead_carries", new)
+    return G if H is None else prune(H)
+
+
+def _dead_carries(body, ns, nc, used):
+    """The carries of `body` no read part and no live output needs (a fixed point: a dead
+    carry's own step does not keep another alive)."""
+    nodes, outs = body[1], body[2]
+    reads = []  # per node: the inputs it depends on
+    for _, _, refs, _, _ in nodes:
+        got = set()
+        for r in refs:
+            got |= {-1 - r} if r < 0 else reads[r]
+        reads.append(got)
+
+    def deps(r):
+        return {-1 - r} if r < 0 else reads[r]
+    dead = {i for i in range(nc) if i not in used}
+    changed = True
+    while changed:
+        changed = False
+        live_needs = set()
+        for j, r in enumerate(outs):
+            if j >= nc or j not in dead:
+                live_needs |= deps(r)
+        for i in list(dead):
+            if ns + i in live_needs:
+                dead.discard(i)
+                changed = True
+    return dead

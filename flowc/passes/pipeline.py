@@ -29,13 +29,17 @@ def optimize(G, level="O1", verify=False):
         raise ArgumentError(f"optimize must be one of {sorted(PIPELINES)}, got {level!r}")
     G = _run(G, level, verify)
     if level != "O0":  # bodies get the same pipeline (flowc/passes/loops.py)
-        from .loops import (accumulate_after, dead_inputs, dead_ys, last_row_reads,
-                            merge_loops, optimize_bodies)
-        G = dead_ys(last_row_reads(merge_loops(G)))
+        from .loops import (accumulate_after, dead_carries, dead_inputs, dead_ys,
+                            last_row_reads, merge_loops, optimize_bodies)
+        G = dead_carries(dead_ys(last_row_reads(merge_loops(G))))
         moved = accumulate_after(G)
         if moved is not G:  # the sums it moved out of loops meet the outer passes
             G = _run(moved, level, verify)
-        G = dead_inputs(optimize_bodies(G, level))
+        # Stacks whose readers the passes above removed, and then the slices and consts
+        # only those stacks' steps read, go too.
+        G = optimize_bodies(G, level)
+        for _ in range(2):  # a loop input dropped can leave another loop's stack unread
+            G = dead_inputs(dead_carries(dead_ys(G)))
     return G
 
 

@@ -94,8 +94,10 @@ class Executable:
                          f"({', '.join(i['name'] for i in self.program.inputs)}), "
                          f"got {len(inputs)}")
 
-    def _plan(self, key, arrays):
-        """Buffers for a new shape signature, shared by liveness (see runtime/memory/plan.py)."""
+    def _plan(self, key, raw):
+        """Buffers for a new shape signature, shared by liveness (see runtime/memory/plan.py).
+        `raw` also holds the loops' tuple values, measured for memory() but not planned."""
+        arrays = {s: a for s, a in raw.items() if not isinstance(a, tuple)}
         ghosts = {id(p) for g in range(len(self.loop_groups))
                   for p in self._env[f"_grp{g}"].placeholders}
         arrays = {s: a for s, a in arrays.items() if hasattr(a, "shape") and id(a) not in ghosts}
@@ -112,7 +114,7 @@ class Executable:
         if len(self._bufs) >= 4:  # keep a few signatures (say, a training and an eval batch)
             self._bufs.pop(next(iter(self._bufs)))
         self._bufs[key] = B
-        self._last = (arrays, B)
+        self._last = (memory.sizes(raw), B)  # sizes only: the arrays are not kept alive
         return B
 
     def verify_calls(self):
@@ -158,11 +160,12 @@ class Executable:
         """Per loop group (see self.loop_groups): how many calls ran it as one chunked loop."""
         return [self._env[f"_grp{g}"].chunked_calls for g in range(len(self.loop_groups))]
 
-    def memory(self):
-        """(bytes of the buffers the plan keeps, liveness lower bound) for the last new shapes."""
+    def memory(self, stacks=False):
+        """(bytes of the buffers the plan keeps, liveness lower bound[, bytes the loops
+        stacked]) for the last new shapes."""
         if not hasattr(self, "_last"):
             raise RuntimeError("call the function once first: sizes are known at call time")
-        return memory.report(self.program, self._kinds, *self._last)
+        return memory.report(self.program, self._kinds, *self._last, stacks=stacks)
 
     def _explain(self, e):
         tb, line = e.__traceback__, None
@@ -333,8 +336,9 @@ def _generate(program, kinds, single, timed, groups=(), check=False):
 
     # Allocating body: the first call with these shapes; its arrays seed the memory plan.
     body(alloc_statement, False)
-    lines.append("        B = _plan(key, {" + ", ".join(f"{_n(s)}: s{_n(s)}" for s in buffered)
-                 + "})")
+    loops = [ins.out for ins in program.instrs if ins.kernel == "loop"]
+    lines.append("        B = _plan(key, {" + ", ".join(f"{_n(s)}: s{_n(s)}" for s in
+                                           buffered + loops) + "})")
     lines.append("    else:")
     # Buffered body: every kernel writes into its planned buffer. Values that borrow bytes
     # from an update's spare get views into this call's spare first (runtime/memory/arena.py).

@@ -61,8 +61,11 @@ def _pooled(program, kinds, inplace, arrays, exclusive):
     return assigned
 
 
-def report(program, kinds, arrays, buffers):
-    """(plan bytes, liveness lower bound bytes) for one shape signature."""
+def report(program, kinds, arrays, buffers, stacks=False):
+    """(plan bytes, liveness lower bound bytes) for one shape signature; with stacks=True also
+    the bytes of the loops' stacked per-step outputs (loop_stacks). `arrays` maps slots to
+    the first call's arrays or to their byte counts (sizes()); a loop's value, a tuple, is
+    counted only in loop_stacks: the loop kernel allocates it outside the plan."""
     ends = live_ends(program, kinds)
     distinct = {}
     lent = {s for s, *_ in getattr(buffers, "lent", ())}  # their bytes are a spare's
@@ -79,9 +82,40 @@ def report(program, kinds, arrays, buffers):
     bound = 0
     live = {}
     for i, ins in enumerate(program.instrs):
-        if ins.out in arrays:
-            live[ins.out] = arrays[ins.out].nbytes
+        v = arrays.get(ins.out)
+        if v is not None and not isinstance(v, (tuple, list)):
+            live[ins.out] = value_bytes(v)
         bound = max(bound, sum(live.values()))
         for s in [s for s in live if ends.get(s, -1) <= i and s not in committed]:
             del live[s]
+    if stacks:
+        return sum(distinct.values()), bound, loop_stacks(program, arrays)
     return sum(distinct.values()), bound
+
+
+def value_bytes(v):
+    """Bytes of a value: an array, a byte count, or a tuple of them (a loop's value: its
+    final carries, then its per-step outputs stacked; a cond's results)."""
+    if isinstance(v, (tuple, list)):
+        return sum(value_bytes(p) for p in v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    return int(getattr(v, "nbytes", 0))
+
+
+def sizes(arrays):
+    """{slot: bytes} of a call's values (a tuple value: a tuple of its parts' bytes): all
+    report() reads, without keeping the arrays themselves alive after the call."""
+    return {s: tuple(value_bytes(p) for p in v) if isinstance(v, (tuple, list))
+            else value_bytes(v) for s, v in arrays.items()}
+
+
+def loop_stacks(program, arrays):
+    """Bytes of the per-step outputs stacked by the program's loops (a loop's parts after
+    its carries), from the loops' values (or their sizes()) in `arrays`."""
+    total = 0
+    for ins in program.instrs:
+        v = arrays.get(ins.out)
+        if ins.kernel == "loop" and isinstance(v, (tuple, list)):
+            total += sum(value_bytes(p) for p in v[ins.attrs["n_carry"]:])
+    return total
