@@ -142,3 +142,33 @@ def test_theano_conv2d_border_modes_flip_by_default(mode, pad):
         T.nnet.conv2d(x, w, border_mode="same", filter_shape=(3, 2, 3, 4))
     with pytest.raises(ValueError, match="pass filter_shape="):
         T.nnet.conv2d(x, w)
+
+
+def test_second_order_through_a_cotangent_of_unknown_size():
+    """The cotangent reaching a conv may know less than its output (a matmul against an
+    input of unknown size): grad of grad still builds and matches the O0 reference."""
+    x, w = fc.input("x", (2, 2, 3, 3)), fc.input("w", (4, 1, 1, 2))
+    m = fc.input("m", (1, None, 2))
+    y = fc.matmul(fc.conv(x, w, stride=(2, 1), padding=((0, 2), (1, 1)), groups=2), m)
+    g = fc.grad(fc.sum(y * y), [x, w])
+    gg = fc.grad(sum(fc.sum(t * t) for t in g), [x, w])
+    args = [rng.standard_normal((2, 2, 3, 3)), rng.standard_normal((4, 1, 1, 2)),
+            rng.standard_normal((1, 4, 2))]
+    want = fc.function([x, w, m], gg, optimize="O0")(*args)
+    f = fc.function([x, w, m], gg, optimize="O2")
+    for _ in range(3):
+        for a, b in zip(f(*args), want):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_jacobian_with_respect_to_the_kernel():
+    """fc.jacobian batches the pullback's conv, whose kernel is the cotangent."""
+    x, w = fc.input("x", (1, 4, 6, 5)), fc.input("w", (2, 2, 2, 1))
+    y = fc.conv(x, w, stride=(1, 2), padding=((0, 0), (2, 2)), dilation=(1, 2), groups=2)
+    f = fc.function([x, w], fc.jacobian(y, w))
+    xv, wv = rng.standard_normal((1, 4, 6, 5)), rng.standard_normal((2, 2, 2, 1))
+    ref = lambda q: conv_ref(xv, q, (1, 2), ((0, 0), (2, 2)), (1, 2), (1, 1), 2, False)
+    # y is linear in w: column k of the Jacobian is y at the k-th unit kernel
+    want = np.stack([ref(e.reshape(wv.shape)) for e in np.eye(wv.size)], -1)
+    for _ in range(3):
+        np.testing.assert_allclose(f(xv, wv), want.reshape(f(xv, wv).shape), atol=1e-12)

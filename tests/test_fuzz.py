@@ -17,7 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_fixed_seed_run_finds_nothing_and_covers_every_op():
     lines = []
     stats, findings = fuzz.fuzz(seed=20261202, graphs=300, large=0.03, save_p=0.1,
-                                train_p=0.2, second_p=0.3, shrink_budget=60, out=lines.append)
+                                train_p=0.2, second_p=0.3, shrink_budget=60, out=lines.append,
+                                cover=True)
     report = "\n".join(lines)
     assert not findings, report
     for check in ("graphs-checked", "grads", "grad-vs-fd", "jvp-vs-vjp", "grad-of-grad",

@@ -167,6 +167,36 @@ def fori_ref(x):
     for _ in range(3):
         x = np.sin(x) * 0.9 + 0.1
     return x
+
+def conv_np(x, w, stride, pad, dil, groups):
+    """fc.conv by its definition: pad (negative pads crop), then one product per kernel offset."""
+    x = np.pad(x, [(0, 0), (0, 0)] + [(max(a, 0), max(b, 0)) for a, b in pad])
+    x = x[(slice(None), slice(None)) + tuple(slice(max(-a, 0), x.shape[2 + i] - max(-b, 0))
+                                             for i, (a, b) in enumerate(pad))]
+    K = w.shape[2:]
+    osz = [(h - d * (k - 1) - 1) // s + 1 for h, d, k, s in zip(x.shape[2:], dil, K, stride)]
+    N, C, O = x.shape[0], x.shape[1], w.shape[0]
+    cg, og = C // groups, O // groups
+    y = np.zeros((N, O) + tuple(osz))
+    for off in np.ndindex(*K):
+        xs = x[(slice(None), slice(None)) + tuple(
+            slice(o * d, o * d + (n - 1) * s + 1, s) for o, d, n, s in zip(off, dil, osz, stride))]
+        for gi in range(groups):
+            y[:, gi * og:(gi + 1) * og] += np.einsum(
+                "nc...,oc->no...", xs[:, gi * cg:(gi + 1) * cg],
+                w[(slice(gi * og, (gi + 1) * og), slice(None)) + off])
+    return y.astype(np.result_type(x.dtype, w.dtype))
+
+def pool_np(x, k, stride, pad, kind):
+    """max/avg pooling by windows (avg counts the zero padding, PyTorch's default)."""
+    fill = -np.inf if kind == "max" else 0.0
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pad], constant_values=fill)
+    osz = [(h - kk) // s + 1 for h, kk, s in zip(xp.shape[2:], k, stride)]
+    wins = [xp[(slice(None), slice(None)) + tuple(
+        slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(off, osz, stride))]
+        for off in np.ndindex(*k)]
+    r = np.max(wins, axis=0) if kind == "max" else np.mean(wins, axis=0)
+    return r.astype(x.dtype)
 '''
 NS = {"np": np}
 exec(HELPERS, NS)
@@ -1172,11 +1202,39 @@ def g_sizes(g):
                   "fc.zeros(({1},)))[0], {0}.dtype)", "{0} * {1} + {1}", [x, n])
 
 
+def g_conv(g):
+    """A convolution (1-2 spatial dims: stride, pads with negative crops, dilation, groups)
+    of a fresh input, or max/avg pooling of one."""
+    nd = int(g.rng.integers(1, 3))
+    groups = int(g.rng.choice([1, 1, 2]))
+    n, c = int(g.rng.integers(1, 3)), groups * int(g.rng.integers(1, 3))
+    sp = tuple(int(v) for v in g.rng.integers(3, 7, nd))
+    decl = (None if g.rng.random() < 0.3 else n, c) + sp   # the batch may be unknown
+    x = g.leaf("input", (n, c) + sp, decl=decl)
+    if g.rng.random() < 0.3:
+        k = tuple(int(v) for v in g.rng.integers(1, 3, nd))
+        st = tuple(int(v) for v in g.rng.integers(1, 3, nd))
+        pd = tuple(int(g.rng.integers(0, kk // 2 + 1)) for kk in k)
+        kind = "max" if g.rng.random() < 0.5 else "avg"
+        return g.step(f"{kind}_pool", f"fc.{kind}_pool({{0}}, {k}, {st}, {pd})",
+                      f"pool_np({{0}}, {k}, {st}, {pd}, '{kind}')", [x], kind != "max")
+    o = groups * int(g.rng.integers(1, 3))
+    k = tuple(int(v) for v in g.rng.integers(1, 4, nd))
+    st = tuple(int(v) for v in g.rng.integers(1, 3, nd))
+    dil = tuple(int(v) for v in g.rng.integers(1, 3, nd))
+    pad = tuple((int(a), int(b)) for a, b in g.rng.integers(-1, 3, (nd, 2)))
+    w = g.leaf("input", (o, c // groups) + k, dtype=g.spec.nodes[x].dtype,
+               decl=(o, c // groups) + k)   # conv needs a kernel of known size
+    return g.step("conv", f"fc.conv({{0}}, {{1}}, stride={st}, padding={pad}, dilation={dil}, "
+                  f"groups={groups})", f"conv_np({{0}}, {{1}}, {st}, {pad}, {dil}, {groups})",
+                  [x, w])
+
+
 GENERATORS = [(g_unary, 6), (g_binary, 5), (g_compare, 1), (g_reduce, 2.5), (g_matmul, 1),
               (g_linalg, 0.5), (g_shape, 2.5), (g_const, 1.0), (g_random, 0.15),
               (g_round, 0.2), (g_divmod, 0.2), (g_xlogx, 0.15), (g_advindex, 0.3), (g_update, 0.5),
               (g_sort, 0.2), (g_compose, 0.4), (g_specify, 0.1), (g_stream, 0.3),
-              (g_sizes, 0.3), (g_loop, 0.2), (g_gates, 0.2)]
+              (g_sizes, 0.3), (g_loop, 0.2), (g_gates, 0.2), (g_conv, 0.3)]
 
 
 def generate(seed, large=False, skip=frozenset(), chain=None):
@@ -1909,7 +1967,7 @@ def repro(spec, check):
     used = " ".join(spec.nodes[i].ref + spec.nodes[i].domain + LAYOUTS[spec.nodes[i].layout]
                     for i in spec.needed())
     for name in ("sig", "lse", "softmax", "strided", "transposed", "wellcond", "splitmix", "at_set",
-                 "at_add"):
+                 "at_add", "scan_ref", "rnn_ref", "cond_ref", "fori_ref", "conv_np", "pool_np"):
         if name + "(" in used:
             lines.append(HELPER_SRC[name] + "\n")
     if "splitmix" in used:
@@ -2036,12 +2094,13 @@ def fuzz_one(spec, stats, saver=None, save_p=0.1, train_p=0.3, second_p=1.0):
 
 
 def fuzz(seed=0, graphs=None, minutes=None, large=0.05, skip=frozenset(), verbose=False,
-         shrink_budget=150, save_p=0.1, train_p=0.3, second_p=1.0, out=print):
-    """Run the fuzzer; returns (stats, {kind: [(finding, spec)]}) and prints a summary."""
+         shrink_budget=150, save_p=0.1, train_p=0.3, second_p=1.0, out=print, cover=False):
+    """Run the fuzzer; returns (stats, {kind: [(finding, spec)]}) and prints a summary.
+    cover: after `graphs`, go on (up to twice as many) until every op has been compiled."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # NumPy's overflow / empty-slice warnings are expected
         return _fuzz(seed, graphs, minutes, large, skip, verbose, shrink_budget, save_p, train_p,
-                     second_p, out)
+                     second_p, out, cover)
 
 
 def _trim():
@@ -2054,7 +2113,7 @@ def _trim():
 
 
 def _fuzz(seed, graphs, minutes, large, skip, verbose, shrink_budget, save_p, train_p, second_p,
-          out):
+          out, cover=False):
     stats = Counter()
     findings = defaultdict(list)
     saver = SaveLoad()
@@ -2062,7 +2121,8 @@ def _fuzz(seed, graphs, minutes, large, skip, verbose, shrink_budget, save_p, tr
     n = 0
     master = np.random.default_rng(seed)
     while True:
-        if graphs is not None and n >= graphs:
+        if graphs is not None and n >= graphs and not (
+                cover and n < 2 * graphs and set(fc.OPS) - {k[3:] for k in stats if k[:3] == "op:"}):
             break
         if minutes is not None and time.time() - t0 > 60 * minutes:
             break
@@ -2142,6 +2202,8 @@ def main(argv=None):
     p.add_argument("--second", type=float, default=1.0,
                    help="share of graphs checked to second order (grad of grad, hessian)")
     p.add_argument("--verbose", action="store_true", help="print the op coverage table")
+    p.add_argument("--cover", action="store_true",
+                   help="after --graphs, go on (up to twice as many) until every op is compiled")
     a = p.parse_args(argv)
     if a.graphs is None and a.minutes is None:
         a.graphs = 200
@@ -2150,7 +2212,7 @@ def main(argv=None):
     if bad:
         p.error(f"--skip: unknown bug class {sorted(bad)}; known: {', '.join(KNOWN)}")
     _, findings = fuzz(a.seed, a.graphs, a.minutes, a.large, skip, a.verbose, save_p=a.save,
-                       train_p=a.train, second_p=a.second)
+                       train_p=a.train, second_p=a.second, cover=a.cover)
     return 1 if findings else 0
 
 

@@ -80,6 +80,10 @@ def _vjp(c):
     x, w = c.inputs
     g, a = c.g, c.attrs
     G, nd = a["groups"], x.ndim - 2
+    if g.type.shape != c.out.type.shape:
+        # A cotangent may know less than the output it stands for (a matmul's gradient
+        # against an input of unknown size); the transposed convs below need its sizes.
+        g = apply("specify_shape", [g], shape=tuple(c.out.type.shape))
     if any(h is None for h in x.type.shape[2:]):
         raise ShapeError("the gradient of conv needs spatial sizes known when the graph is "
                          f"built, got {x.type.short()}")
@@ -131,7 +135,9 @@ def _batch(c):
         y = conv(F.reshape(x, (-1,) + tuple(x.type.shape[2:])), w, **a)
         return y.reshape((x.shape[0], x.shape[1]) + tuple(y.type.shape[1:]))
     B = w.shape[0]
-    O, Cg, K = w.type.shape[1], w.type.shape[2], tuple(w.type.shape[3:])
+    # Channels as values where unknown: a pullback's conv takes a cotangent as its kernel,
+    # whose channels hold the batch (x.shape gives ints where known, dim nodes elsewhere).
+    O, Cg, K = w.shape[1], w.shape[2], tuple(w.type.shape[3:])
     Og = O // G
     if bw and not bx:
         wg = F.reshape(F.transpose(F.reshape(w, (B, G, Og, Cg) + K), (1, 0, 2, 3) + tuple(

@@ -29,7 +29,9 @@ def reshape(c):
     # batch axis (the Jacobian of a size-0 tensor).
     shape = c.out.type.shape if None not in c.out.type.shape else c.attrs["shape"]
     if -1 in shape and c.size is None:
-        raise ShapeError("batching reshape with -1 needs a batch size known when the graph is built")
+        # The batch size as a value (a Jacobian's rows over an input of unknown size); an
+        # empty batch then fails at run time, as NumPy's reshape does.
+        return F.reshape(c.inputs[0], (c.inputs[0].shape[0],) + tuple(shape))
     return F.reshape(c.inputs[0], (c.size if -1 in shape else _b(c),) + tuple(shape))
 
 

@@ -50,6 +50,7 @@ def _norm2(x, axis=None, keepdims=False, out=None):
     m = np.max(np.abs(x), axis=axis, keepdims=True, initial=0.0)
     safe = np.where(m == 0, 1.0, m)
     r = np.sqrt(np.sum(np.square(x / safe), axis=axis, keepdims=True)) * m
+    r = np.where(np.isinf(m), m, r)  # an infinite entry makes the norm inf, not inf/inf = nan
     r = r if keepdims else (np.squeeze(r, axis) if axis is not None else r.reshape(()))
     r = np.asarray(r, dtype=np.result_type(x.dtype, np.float16))
     if out is None:

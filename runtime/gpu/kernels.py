@@ -354,6 +354,7 @@ def _norm2(x, axis=None, keepdims=False, out=None):
     m = cp.max(cp.abs(x), axis=axis, keepdims=True)
     safe = cp.where(m == 0, cp.ones((), m.dtype), m)
     r = cp.sqrt(cp.sum(cp.square(x / safe), axis=axis, keepdims=True)) * m
+    r = cp.where(cp.isinf(m), m, r)  # an infinite entry makes the norm inf, not inf/inf = nan
     r = r if keepdims else (cp.squeeze(r, axis) if axis is not None else r.reshape(()))
     return _store(r.astype(_floating_dtype(x.dtype), copy=False), out)
 
