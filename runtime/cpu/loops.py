@@ -207,6 +207,7 @@ def loop_source(program, kinds, n_seq, n_carry, stack_axis):
     c_in = [_n(d["slot"]) for d in ins_specs[n_seq:n_seq + n_carry]]
     c_out, y_out = [_n(s) for s in outs[:n_carry]], [_n(s) for s in outs[n_carry:]]
     read = {a for ins in program.instrs for a in ins.args} | set(outs)
+    inputs = {_n(d["slot"]) for d in ins_specs}
     names = [f"q{i}" for i in range(n_seq)] + [f"x{i}" for i in range(n_seq, len(ins_specs))]
     lines = [f"def loop_run(order, {', '.join(names)}):" if names else "def loop_run(order):"]
     lines += [f"    s{_n(d['slot'])} = x{i}" for i, d in enumerate(ins_specs) if i >= n_seq]
@@ -222,6 +223,12 @@ def loop_source(program, kinds, n_seq, n_carry, stack_axis):
                 at = "t" if d["shape"] else "t, ..."  # a row of a vector: a 0-d array
                 lines.append(f"            s{_n(d['slot'])} = q{i}[{at}]")
         for k, (ins, kind) in enumerate(zip(program.instrs, kinds)):
+            if ins.kernel == "loop" and not first:
+                # A nested loop allocates its stacks afresh: drop the previous step's values
+                # from here on first (dead by now; carries live in their input slots), so
+                # two steps' stacks never coexist (checkpointing's recompute, every k).
+                dead = sorted({_n(j.out) for j in program.instrs[k:]} - set(c_in) - inputs)
+                lines.append(f"            {' = '.join(f's{d}' for d in dead)} = None")
             stmt, note = alloc_statement(k, ins, kind)
             line_instr[len(lines) + 1] = k
             lines.append(f"            {stmt}  # {note}")
