@@ -86,6 +86,23 @@ def test_nnet_helpers_match_numpy():
     np.testing.assert_allclose(cce_i, cce)
 
 
+def test_more_nnet_activations_match_their_definitions():
+    z = T.dvector("z")
+    f = theano.function([z], [T.nnet.relu(z, 0.1), T.nnet.hard_sigmoid(z), T.nnet.elu(z, 0.5),
+                              T.nnet.selu(z), T.nnet.softsign(z), T.nnet.logsoftmax(z),
+                              T.nnet.ultra_fast_sigmoid(z)])
+    Z = np.array([-3.0, -0.5, 0.0, 0.7, 4.0])
+    leaky, hard, elu, selu, soft, logsm, fast = f(Z)
+    np.testing.assert_allclose(leaky, np.where(Z > 0, Z, 0.1 * Z))
+    np.testing.assert_allclose(hard, np.clip(0.2 * Z + 0.5, 0, 1))
+    np.testing.assert_allclose(elu, np.where(Z > 0, Z, 0.5 * np.expm1(Z)))
+    a, lam = 1.6732632423543772, 1.0507009873554805
+    np.testing.assert_allclose(selu, lam * np.where(Z > 0, Z, a * np.expm1(Z)))
+    np.testing.assert_allclose(soft, Z / (1 + np.abs(Z)))
+    np.testing.assert_allclose(logsm, [Z - np.log(np.exp(Z).sum())])
+    np.testing.assert_allclose(fast, 1 / (1 + np.exp(-Z)))
+
+
 def test_grad_raises_on_disconnected_by_default_like_theano():
     x = T.dvector("x")
     u = theano.shared(np.ones(2), name="u")

@@ -6,8 +6,47 @@ from ...ops.api_linalg import take_along_axis
 from ..unsupported import unsupported
 
 sigmoid = F.sigmoid
-relu = F.relu
 softplus = F.softplus
+# Theano's fast approximations; flowc computes the exact sigmoid (at most the same cost).
+ultra_fast_sigmoid = F.sigmoid
+
+
+def relu(x, alpha=0):
+    """max(x, 0), or x * alpha below 0 (Theano's leaky form) where alpha is not 0."""
+    x = F.as_tensor(x)
+    if isinstance(alpha, (int, float)) and alpha == 0:
+        return F.relu(x)
+    return F.where(x > 0, x, x * alpha)
+
+
+def hard_sigmoid(x):
+    """Theano's piecewise-linear sigmoid: clip(0.2 * x + 0.5, 0, 1)."""
+    return F.clip(F.as_tensor(x) * 0.2 + 0.5, 0.0, 1.0)
+
+
+def elu(x, alpha=1):
+    """x above 0, alpha * (exp(x) - 1) below."""
+    x = F.as_tensor(x)
+    return F.where(x > 0, x, alpha * F.expm1(x))
+
+
+def selu(x):
+    """The scaled elu with Klambauer et al.'s constants, as Theano defines it."""
+    return 1.0507009873554805 * elu(x, 1.6732632423543772)
+
+
+def softsign(x):
+    """x / (1 + |x|)."""
+    x = F.as_tensor(x)
+    return x / (1 + F.abs(x))
+
+
+def logsoftmax(x, axis=-1):
+    """log(softmax(x)) computed stably (x - logsumexp); a vector gives a one-row matrix."""
+    x = F.as_tensor(x)
+    if x.ndim == 1:
+        x = F.expand_dims(x, 0)
+    return x - F.logsumexp(x, axis=axis, keepdims=True)
 
 
 def softmax(x, axis=-1):
