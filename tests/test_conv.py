@@ -172,3 +172,24 @@ def test_jacobian_with_respect_to_the_kernel():
     want = np.stack([ref(e.reshape(wv.shape)) for e in np.eye(wv.size)], -1)
     for _ in range(3):
         np.testing.assert_allclose(f(xv, wv), want.reshape(f(xv, wv).shape), atol=1e-12)
+
+
+def test_theano_conv2d_input_shape_hint_lets_the_gradient_build():
+    """Theano's input_shape= fixes the sizes a T.tensor4 does not know; without it the
+    gradient's error says how to give them."""
+    import flowc.theano as theano
+    from flowc.theano import tensor as T
+    x = T.tensor4("x")
+    w = theano.shared(rng.standard_normal((2, 1, 3, 3)))
+    with pytest.raises(ValueError, match="input_shape="):
+        T.grad(T.nnet.conv2d(x, w).sum(), w)
+    y = T.nnet.conv2d(x, w, input_shape=(None, 1, 6, 6))
+    f = theano.function([x], T.grad((y * y).sum(), w))
+    xv = rng.standard_normal((2, 1, 6, 6))
+    num = fc.numerical_grad(lambda q: float((conv_ref(xv, q, (1, 1), ((0, 0), (0, 0)), (1, 1),
+                                                      (1, 1), 1, True) ** 2).sum()),
+                            [w.get_value()])[0]
+    for _ in range(3):
+        np.testing.assert_allclose(f(xv), num, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError):   # the hint is checked at run time
+        f(rng.standard_normal((2, 1, 5, 6)))

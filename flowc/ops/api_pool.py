@@ -22,7 +22,9 @@ def _geometry(x, kernel, stride, padding, ceil_mode, fn):
         raise op_error(fn, [x], f"expected x of rank {nd + 2} (N, C, {nd} spatial dims)")
     S = x.type.shape[2:]
     if None in S:
-        raise op_error(fn, [x], "pooling needs spatial sizes known when the graph is built")
+        raise op_error(fn, [x], "pooling needs spatial sizes known when the graph is "
+                       "built: declare the input with them, e.g. fc.input('x', (None, C, H, "
+                       "W)), or give them with fc.specify_shape (T.specify_shape in Theano)")
     stride = kernel if stride is None else stride
     if min(kernel) < 1 or min(stride) < 1:
         raise op_error(fn, [x], f"kernel and stride must be at least 1, got kernel {kernel} "

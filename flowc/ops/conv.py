@@ -86,7 +86,9 @@ def _vjp(c):
         g = apply("specify_shape", [g], shape=tuple(c.out.type.shape))
     if any(h is None for h in x.type.shape[2:]):
         raise ShapeError("the gradient of conv needs spatial sizes known when the graph is "
-                         f"built, got {x.type.short()}")
+                         f"built, got {x.type.short()}: declare the input with them, e.g. "
+                         "fc.input('x', (None, C, H, W)) (flowc.theano: conv2d's input_shape= "
+                         "or T.specify_shape)")
     S, K = x.type.shape[2:], w.type.shape[2:]
     O = c.out.type.shape[2:]
     s, d, u, pad = a["stride"], a["dilation"], a["lhs_dilation"], a["pad"]

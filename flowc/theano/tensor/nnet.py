@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ...ops import api as F
 from ...ops.api_linalg import take_along_axis
+from ...ops.build import op_error
 from ..unsupported import unsupported
 
 sigmoid = F.sigmoid
@@ -87,11 +88,21 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
     filters = F.as_tensor(filters)
     if None in filters.type.shape[1:]:
         if filter_shape is None or None in tuple(filter_shape)[1:]:
-            raise ValueError(f"conv2d needs the filters' size when the graph is built: "
-                             f"filters are {filters.type.short()}; pass filter_shape= or "
-                             f"use a shared variable")
+            raise op_error("conv2d", [], f"needs the filters' size when the graph is built: "
+                           f"filters are {filters.type.short()}; pass filter_shape= or use "
+                           f"a shared variable")
         from ...ops.api_vocab import specify_shape
         filters = specify_shape(filters, tuple(filter_shape))
+    input = F.as_tensor(input)
+    hint = input_shape if input_shape is not None else image_shape
+    if hint is not None and None in input.type.shape[2:]:
+        # Theano's shape hint fixes sizes the graph does not know, which conv's gradient
+        # needs (it is checked at run time, as T.specify_shape is).
+        from ...ops.api_vocab import specify_shape
+        if len(tuple(hint)) != 4:
+            raise op_error("conv2d", [], f"input_shape must have 4 entries (batch, channels, "
+                             f"rows, cols; None where unknown), got {hint!r}")
+        input = specify_shape(input, tuple(hint))
     dil = _pair("filter_dilation", filter_dilation)
     k = [d * (n - 1) + 1 for d, n in zip(dil, filters.type.shape[2:])]
     if border_mode == "valid":
@@ -103,7 +114,7 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
     else:
         pad = _pair("border_mode", border_mode)
         if min(pad) < 0:
-            raise ValueError(f"conv2d: border_mode must be 'valid', 'full', 'half' or "
+            raise op_error("conv2d", [], f"border_mode must be 'valid', 'full', 'half' or "
                              f"non-negative pads, got {border_mode!r}")
     return conv(input, filters, stride=_pair("subsample", subsample), padding=pad,
                 dilation=dil, groups=num_groups, flip=filter_flip, fn="conv2d")
@@ -116,7 +127,7 @@ def _pair(name, v):
     if isinstance(v, (tuple, list)) and len(v) == 2 and all(
             isinstance(i, int) and not isinstance(i, bool) for i in v):
         return tuple(v)
-    raise ValueError(f"conv2d: {name} must be an int or a pair of ints, got {v!r}")
+    raise op_error("conv2d", [], f"{name} must be an int or a pair of ints, got {v!r}")
 
 
 def __getattr__(name):

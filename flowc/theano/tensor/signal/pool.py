@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ....ops.api_pool import avg_pool, max_pool, sum_pool
+from ....ops.build import op_error
 
 MODES = ("max", "sum", "average_inc_pad", "average_exc_pad")
 
@@ -17,14 +18,14 @@ def pool_2d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0), mode="m
     stride = stride if stride is not None else st
     pad = pad if padding is None else padding
     if ws is None:
-        raise ValueError("pool_2d needs ws (the window size)")
+        raise op_error("pool_2d", [], "needs ws (the window size)")
     if mode not in MODES:
-        raise ValueError(f"pool_2d: mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise op_error("pool_2d", [], f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     ws, pad = tuple(ws), tuple(pad)
     stride = ws if stride is None else tuple(stride)
     ceil = ignore_border is False
     if ceil and pad != (0, 0):
-        raise ValueError(f"pool_2d: padding needs ignore_border=True, got pad {pad}")
+        raise op_error("pool_2d", [], f"padding needs ignore_border=True, got pad {pad}")
     x = input
     lead = x.shape[:-2]  # Theano pools any leading axes: make them (N, C)
     if x.ndim != 4:
