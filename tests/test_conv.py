@@ -174,22 +174,43 @@ def test_jacobian_with_respect_to_the_kernel():
         np.testing.assert_allclose(f(xv, wv), want.reshape(f(xv, wv).shape), atol=1e-12)
 
 
-def test_theano_conv2d_input_shape_hint_lets_the_gradient_build():
-    """Theano's input_shape= fixes the sizes a T.tensor4 does not know; without it the
-    gradient's error says how to give them."""
+def test_theano_conv2d_of_a_tensor4_with_and_without_the_input_shape_hint():
+    """A T.tensor4 knows no sizes: the gradient builds with or without Theano's
+    input_shape= hint, and the hint is checked at run time."""
     import flowc.theano as theano
     from flowc.theano import tensor as T
     x = T.tensor4("x")
     w = theano.shared(rng.standard_normal((2, 1, 3, 3)))
-    with pytest.raises(ValueError, match="input_shape="):
-        T.grad(T.nnet.conv2d(x, w).sum(), w)
-    y = T.nnet.conv2d(x, w, input_shape=(None, 1, 6, 6))
-    f = theano.function([x], T.grad((y * y).sum(), w))
     xv = rng.standard_normal((2, 1, 6, 6))
     num = fc.numerical_grad(lambda q: float((conv_ref(xv, q, (1, 1), ((0, 0), (0, 0)), (1, 1),
                                                       (1, 1), 1, True) ** 2).sum()),
                             [w.get_value()])[0]
-    for _ in range(3):
-        np.testing.assert_allclose(f(xv), num, rtol=1e-6, atol=1e-6)
+    for hint in (None, (None, 1, 6, 6)):
+        y = T.nnet.conv2d(x, w, input_shape=hint)
+        f = theano.function([x], T.grad((y * y).sum(), w))
+        for _ in range(3):
+            np.testing.assert_allclose(f(xv), num, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError):   # the hint is checked at run time
         f(rng.standard_normal((2, 1, 5, 6)))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_gradients_with_spatial_sizes_known_only_at_run_time(seed):
+    """x declared (None, C, None, ...): one compiled function takes other sizes at every
+    call, and its values and both gradients equal those of a function built for each size
+    (the transposed convs pad for the most dropped positions and crop)."""
+    r = np.random.default_rng(100 + seed)
+    xs, ws, a = random_case(r)
+    nd = len(xs) - 2
+    x = fc.input("x", (None, xs[1]) + (None,) * nd)
+    w = fc.input("w", ws)
+    y = fc.conv(x, w, stride=a["stride"], padding=a["pad"], dilation=a["dilation"],
+                groups=a["groups"], lhs_dilation=a["lhs_dilation"], flip=a["flip"])
+    f = fc.function([x, w], [y] + fc.grad(fc.sum(fc.sin(y) * y), [x, w]))
+    wv = r.standard_normal(ws)
+    for extra in (0, 1, 0, 2):   # other sizes at calls 2 and 4, the first again at 3
+        size = (2, xs[1]) + tuple(h + extra for h in xs[2:])
+        xv = r.standard_normal(size)
+        want = build(size, ws, a, "O0")(xv, wv)
+        for got, ref in zip(f(xv, wv), want):
+            np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)

@@ -21,8 +21,8 @@ from .build import apply
 from .registry import OpDef, register
 
 def out_size(h, k, stride, pad, dilation, lhs_dilation):
-    """One spatial dim's output size (None if h is unknown)."""
-    if h is None:
+    """One spatial dim's output size (None if h or k is unknown)."""
+    if h is None or k is None:
         return None
     hu = (h - 1) * lhs_dilation + 1 if h else 0
     return (hu + pad[0] + pad[1] - dilation * (k - 1) - 1) // stride + 1
@@ -52,8 +52,6 @@ def _infer(types, attrs):
     if c is not None and cg is not None and c // g != cg:
         raise ShapeError(f"conv: x has {c} channels, so w needs {c // g} input channels per "
                          f"group (groups={g}), got {cg} (w is {w.short()})")
-    if any(k is None for k in w.shape[2:]):
-        raise ShapeError(f"conv needs a kernel of known size, got {w.short()}")
     sizes = []
     for i, (h, k) in enumerate(zip(x.shape[2:], w.shape[2:])):
         n = out_size(h, k, attrs["stride"][i], attrs["pad"][i], attrs["dilation"][i],
@@ -83,17 +81,28 @@ def _vjp(c):
     if g.type.shape != c.out.type.shape:
         # A cotangent may know less than the output it stands for (a matmul's gradient
         # against an input of unknown size); the transposed convs below need its sizes.
-        g = apply("specify_shape", [g], shape=tuple(c.out.type.shape))
-    if any(h is None for h in x.type.shape[2:]):
-        raise ShapeError("the gradient of conv needs spatial sizes known when the graph is "
-                         f"built, got {x.type.short()}: declare the input with them, e.g. "
-                         "fc.input('x', (None, C, H, W)) (flowc.theano: conv2d's input_shape= "
-                         "or T.specify_shape)")
+        g = apply("specify_shape", [g], shape=tuple(
+            o if o is not None else h for o, h in zip(c.out.type.shape, g.type.shape)))
     S, K = x.type.shape[2:], w.type.shape[2:]
     O = c.out.type.shape[2:]
+    if None in K:
+        raise ShapeError("the gradient of conv needs a kernel of known size, got "
+                         f"{w.type.short()} (a second derivative of a conv whose spatial "
+                         "sizes are unknown): declare the input with its spatial sizes, e.g. "
+                         "fc.input('x', (None, C, H, W))")
     s, d, u, pad = a["stride"], a["dilation"], a["lhs_dilation"], a["pad"]
     Ke = [d[i] * (K[i] - 1) + 1 for i in range(nd)]
-    Hu = [(S[i] - 1) * u[i] + 1 for i in range(nd)]
+    known = None not in S and None not in O
+    if known:  # the exact pads: each transposed conv makes exactly the sizes wanted
+        Hu = [(S[i] - 1) * u[i] + 1 for i in range(nd)]
+        dx_hi = [Hu[i] - 1 + pad[i][0] - (O[i] - 1) * s[i] for i in range(nd)]
+        dw_hi = [(O[i] - 1) * s[i] + Ke[i] - Hu[i] - pad[i][0] for i in range(nd)]
+    else:
+        # Sizes known only at run time: the window positions the forward dropped at the
+        # high end (0 <= r < s of them) are unknown, so pad for the most (r = s - 1) and
+        # crop: dx to x's sizes, dw to the kernel's.
+        dx_hi = [Ke[i] - 1 - pad[i][1] + s[i] - 1 for i in range(nd)]
+        dw_hi = [pad[i][1] for i in range(nd)]
     sp = tuple(range(3, 3 + nd))
     # Sizes as values where unknown (a batch, or the channels a second derivative's
     # operands carry): x.shape[k] is an int or a dim node, and reshape takes either.
@@ -104,17 +113,22 @@ def _vjp(c):
     wt = wt.reshape((-1, og if og != -1 else o // G) + tuple(K))
     dx = conv(g, wt, stride=tuple(u), lhs_dilation=tuple(s), dilation=tuple(d), groups=G,
               flip=not a["flip"],
-              pad=tuple((Ke[i] - 1 - pad[i][0], Hu[i] - 1 + pad[i][0] - (O[i] - 1) * s[i])
-                        for i in range(nd)))
+              pad=tuple((Ke[i] - 1 - pad[i][0], dx_hi[i]) for i in range(nd)))
+    xs = x.shape
+    if not known:
+        dx = dx[(slice(None), slice(None)) + tuple(slice(None, xs[2 + i]) for i in range(nd))]
     # dw: x (channels within a group as the batch) convolved with g (its batch as channels).
-    xt = F.transpose(x.reshape((n, G, cg) + tuple(S)), (2, 1, 0) + sp)
-    xt = xt.reshape((cg, -1) + tuple(S))
-    gt = F.transpose(g.reshape((n, G, og) + tuple(O)), (1, 2, 0) + sp)
-    gt = gt.reshape((o, -1) + tuple(O))
+    Og = tuple(g.shape[2:]) if not known else tuple(O)
+    xt = F.transpose(x.reshape((n, G, cg) + tuple(xs[2:])), (2, 1, 0) + sp)
+    xt = xt.reshape((cg, -1) + tuple(xs[2:]))
+    gt = F.transpose(g.reshape((n, G, og) + Og), (1, 2, 0) + sp)
+    gt = gt.reshape((o, -1) + Og)
     r = conv(xt, gt, stride=tuple(d), dilation=tuple(s), lhs_dilation=tuple(u), groups=G,
-             flip=False, pad=tuple((pad[i][0], (O[i] - 1) * s[i] + Ke[i] - Hu[i] - pad[i][0])
-                                   for i in range(nd)))
+             flip=False, pad=tuple((pad[i][0], dw_hi[i]) for i in range(nd)))
     dw = F.transpose(r, (1, 0) + tuple(range(2, 2 + nd)))
+    if not known:
+        dw = apply("specify_shape", [dw[(slice(None), slice(None)) + tuple(
+            slice(None, k) for k in K)]], shape=tuple(w.type.shape))
     return [dx, _flip(dw) if a["flip"] else dw]
 
 
