@@ -69,6 +69,33 @@ def test_pooling_matches_windows_by_loops(case, how):
             np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("how", ["max", "avg", "avg_exclude"])
+def test_pooling_with_spatial_sizes_known_only_at_run_time(case, how):
+    """x declared (None, C, None, ...): one function takes other sizes at each call; the
+    output sizes, the padding ceil_mode needs and the average's counts are run-time values."""
+    shape, k, s, p, ceil = case
+    nd = len(k)
+    x = fc.input("x", (None, shape[1]) + (None,) * nd)
+    if how == "max":
+        y = fc.max_pool(x, k, s, p, ceil)
+    else:
+        y = fc.avg_pool(x, k, s, p, ceil, count_include_pad=how == "avg")
+    outs = [y, fc.grad(fc.sum(fc.sin(y)), x)]
+    fs = [fc.function([x], outs, optimize=lv) for lv in ("O0", "O2")]
+    for extra in (0, 1, 0, 2):
+        size = shape[:2] + tuple(h + extra for h in shape[2:])
+        xv = rng.permutation(int(np.prod(size))).reshape(size) * 0.01
+
+        def ref(v):
+            return pool_ref(v, k, s, p, ceil, "max" if how == "max" else "avg", how == "avg")
+        num = fc.numerical_grad(lambda v: float(np.sin(ref(v)).sum()), [xv])[0]
+        for f in fs:
+            got, g = f(xv)
+            np.testing.assert_allclose(got, ref(xv), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-7)
+
+
 def test_max_pool_ties_send_the_gradient_to_the_first_maximum():
     x = fc.input("x", (1, 1, 2, 2))
     g = fc.function([x], fc.grad(fc.sum(fc.max_pool2d(x, 2)), x))
@@ -87,16 +114,17 @@ def test_bad_pooling_is_an_error_naming_the_line(make, match):
     assert "test_pool.py" in str(e.value)
 
 
+@pytest.mark.parametrize("known", [True, False], ids=["specified", "tensor3"])
 @pytest.mark.parametrize("mode", ["max", "sum", "average_inc_pad", "average_exc_pad"])
 @pytest.mark.parametrize("ignore_border,pad", [(True, (0, 0)), (True, (1, 1)),
                                                 (False, (0, 0))])
-def test_theano_pool_2d_modes(mode, ignore_border, pad):
+def test_theano_pool_2d_modes(mode, ignore_border, pad, known):
     import flowc.theano as theano
     import flowc.theano.tensor as T
     from flowc.theano.tensor.signal import pool
     x = T.tensor3("x")  # one leading axis, pooled over like a channel
-    y = pool.pool_2d(T.specify_shape(x, (3, 7, 6)), ws=(3, 2), ignore_border=ignore_border, stride=(2, 2), pad=pad,
-                     mode=mode)
+    y = pool.pool_2d(T.specify_shape(x, (3, 7, 6)) if known else x, ws=(3, 2),
+                     ignore_border=ignore_border, stride=(2, 2), pad=pad, mode=mode)
     f = theano.function([x], y)
     xv = rng.permutation(3 * 7 * 6).reshape(3, 7, 6) * 0.1
     how = "max" if mode == "max" else "avg"

@@ -1213,7 +1213,7 @@ def g_conv(g):
     sp = tuple(int(v) for v in g.rng.integers(3, 7, nd))
     decl = (None if g.rng.random() < 0.3 else n, c) + sp   # the batch may be unknown
     pool = g.rng.random() < 0.3
-    if not pool and g.rng.random() < 0.25:   # so may the spatial sizes (conv only)
+    if g.rng.random() < 0.25:   # so may the spatial sizes
         decl = decl[:2] + (None,) * nd
     x = g.leaf("input", (n, c) + sp, decl=decl)
     if pool:

@@ -16,15 +16,13 @@ from .build import as_tensor, constant, op_error
 
 
 def _geometry(x, kernel, stride, padding, ceil_mode, fn):
-    """(kernel, stride, (lo, hi) pads, output sizes) per spatial dim, checked."""
+    """(kernel, stride, (lo, hi) pads, output sizes) per spatial dim, checked. A size known
+    only at run time gives an int64 scalar tensor as its output size and pads of
+    (p, p + stride - 1) under ceil_mode (enough fill for any last window)."""
     nd = len(kernel)
     if x.ndim != nd + 2:
         raise op_error(fn, [x], f"expected x of rank {nd + 2} (N, C, {nd} spatial dims)")
     S = x.type.shape[2:]
-    if None in S:
-        raise op_error(fn, [x], "pooling needs spatial sizes known when the graph is "
-                       "built: declare the input with them, e.g. fc.input('x', (None, C, H, "
-                       "W)), or give them with fc.specify_shape (T.specify_shape in Theano)")
     stride = kernel if stride is None else stride
     if min(kernel) < 1 or min(stride) < 1:
         raise op_error(fn, [x], f"kernel and stride must be at least 1, got kernel {kernel} "
@@ -33,7 +31,16 @@ def _geometry(x, kernel, stride, padding, ceil_mode, fn):
         raise op_error(fn, [x], f"padding must be between 0 and half the kernel, got "
                        f"padding {padding} for kernel {kernel}")
     pads, sizes = [], []
-    for h, k, s, p in zip(S, kernel, stride, padding):
+    for i, (h, k, s, p) in enumerate(zip(S, kernel, stride, padding)):
+        if h is None:
+            h = x.shape[2 + i]  # checked at run time: a window larger than the input fails
+            span = h + 2 * p - k
+            o = ((span + s - 1) // s if ceil_mode else span // s) + 1
+            if ceil_mode:
+                o = o - F.cast((o - 1) * s >= h + p, "int64")
+            pads.append((p, p + (s - 1 if ceil_mode else 0)))
+            sizes.append(o)
+            continue
         span = h + 2 * p - k
         if span < 0:
             raise op_error(fn, [x], f"the window ({k}) is larger than the padded input "
@@ -58,6 +65,24 @@ def _windows(x, kernel, stride, pads, sizes, fill):
     for off in itertools.product(*(range(k) for k in kernel)):
         yield x[(slice(None), slice(None)) + tuple(
             slice(i, i + s * (o - 1) + 1, s) for i, s, o in zip(off, stride, sizes))]
+
+
+def _counts(x, kernel, stride, pads, sizes, padding, include):
+    """avg_pool's divisor per output position, for spatial sizes known only at run time:
+    the window sums of a mask of ones over x (and over the padding when it counts)."""
+    S = tuple(x.shape[2:])
+    m = full((1, 1) + S, 1.0, dtype=x.dtype)
+    if include:  # the padding counts, what ceil_mode adds past it does not
+        for axis, p in enumerate(padding, 2):
+            if p:
+                side = full(tuple(m.shape[:axis]) + (p,) + tuple(m.shape[axis + 1:]), 1.0,
+                            dtype=x.dtype)
+                m = F.concatenate([side, m, side], axis)
+        pads = [(0, hi - p) for (lo, hi), p in zip(pads, padding)]
+    total = None
+    for w in _windows(m, kernel, stride, pads, sizes, 0.0):
+        total = w if total is None else total + w
+    return total
 
 
 def _per_dim(v, nd, name, fn):
@@ -111,6 +136,11 @@ def avg_pool(x, kernel, stride=None, padding=0, ceil_mode=False, count_include_p
                                   _per_dim(stride, nd, "stride", fn),
                                   _per_dim(padding, nd, "padding", fn), ceil_mode, fn)
     total = sum_pool(x, k, s, padding, ceil_mode, fn)
+    if None in x.type.shape[2:]:
+        if count_include_pad and not ceil_mode:  # every window lies in the padded input
+            return total / float(np.prod(k))
+        return total / _counts(x, k, s, pads, sizes, _per_dim(padding, nd, "padding", fn),
+                               count_include_pad)
     counts = np.ones((), np.float64)
     for h, kk, ss, (lo, _), o in zip(x.type.shape[2:], k, s, pads, sizes):
         start = np.arange(o) * ss - lo  # window start in input coordinates
