@@ -15,13 +15,14 @@ from tools import bench_loops as bl
 DIMS = (144, 16, 64)
 POLICIES = ["carries", "products", "residuals", ("every", 4), ("every", 12)]
 
-# ("every", k) is above its formula by a constant 7-10 carry-sized arrays (measured at
-# T=144-288, k=4 and 12, batch 16-32, 64-128 units): an inlined body keeps each step's
-# temporaries until the next step reassigns them, which the formula's "4 carries" undercounts.
-# (A nested loop's stacks are dropped before the next step makes them: every-12 was 1.44x.)
+# ("every", k) is above its formula by a constant 7-10 carry-sized arrays at this small size
+# (T=144-288, k=4 and 12, batch 16-32, 64-128 units), 1.18-1.21x; at the benchmark's size
+# (below) it is 1.04-1.08x. The outer graph's planned values of carry size are more than the
+# formula's "4 carries". (A nested loop's stacks are dropped before the next step makes them
+# and a body's big values after their last reader: every-12 was 1.44x.)
 # A strict xfail: when that is fixed the test fails until the mark goes.
-BEYOND_DESIGN = {("every", 4): "a step's temporaries stay alive until the next step",
-                 ("every", 12): "a step's temporaries stay alive until the next step"}
+BEYOND_DESIGN = {("every", 4): "a constant 7-10 carries above the formula",
+                 ("every", 12): "a constant 7-10 carries above the formula"}
 
 
 def test_the_hand_lstm_bptt_matches_flowc_in_float64():
@@ -74,6 +75,20 @@ def test_peak_memory_is_within_10_percent_of_the_policy_formula(save, measured):
     want = bl.design_bytes(save, DIMS)
     for call, got in enumerate(measured[str(save)][1:], 2):
         assert abs(got / want - 1) <= 0.10, (save, call, got, want)
+
+
+@inlined_only
+@pytest.mark.parametrize("k", [4, 24])
+def test_checkpointing_is_within_10_percent_at_the_benchmark_size(k):
+    """At tools/bench_loops.py's size (T=576, B=16, H=128) the constant excess above is a
+    few percent of the formula."""
+    dims = (576, 16, 128)
+    with fc.Graph():
+        f, args = bl.memory_model(dims, ("every", k))
+        got = bl.peak_bytes(f, args, calls=3)
+    want = bl.design_bytes(("every", k), dims)
+    for call, peak in enumerate(got[1:], 2):
+        assert abs(peak / want - 1) <= 0.10, (k, call, peak, want)
 
 
 @inlined_only

@@ -19,6 +19,7 @@ Executable (memory plan, loop groups) and call it once per step.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 
 import numpy as np
@@ -194,6 +195,28 @@ class InlinedLoop:
         return kernel_error(e, f"at step {t} of the loop: {what}")
 
 
+BIG_TEMP = 1024  # elements: smaller step temporaries are not worth a statement each
+
+
+def _early_frees(program, keep):
+    """{instruction k: slots of big body values whose last reader is k}: without it a step's
+    temporaries stay alive until the next step reassigns them (a checkpointed backward
+    held 7-10 extra carry-sized arrays). Small ones are left: a statement costs ~30 ns."""
+    from ..link.linker import _n
+    last = {}
+    for k, ins in enumerate(program.instrs):
+        for a in ins.args:
+            last[_n(a)] = k
+    drop = {}
+    for ins in program.instrs:
+        out = _n(ins.out)
+        shape = list(ins.shape or [])
+        big = any(not isinstance(d, int) for d in shape) or math.prod(shape) >= BIG_TEMP
+        if big and out not in keep and out in last:
+            drop.setdefault(last[out], []).append(out)
+    return drop
+
+
 def loop_source(program, kinds, n_seq, n_carry, stack_axis):
     """Python source of `loop_run(order, seq.., carry.., const..)` -> (carries, ys), and its
     line -> body instruction map. Built only from names chosen here, the linker's statements
@@ -215,6 +238,7 @@ def loop_source(program, kinds, n_seq, n_carry, stack_axis):
     lines += ["    t = None", "    it = iter(order)", "    try:"]
     line_instr = {}
     row = ":, " * axis
+    drop = _early_frees(program, inputs | set(c_out) | set(y_out))
 
     def step(first):
         lines.append("        for t in it:")
@@ -232,6 +256,8 @@ def loop_source(program, kinds, n_seq, n_carry, stack_axis):
             stmt, note = alloc_statement(k, ins, kind)
             line_instr[len(lines) + 1] = k
             lines.append(f"            {stmt}  # {note}")
+            if drop.get(k):  # big values read for the last time: free them now, not next step
+                lines.append(f"            {' = '.join(f's{d}' for d in drop[k])} = None")
         for j, s in enumerate(y_out):  # rows before carries: a y may be an old carry
             if first:
                 lines.append(f"            y{j} = _stack(s{s}, len(order), {axis})")
