@@ -1054,5 +1054,31 @@ S("conv2d_batch_unknown", lambda x, w: fc.conv2d(x, w, padding=1),
   [A(2, 2, 4, 4, decl=(None, 2, 4, 4)), A(3, 2, 3, 3)],
   lambda x, w: conv_ref(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1), 1, False))
 
+
+
+def max_pool_ref(x, k, s, p, ceil):
+    """Each window's maximum by loops (PyTorch's geometry; padding never wins)."""
+    S = x.shape[2:]
+    sizes = []
+    for h, kk, ss, pp in zip(S, k, s, p):
+        span = h + 2 * pp - kk
+        o = (-(-span // ss) if ceil else span // ss) + 1
+        sizes.append(o - 1 if ceil and (o - 1) * ss >= h + pp else o)
+    out = np.empty(x.shape[:2] + tuple(sizes))
+    for idx in itertools.product(*map(range, sizes)):
+        sl = tuple(slice(max(i * ss - pp, 0), min(i * ss - pp + kk, h))
+                   for i, ss, pp, kk, h in zip(idx, s, p, k, S))
+        out[(slice(None), slice(None)) + idx] = x[(slice(None), slice(None)) + sl].max(
+            axis=tuple(range(2, x.ndim)))
+    return out
+
+
+S("max_pool2d_strided_padded", lambda x: fc.max_pool2d(x, (3, 2), (2, 1), (1, 1)),
+  [A(2, 3, 6, 5)], lambda x: max_pool_ref(x, (3, 2), (2, 1), (1, 1), False))
+S("max_pool2d_ceil_overlapping", lambda x: fc.max_pool2d(x, 3, 2, 1, ceil_mode=True),
+  [A(1, 2, 6, 6)], lambda x: max_pool_ref(x, (3, 3), (2, 2), (1, 1), True))
+S("max_pool1d_batch_unknown", lambda x: fc.max_pool1d(x, 2),
+  [A(3, 2, 7, decl=(None, 2, 7))], lambda x: max_pool_ref(x, (2,), (2,), (0,), False))
+
 BY_NAME = {s.name: s for s in SAMPLES}
 assert len(BY_NAME) == len(SAMPLES), "two op samples share a name"

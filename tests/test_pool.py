@@ -145,3 +145,58 @@ def _sum_ones(S, k, s, p, ceil):
         lo = [i * ss - pp for i, ss, pp in zip(idx, s, p)]
         out[idx] = np.prod([min(a + kk, h) - max(a, 0) for a, kk, h in zip(lo, k, S)])
     return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_max_pool_by_argmax_equals_the_slices_reference_with_ties(seed):
+    """fc.max_pool (pool_argmax + a gather) against the per-offset slices folded with
+    maximum, on small integers (many ties): values and gradients bit for bit, calls 1-3,
+    known and run-time sizes."""
+    from flowc.ops.api_pool import _max_pool_slices
+    r = np.random.default_rng(300 + seed)
+    nd = int(r.integers(1, 4))
+    k = tuple(int(v) for v in r.integers(1, 4, nd))
+    s = tuple(int(v) for v in r.integers(1, 4, nd))
+    p = tuple(int(r.integers(0, kk // 2 + 1)) for kk in k)
+    ceil = bool(r.integers(2))
+    S = tuple(int(v) for v in r.integers(max(k), 7, nd))
+    x = fc.input("x", (None, 2) + (S if r.random() < 0.5 else (None,) * nd))
+    xk = fc.input("xk", (None, 2) + S)
+    g = fc.input("g", (None, 2) + (None,) * nd)
+    outs = []
+    for make, xin in ((fc.max_pool, x), (_max_pool_slices, xk)):
+        y = make(xin, k, s, p, ceil)
+        outs.append((xin, [y, fc.grad(fc.sum(y * g), xin)]))
+    f_new = fc.function([x, g], outs[0][1], optimize="O2")
+    f_ref = fc.function([xk, g], outs[1][1], optimize="O0")
+    for _ in range(3):
+        xv = r.integers(-2, 3, (3, 2) + S).astype(float)
+        ref = f_ref(xv, np.ones((3, 2) + tuple(1 for _ in S)))
+        gv = r.standard_normal(ref[0].shape)
+        want, got = f_ref(xv, gv), f_new(xv, gv)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_max_pool_propagates_nan_and_ignores_padding():
+    x = fc.input("x", (1, 1, 2, 3))
+    f = fc.function([x], fc.max_pool2d(x, 2, 1, padding=1))
+    v = np.array([[[[-np.inf, -np.inf, 1.0], [-np.inf, np.nan, -5.0]]]])
+    got = f(v)[0, 0]
+    want = np.array([[-np.inf, -np.inf, 1.0, 1.0], [-np.inf, np.nan, np.nan, 1.0],
+                     [-np.inf, np.nan, np.nan, -5.0]])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_per_example_gradients_through_max_pool():
+    """fc.batch over examples: the batching rule of pool_argmax folds the batch into N."""
+    w = fc.input("w", (2, 1, 1, 1))
+    x1 = fc.input("x1", (1, 1, 4, 4))
+    xb = fc.input("xb", (3, 1, 1, 4, 4))
+    one = fc.grad(fc.sum(fc.max_pool2d(fc.conv2d(x1, w), 2) ** 2), w)
+    f = fc.function([xb, w], fc.batch(one, {x1: xb}))
+    xv, wv = rng.standard_normal((3, 1, 1, 4, 4)), rng.standard_normal((2, 1, 1, 1))
+    single = fc.function([x1, w], one)
+    got = f(xv, wv)
+    for i in range(3):
+        np.testing.assert_allclose(got[i], single(xv[i], wv), rtol=1e-12)

@@ -12,7 +12,9 @@ import numpy as np
 
 from . import api as F
 from .api_make import full
+from .api_linalg import take_along_axis
 from .build import as_tensor, constant, op_error
+from .pool import pool_argmax
 
 
 def _geometry(x, kernel, stride, padding, ceil_mode, fn):
@@ -100,7 +102,24 @@ def max_pool(x, kernel, stride=None, padding=0, ceil_mode=False, fn="max_pool"):
     """The maximum of each window of x (N, C, *spatial); padding is -inf. Gradient ties:
     the whole cotangent goes to one maximum of the window, the first in row-major order
     (PyTorch's and JAX's convention; Theano gives every tied maximum the full value and
-    flowc's max reduction splits it)."""
+    flowc's max reduction splits it). A NaN in a window is its maximum."""
+    x = as_tensor(x)
+    nd = len(kernel) if isinstance(kernel, (tuple, list)) else x.ndim - 2
+    pad = _per_dim(padding, nd, "padding", fn)
+    k, s, _, _ = _geometry(x, _per_dim(kernel, nd, "kernel", fn),
+                           _per_dim(stride, nd, "stride", fn), pad, ceil_mode, fn)
+    # Each window's first maximum, then a gather: one pass per offset forward, and one
+    # scatter-add backward (put_along_axis_grad) instead of a chain of maximum gradients.
+    idx = pool_argmax(x, k, s, pad, ceil_mode)
+    n, c = x.shape[0], x.shape[1]
+    y = take_along_axis(F.reshape(x, (n, c, -1)), F.reshape(idx, (n, c, -1)), 2)
+    return F.reshape_like(y, idx) if None in idx.type.shape else F.reshape(y, idx.type.shape)
+
+
+def _max_pool_slices(x, kernel, stride=None, padding=0, ceil_mode=False, fn="max_pool"):
+    """max_pool by one strided slice per window offset folded with maximum: the reference
+    the pool_argmax form is checked against (ties: maximum sends the gradient to its first
+    operand, so to the window's first maximum too)."""
     x = as_tensor(x)
     nd = len(kernel) if isinstance(kernel, (tuple, list)) else x.ndim - 2
     k, s, pads, sizes = _geometry(x, _per_dim(kernel, nd, "kernel", fn),

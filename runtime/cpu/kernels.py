@@ -295,6 +295,11 @@ from .conv import make_conv  # noqa: E402
 
 KERNELS["conv"] = Kernel(make_conv(np), "out")
 
+# Max pooling's choice per window: a running maximum over one strided view per offset.
+from .pool import make_pool_argmax  # noqa: E402
+
+KERNELS["pool_argmax"] = Kernel(make_pool_argmax(np), "out")
+
 # The product of the other elements (prod's derivatives), with no division.
 from .prod_others import kernel as _prod_others  # noqa: E402
 

@@ -22,6 +22,7 @@ from ..cpu.kernels_extra import range_problem
 from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape, updated_copy
 from ..cpu.kernels_shape import table as _shape_table
 from ..cpu.conv import make_conv
+from ..cpu.pool import make_pool_argmax
 from ..cpu.loops import make_cond, make_loop
 from ..cpu.gemm import broadcast_gemm
 from ..cpu.prod_others import kernel as _prod_others
@@ -435,6 +436,7 @@ KERNELS["part"] = Kernel(lambda t, index: t[index], "view")
 KERNELS["select"] = Kernel(lambda t, indices: tuple(t[i] for i in indices), "view")
 # Convolution: the NumPy kernel's algorithm on device arrays (strided copies, cuBLAS GEMMs).
 KERNELS["conv"] = Kernel(make_conv(cp), "out")
+KERNELS["pool_argmax"] = Kernel(make_pool_argmax(cp), "out")
 
 
 # -- the CuPy-function evaluation of expressions the generator does not cover (float16, ...) --

@@ -1,0 +1,99 @@
+"""The `pool_argmax` kernel (NumPy or CuPy): for each pooling window, the flat index (into
+the input's spatial positions, row-major) of its first maximum in row-major window order.
+
+The input is padded with -inf and read through one strided view per window offset; a running
+maximum over the window offsets keeps the first maximum (a NaN counts as the maximum, as
+PyTorch's max pooling propagates it). A window whose real elements are all
+-inf may pick a padding position: it gets the window's first real position instead, which
+is then its first maximum.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+
+def out_sizes(spatial, kernel, stride, padding, ceil_mode):
+    """Output size per spatial dim (PyTorch's formula; under ceil_mode the last window must
+    start inside the input or its left padding)."""
+    sizes = []
+    for h, k, s, p in zip(spatial, kernel, stride, padding):
+        span = h + 2 * p - k
+        if span < 0:
+            raise ValueError(f"pooling: the window ({k}) is larger than the padded input "
+                             f"({h} + 2 * {p})")
+        o = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (o - 1) * s >= h + p:
+            o -= 1
+        sizes.append(o)
+    return tuple(sizes)
+
+
+def make_pool_argmax(xp):
+    """The kernel for array module xp."""
+    def pool_argmax(x, kernel=(1,), stride=(1,), padding=(0,), ceil_mode=False, out=None):
+        S, nd = x.shape[2:], x.ndim - 2
+        O = out_sizes(S, kernel, stride, padding, ceil_mode)
+        # Enough padding on the high side for ceil_mode's last window.
+        hi = [(o - 1) * s + k - h - p for o, s, k, h, p in zip(O, stride, kernel, S, padding)]
+        if any(padding) or any(h > 0 for h in hi):
+            xp_ = xp.full(x.shape[:2] + tuple(h + p + max(q, 0) for h, p, q in
+                                              zip(S, padding, hi)), -xp.inf, dtype=x.dtype)
+            xp_[(slice(None), slice(None)) + tuple(slice(p, p + h) for p, h in
+                                                   zip(padding, S))] = x
+        else:
+            xp_ = x
+
+        def window(off):  # every window's element at this offset: one strided view
+            return xp_[(slice(None), slice(None)) + tuple(
+                slice(i, i + s * (o - 1) + 1, s) for i, s, o in zip(off, stride, O))]
+        # A running maximum over the offsets (row-major), replaced only by a strictly greater
+        # value, or by a NaN where the best so far is not one: the first maximum, without
+        # copying the windows out (argmax over a short last axis is slow in NumPy).
+        offsets = list(itertools.product(*(range(k) for k in kernel)))
+        best = window(offsets[0]).copy()
+        small = xp.int8 if len(offsets) < 128 else xp.int64  # a quarter of the traffic
+        local = xp.zeros(best.shape, dtype=small)
+        nan = bool(xp.isnan(x).any())
+        for j, off in enumerate(offsets[1:], 1):
+            v = window(off)
+            take = v > best
+            if nan:
+                take |= xp.isnan(v) & ~xp.isnan(best)
+            xp.maximum(best, v, out=best)  # NaN propagates: a NaN best stays NaN
+            # where, not copyto(where=): the masked copy ran 5x slower in NumPy 2.
+            local = xp.where(take, small(j), local)
+        flat_stride = [math.prod(S[d + 1:]) for d in range(nd)]
+        # Each window's first input position, flat: sum over dims of o * s * (dim's stride).
+        base = xp.zeros((1,) * nd, dtype=xp.int64)
+        for d in range(nd):
+            base = base + (xp.arange(O[d]) * (stride[d] * flat_stride[d])).reshape(
+                (1,) * d + (O[d],) + (1,) * (nd - 1 - d))
+        if not any(padding) and not any(h > 0 for h in hi):
+            # No padding: the offset's flat distance by table lookup (an integer division
+            # per dim decoding `local` cost more than the running maximum itself).
+            table = xp.asarray([sum(i * f for i, f in zip(off, flat_stride))
+                                for off in offsets], dtype=xp.int64)
+            flat = base + xp.take(table, local)
+            if out is None:
+                return flat
+            out[...] = flat
+            return out
+        local = local.astype(xp.int64)
+        flat = xp.zeros(local.shape, dtype=xp.int64)
+        rest = local
+        K = list(kernel)
+        for d in range(nd):  # window-local offset -> input coordinate, dim by dim
+            w = math.prod(K[d + 1:])
+            i, rest = rest // w, rest % w
+            start = (xp.arange(O[d]) * stride[d] - padding[d]).reshape(
+                (O[d],) + (1,) * (nd - 1 - d))
+            c = start + i
+            if padding[d] or hi[d] > 0:  # a padding position: the window's first real one
+                c = xp.where((c < 0) | (c >= S[d]), xp.maximum(start, 0), c)
+            flat = flat * S[d] + c
+        if out is None:
+            return flat
+        out[...] = flat
+        return out
+    return pool_argmax
