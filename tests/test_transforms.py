@@ -562,3 +562,47 @@ def test_op_table_rows_are_all_present():
                  "outer", "trace", "norm_vec", "norm_fro", "topk_values", "take_along_axis",
                  "stop_gradient_value", "custom_vjp_value"):
         assert name in BY_NAME
+
+
+def test_jacobian_through_take_with_indices_of_unknown_length():
+    """The Jacobian's rows are as many as the indices, known only at run time: take and
+    take_grad batch with that size as a value (fuzz seed 1213), axis given or not."""
+    x = fc.input("x", (2, 3))
+    idx = fc.input("idx", (None,), dtype="int64")
+    xv = np.arange(6.0).reshape(2, 3) / 7
+    for axis in (None, 1):
+        y = fc.take(fc.sin(x), idx, axis=axis)
+        f = fc.function([x, idx], fc.jacobian(y, x))
+        for iv in (np.array([5, 0, 5]), np.array([1]), np.array([2, 0, 5])):
+            iv = iv if axis is None else iv % 3
+            got = f(xv, iv)
+            want = np.zeros(got.shape)
+            for k in np.ndindex(*got.shape[:-2]):
+                e = np.zeros_like(xv)
+                if axis is None:
+                    e.flat[iv[k[0]]] = np.cos(xv.flat[iv[k[0]]])
+                else:
+                    e[k[0], iv[k[1]]] = np.cos(xv[k[0], iv[k[1]]])
+                want[k] = e
+            np.testing.assert_allclose(got, want, atol=1e-15)
+
+
+def test_jacobian_and_hessian_with_several_unknown_dimensions():
+    """y and x both of run-time size: the result's shape is read from them as values."""
+    x = fc.input("x", (None, 3))
+    f = fc.function([x], [fc.jacobian(fc.tanh(x) * 2, x),
+                          fc.hessian(fc.sum(fc.tanh(x) ** 3), x)])
+    for n in (2, 1, 2):
+        xv = np.linspace(-1, 1, 3 * n).reshape(n, 3)
+        j, h = f(xv)
+        d = 2 * (1 - np.tanh(xv) ** 2)
+        want = np.zeros((n, 3, n, 3))
+        for k in np.ndindex(n, 3):
+            want[k + k] = d[k]
+        np.testing.assert_allclose(j, want, atol=1e-14)
+        t = np.tanh(xv)
+        dd = 3 * (2 * t * (1 - t ** 2) ** 2 - 2 * t ** 3 * (1 - t ** 2))  # d2/dx2 tanh^3
+        want_h = np.zeros((n, 3, n, 3))
+        for k in np.ndindex(n, 3):
+            want_h[k + k] = dd[k]
+        np.testing.assert_allclose(h, want_h, atol=1e-12)

@@ -30,13 +30,14 @@ def _basis(t):
     return F.constant(np.eye(n, dtype=t.dtype).reshape((n,) + tuple(t.type.shape)), graph=t.graph)
 
 
-def _shaped(r, shape, what):
-    """r reshaped to `shape` (already so when only its leading axis was unknown)."""
+def _shaped(r, y, t):
+    """r reshaped to y.shape + t.shape (already so when only its leading axis was unknown);
+    sizes known only at run time are read from y and t as values."""
+    shape = y.type.shape + t.type.shape
     if r.ndim == len(shape) and all(a is None or b is None or a == b for a, b in zip(r.type.shape, shape)):
         return r
     if None in shape:
-        raise GradError(f"{what} of tensors with several unknown dimensions needs static "
-                        f"shapes (result shape {shape})")
+        return F.reshape(r, tuple(y.shape) + tuple(t.shape))
     return F.reshape(r, shape)
 
 
@@ -61,14 +62,14 @@ def jacobian(y, x, mode="auto"):
             ct = leaf("input", TensorType(y.dtype, y.type.shape), name="cotangent", graph=graph)
             gs = vjp(y, xs, ct)
             rows = batch(gs, {ct: _basis(y)})
-            out = [_shaped(r, y.type.shape + t.type.shape, "jacobian") for r, t in zip(rows, xs)]
+            out = [_shaped(r, y, t) for r, t in zip(rows, xs)]
         else:
             out = []
             for t in xs:
                 tan = leaf("input", TensorType(t.dtype, t.type.shape), name="tangent", graph=graph)
                 cols = batch(jvp(y, t, tan), {tan: _basis(t)})
                 perm = tuple(range(1, y.ndim + 1)) + (0,)
-                out.append(_shaped(F.transpose(cols, perm), y.type.shape + t.type.shape, "jacobian"))
+                out.append(_shaped(F.transpose(cols, perm), y, t))
     _prune(graph, first_new, [t.id for t in out])
     return out[0] if single else out
 

@@ -101,8 +101,8 @@ def take(c):
     (x, idx), (bx, bi) = c.inputs, c.batched
     if bi:
         raise ShapeError("batching take over its indices is not supported")
-    if c.attrs["axis"] is None:
-        return F.take(rows(x, _b(c)) if c.size is not None else _flat(x), idx, 1)
+    if c.attrs["axis"] is None:  # the batch size as a value where it is not known
+        return F.take(rows(x, c.size if c.size is not None else x.shape[0]), idx, 1)
     return F.take(x, idx, c.attrs["axis"] + 1)
 
 
@@ -115,11 +115,7 @@ def take_grad(c):
     g = g if flags[2] else materialize(g, ref)
     if c.attrs["axis"] is not None:
         return apply("take_grad", [x, idx, g], axis=c.attrs["axis"] + 1)
-    n = static_size(c, "take_grad")
+    n = c.size if c.size is not None else x.shape[0]
     flat = apply("take_grad", [rows(x, n), F.reshape(idx, (-1,)), rows(g, n)], axis=1)
     return F.reshape_like(flat, x)
 
-
-def _flat(x):
-    raise ShapeError("batching take with axis=None needs a batch size known when the graph "
-                     f"is built (got {x.type.short()})")

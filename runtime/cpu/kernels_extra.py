@@ -74,6 +74,8 @@ def _last_axis_flat(shape, idx, ax):
     if ax != len(shape) - 1 or idx.shape[:-1] != tuple(shape[:-1]):
         return None
     n = shape[-1]
+    if n == 0 or 0 in shape:
+        return None
     if idx.size and (idx.max() >= n or idx.min() < -n):
         raise IndexError(f"index out of range for axis {ax} of size {n}")
     rows = np.arange(0, math.prod(shape), n, dtype=np.int64).reshape(tuple(shape[:-1]) + (1,))
