@@ -85,8 +85,10 @@ class Function:
     def profile(self, *args, calls=20):
         """Time every instruction on these inputs (parameters are left as they were).
 
-        Returns a Profile: `print(p)` gives the table, `p.by_op()` the time per op kind,
-        and `fc.render(f, path, heat=p)` colours the hot nodes.
+        Returns a Profile, shown as a table at the prompt (`print(p)` in a script): the
+        instructions, the time per op kind, and the whole call split into the instructions,
+        the runtime's work between them and flowc's own call. `p.by_op()` gives the time
+        per op kind, `fc.render(f, path, heat=p)` colours the hot nodes.
         """
         from .profile import profile
         return profile(self, args, calls)
