@@ -135,6 +135,9 @@ BAD = [
      'train.batch_size: expected an integer >= 1, got 0 (an integer)'),
     ('units = 8', 'units = 8 8', 'units = 8 8', 'invalid TOML: Expected newline or end of '
      'document after a statement (at line 14, column 11)'),
+    ('[inputs.x]\nshape = ["batch", 4]\n\n', '', '[inputs.y]',
+     'inputs: expected a feature input for the layers to read besides the loss\'s target '
+     '\'y\' (e.g. [inputs.x] with shape = ["batch", 4]), got only \'y\''),
 ]
 
 

@@ -227,7 +227,11 @@ def check(doc, path="<model>", text=""):
         spec["input"] = c.choice(model["input"], ("model", "input"), names, "an input:")
     else:
         rest = [n for n in names if n != target]
-        if len(rest) != 1:
+        if not rest:
+            c.fail(("inputs",), f"a feature input for the layers to read besides the loss's "
+                   f"target {target!r} (e.g. [inputs.x] with shape = [\"batch\", 4])",
+                   "only " + ", ".join(repr(n) for n in names))
+        if len(rest) > 1:
             c.fail(("model", "input"), "the name of the input the layers read (needed when "
                    "there is more than one candidate: " + ", ".join(rest) + ")", MISSING)
         spec["input"] = rest[0]
