@@ -67,3 +67,23 @@ def test_validate_rejects_a_slot_read_before_it_is_written():
         bad.validate()
     with pytest.raises(ValueError, match="not supported"):
         runtime.Program(**{**prog.__dict__, "version": 999}).validate()
+
+
+def test_a_program_and_a_checkpoint_never_overwrite_each_other(tmp_path):
+    """f.save("model") writes model.json + model.npz, trainer.save("model.npz") a checkpoint:
+    each refuses to replace the other, and a Program whose values a checkpoint replaced
+    anyway says what the file is."""
+    from flowc.nn.checkpoint import CheckpointError, save
+    x = fc.input("x", (None, 2))
+    f = fc.function([x], x @ fc.param("w", np.ones(2)))
+    base = str(tmp_path / "model")
+    f.save(base)
+    with pytest.raises(CheckpointError, match="holds the values of the saved Program"):
+        save(base + ".npz", {"w": np.zeros(2)})
+    assert runtime.load(base)(np.ones((1, 2)))[0] == 2.0   # untouched
+    os.remove(base + ".npz")
+    save(base + ".npz", {"w": np.zeros(2)})          # the collision the README once showed
+    with pytest.raises(fc.FlowcError, match="is a flowc training checkpoint"):
+        f.save(base)
+    with pytest.raises(fc.FlowcError, match="got a flowc training checkpoint"):
+        runtime.load(base)

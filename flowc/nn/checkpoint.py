@@ -26,6 +26,7 @@ def save(path, arrays, meta=None):
     path = os.fspath(path)
     if META in arrays:
         raise CheckpointError(f"{META!r} is reserved in checkpoints")
+    _refuse_program_values(path)
     record = json.dumps({"format": FORMAT, "version": VERSION, **(meta or {})})
     payload = {k: np.asarray(v) for k, v in arrays.items()}
     payload[META] = np.array(record)
@@ -43,6 +44,23 @@ def save(path, arrays, meta=None):
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _refuse_program_values(path):
+    """Refuse to write a checkpoint over the values file of a saved Program (f.save("model")
+    writes model.json and model.npz): the Program would no longer load."""
+    if not path.endswith(".npz") or not os.path.isfile(path):
+        return
+    program = path[:-4] + ".json"
+    try:
+        with open(program, encoding="utf-8") as f:
+            is_program = isinstance(json.load(f).get("instrs"), list)
+    except (OSError, ValueError, AttributeError):
+        return
+    if is_program:
+        raise CheckpointError(f"{path} holds the values of the saved Program {program} "
+                              f"(f.save); a checkpoint there would break it: save the "
+                              f"checkpoint under another name")
 
 
 def _write_npz(f, payload):

@@ -90,6 +90,7 @@ class Program:
     def save(self, path: str) -> None:
         """Write PATH.json and PATH.npz (a trailing .json is dropped); atomic per file."""
         base = path[:-5] if path.endswith(".json") else path
+        _refuse_checkpoint(base + ".npz")
         _atomic_write(base + ".npz", lambda f: np.savez(f, **self.values), binary=True)
         _atomic_write(base + ".json", lambda f: json.dump(self.to_json(), f, indent=1))
 
@@ -118,6 +119,22 @@ class Program:
         for p in d["inputs"] + d["params"]:
             p["shape"] = tuple(p["shape"])
         return Program(instrs=instrs, values=values, **d).validate()
+
+
+def _refuse_checkpoint(npz_file):
+    """Refuse to write a Program's values over a flowc training checkpoint."""
+    import zipfile
+
+    from ..errors import ProgramFileError
+    from .validate import CHECKPOINT_RECORD
+    if not os.path.isfile(npz_file) or not zipfile.is_zipfile(npz_file):
+        return
+    with zipfile.ZipFile(npz_file) as z:
+        if CHECKPOINT_RECORD + ".npy" in z.namelist():
+            raise ProgramFileError(f"{npz_file} is a flowc training checkpoint "
+                                   f"(trainer.save); saving a Program there would replace it: "
+                                   f"save the Program under another name (it writes NAME.json "
+                                   f"and NAME.npz)")
 
 
 def _atomic_write(path, write, binary=False):

@@ -517,6 +517,10 @@ def _read_npz(npz_file):
     return values
 
 
+# The record every flowc.nn checkpoint holds (flowc/nn/checkpoint.py's META).
+CHECKPOINT_RECORD = "__flowc_meta__"
+
+
 def read_program(path, kernels=None):
     """(Program JSON object, arrays) of PATH.json + PATH.npz, every field checked."""
     if kernels is None:
@@ -525,5 +529,11 @@ def read_program(path, kernels=None):
     json_file, npz_file = base + ".json", base + ".npz"
     d = _read_json(json_file)
     values = _read_npz(npz_file)
+    if CHECKPOINT_RECORD in values:  # the names collided: a trainer wrote its checkpoint here
+        raise ProgramFileError(
+            f"{npz_file}: expected the values of the Program {json_file} (written with it by "
+            f"f.save), got a flowc training checkpoint (trainer.save): the checkpoint replaced "
+            f"the Program's values; save the Program again, and the checkpoint under another "
+            f"name")
     check_program(d, values, kernels, json_file, npz_file)
     return d, values
