@@ -12,8 +12,8 @@ from .autodiff.reverse import grad
 from .checked import CheckError
 from .function import Function, function
 from .gradcheck import check_grad, numerical_grad
-from .ir.errors import (ArgumentError, FlowcError, GradError, GraphError, InputError,
-                        InputShapeError, MissingInputError, ShapeError)
+from .ir.errors import (ArgumentError, DisconnectedGradientWarning, FlowcError, GradError,
+                        GraphError, InputError, InputShapeError, MissingInputError, ShapeError)
 from .ir.graph import Graph, default_graph
 from .ir.tensor import Shape, Tensor
 from .ir.types import TensorType

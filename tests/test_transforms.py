@@ -410,7 +410,7 @@ def test_stop_gradient_blocks_grad_and_jvp():
     v, tv = np.array([1.0, -2.0, 3.0]), np.array([0.5, 1.0, -1.0])
     val, g, j, g0, j0 = fc.function([x, t], [
         y, fc.grad(fc.sum(y), x), fc.jvp(y, x, t),
-        fc.grad(fc.sum(fc.stop_gradient(fc.exp(x))), x),
+        fc.grad(fc.sum(fc.stop_gradient(fc.exp(x))), x, disconnected="zero"),
         fc.jvp(fc.stop_gradient(fc.exp(x)), x, t)])(v, tv)
     np.testing.assert_allclose(val, v ** 2)
     np.testing.assert_allclose(g, v)
@@ -606,3 +606,21 @@ def test_jacobian_and_hessian_with_several_unknown_dimensions():
         for k in np.ndindex(n, 3):
             want_h[k + k] = dd[k]
         np.testing.assert_allclose(h, want_h, atol=1e-12)
+
+
+def test_grad_of_a_disconnected_tensor_warns_by_default():
+    """Zeros with a warning that names the tensor and points at the user's line; 'zero'
+    silences it, 'raise' (Theano's default, and T.grad's) makes it an error."""
+    import warnings
+    x = fc.input("x", (3,))
+    w, v = fc.param("w", np.ones(3)), fc.param("v", np.ones(3))
+    cost = fc.sum(x * w)
+    with pytest.warns(fc.DisconnectedGradientWarning, match="does not depend on v") as rec:
+        gw, gv = fc.grad(cost, [w, v])
+    assert rec[0].filename == __file__
+    np.testing.assert_array_equal(fc.function([x], gv)(np.ones(3)), np.zeros(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fc.grad(cost, [w, v], disconnected="zero")
+    with pytest.raises(fc.GradError, match="does not depend on v"):
+        fc.grad(cost, [w, v], disconnected="raise")

@@ -1,9 +1,13 @@
 """Reverse-mode autodiff: add backward nodes for d(cost)/d(wrt) to the same graph."""
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 import networkx as nx
 
-from ..ir.errors import GradError
+from ..ir.errors import DisconnectedGradientWarning, GradError
 from ..ir.graph import downstream, paused_gc, upstream
 from ..ir.tensor import Tensor
 from ..ir.types import TupleType, is_float
@@ -13,13 +17,14 @@ from .stable_chain import stable_vjp
 
 
 @paused_gc
-def grad(cost, wrt, disconnected="zero", consider_constant=None):
+def grad(cost, wrt, disconnected="warn", consider_constant=None):
     """Symbolic gradient of a scalar `cost` with respect to `wrt` (a tensor or a list of them).
 
     Backward nodes are added to cost's graph with phase="backward" and `origin` set to the
     forward node whose rule made them. A list in gives a list out, one tensor in gives one out.
-    `disconnected="zero"` returns zeros for a `wrt` the cost does not depend on;
-    `"raise"` raises GradError naming it. Grad of grad works: backward nodes are ordinary nodes.
+    For a `wrt` the cost does not depend on, `disconnected="warn"` (the default) returns
+    zeros with a DisconnectedGradientWarning naming it, `"zero"` returns zeros silently and
+    `"raise"` raises GradError (Theano's default). Grad of grad works: backward nodes are ordinary nodes.
     `consider_constant` lists tensors treated as constants: no gradient flows through them.
     """
     single = isinstance(wrt, Tensor)
@@ -44,6 +49,15 @@ def vjp_many(outputs, cotangents, wrts, disconnected="zero"):
     return _backprop(outputs[0], seeds, wrts, disconnected)
 
 
+def _user_level():
+    """warnings.warn's stacklevel of the first caller outside flowc (the user's line)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(root):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _check(cost, wrts, disconnected):
     if not isinstance(cost, Tensor):
         raise GradError(f"grad needs a Tensor cost, got {type(cost).__name__}")
@@ -53,8 +67,8 @@ def _check(cost, wrts, disconnected):
                         "flowc.vjp with an explicit cotangent")
     if not is_float(cost.dtype):
         raise GradError(f"cost {cost.describe()} is not floating point; it has no gradient")
-    if disconnected not in ("zero", "raise"):
-        raise GradError(f"disconnected must be 'zero' or 'raise', got {disconnected!r}")
+    if disconnected not in ("warn", "zero", "raise"):
+        raise GradError(f"disconnected must be 'warn', 'zero' or 'raise', got {disconnected!r}")
     _check_graph([cost] + wrts)
 
 
@@ -134,6 +148,11 @@ def _backprop(anchor, seeds, wrts, disconnected, blocked=frozenset()):
             raise GradError(f"the cost does not depend on {w.describe()} "
                             "(pass disconnected='zero' to get zeros instead)")
         else:
+            if disconnected == "warn":
+                warnings.warn(f"fc.grad: the cost does not depend on {w.describe()}: its "
+                              f"gradient is zeros (disconnected='zero' says that is meant, "
+                              f"'raise' makes it an error)", DisconnectedGradientWarning,
+                              stacklevel=_user_level())
             with graph.emitting("backward", origin=w.id):
                 gw = F.zeros_like(w)
         if gw.id >= first_new:

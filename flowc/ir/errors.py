@@ -6,8 +6,8 @@ failed, a call with bad inputs).
 """
 from flowc_runtime.errors import FlowcError
 
-__all__ = ["ArgumentError", "FlowcError", "GradError", "GraphError", "InputError",
-           "InputShapeError", "MissingInputError", "ShapeError"]
+__all__ = ["ArgumentError", "DisconnectedGradientWarning", "FlowcError", "GradError",
+           "GraphError", "InputError", "InputShapeError", "MissingInputError", "ShapeError"]
 
 
 class ShapeError(FlowcError, ValueError):
@@ -25,6 +25,10 @@ class MissingInputError(ShapeError):
 
 class GradError(FlowcError, ValueError):
     """A gradient was asked for that cannot be computed (non-scalar cost, integer input, ...)."""
+
+
+class DisconnectedGradientWarning(UserWarning):
+    """fc.grad was asked for the gradient of a tensor the cost does not depend on (zeros)."""
 
 
 class InputError(FlowcError, TypeError):

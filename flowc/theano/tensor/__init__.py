@@ -74,7 +74,7 @@ def mul(*xs):
 
 def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
     """T.grad: gradients of a scalar cost (disconnected inputs raise, as in Theano)."""
-    mode = {"raise": "raise", "ignore": "zero", "warn": "zero"}.get(disconnected_inputs)
+    mode = {"raise": "raise", "ignore": "zero", "warn": "warn"}.get(disconnected_inputs)
     if mode is None:
         unsupported(f"T.grad(disconnected_inputs={disconnected_inputs!r})")
     return _grad(cost, wrt, disconnected=mode, consider_constant=consider_constant)
