@@ -311,6 +311,8 @@ def cmd_train(args):
     seed = args.seed if args.seed is not None else cfg.get("seed", 0)
     ds = D.load(source, seed=seed, test_size=args.test_size or cfg.get("test_size", 0.25),
                 target=args.target, standardize=True if args.standardize else None)
+    if ds.note:
+        print(ds.note)
     train = D.fit_to(task, ds.Xtr, ds.ytr, f"--data {source}")
     held = D.fit_to(task, ds.Xte, ds.yte, f"--data {source}")
     opt_kwargs = dict(loaded.opt_kwargs)

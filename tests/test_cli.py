@@ -246,3 +246,21 @@ def test_no_gpu_is_a_runtime_failure(capsys):
         pass
     assert cli.main(["compile", DIGITS, "--device", "gpu"]) == 1
     assert "device='gpu'" in capsys.readouterr().err
+
+
+def test_a_csv_with_features_of_very_different_scales_gets_a_note(work):
+    """The bundled sets are standardized, a CSV is not unless asked: train says so when
+    the features' scales differ by orders of magnitude (a CSV copy of breast_cancer
+    trained to 0.37 accuracy without a word)."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((64, 4)) * np.array([1e-3, 1.0, 50.0, 600.0])
+    lines = ["a,b,c,d,target"] + [",".join(f"{v:.6g}" for v in row) + ",0.5" for row in X]
+    (work / "wide.csv").write_text("\n".join(lines) + "\n")
+    r = flowc("train", "reg.toml", "--data", "wide.csv", "--epochs", "1", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert "have scales from" in r.stdout and "--standardize" in r.stdout
+    r = flowc("train", "reg.toml", "--data", "wide.csv", "--epochs", "1", "--standardize",
+              cwd=work)
+    assert r.returncode == 0 and "have scales from" not in r.stdout
+    r = flowc("train", "reg.toml", "--data", "reg.csv", "--epochs", "1", cwd=work)
+    assert "have scales from" not in r.stdout   # similar scales: nothing to say

@@ -27,6 +27,7 @@ class Dataset:
     ytr: np.ndarray
     Xte: np.ndarray
     yte: np.ndarray
+    note: str = ""  # something the user should know about the features (printed by the CLI)
 
 
 def load(source, seed=0, test_size=0.25, target=None, standardize=None) -> Dataset:
@@ -44,12 +45,31 @@ def load(source, seed=0, test_size=0.25, target=None, standardize=None) -> Datas
                         " (no such file)")
     tr, te = split(y, seed, test_size)
     Xtr, Xte = X[tr], X[te]
+    note = "" if standardize else scale_note(Xtr, source)
     if standardize:
         mu, sd = Xtr.mean(axis=0), Xtr.std(axis=0)
         sd[sd == 0] = 1.0
         Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
     return Dataset(source if source in BUILTIN else os.path.basename(source),
-                   Xtr, y[tr], Xte, y[te])
+                   Xtr, y[tr], Xte, y[te], note)
+
+
+SCALE_RATIO = 100.0  # feature scales this far apart stall gradient descent at one lr
+
+
+def scale_note(X, source):
+    """A warning when the features' scales differ by orders of magnitude (the bundled
+    breast-cancer set is standardized for that reason; a CSV copy of it is not), else ""."""
+    if X.ndim != 2 or not X.size:
+        return ""
+    sd = X.std(axis=0)
+    sd = sd[sd > 0]
+    if sd.size < 2 or sd.max() / sd.min() < SCALE_RATIO:
+        return ""
+    return (f"note: the features of {source} have scales from {sd.min():.3g} to {sd.max():.3g} "
+            f"(standard deviations); gradient descent with one learning rate trains poorly on "
+            f"that: pass --standardize to scale each feature to mean 0 and deviation 1 (the "
+            f"bundled breast_cancer set is)")
 
 
 def _sklearn(name):
