@@ -214,3 +214,32 @@ def test_gradients_with_spatial_sizes_known_only_at_run_time(seed):
         want = build(size, ws, a, "O0")(xv, wv)
         for got, ref in zip(f(xv, wv), want):
             np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_a_conv_rnn_scan_equals_its_unrolled_steps():
+    """Convolutions and max pooling inside a scan body (a ConvRNN): values and gradients
+    equal the same steps unrolled in Python, at O0 and O2, calls 1-3."""
+    r = np.random.default_rng(8)
+    T, N, C, H = 4, 2, 2, 5
+    x, h0 = fc.input("x", (T, N, C, H, H)), fc.input("h0", (N, C, H, H))
+    w = fc.param("w", r.standard_normal((C, C, 3, 3)) * 0.3)
+    u = fc.param("u", r.standard_normal((C, C, 3, 3)) * 0.3)
+
+    def step(h, xt):
+        hn = fc.tanh(fc.conv2d(xt, w, padding=1) + fc.conv2d(h, u, padding=1, stride=1))
+        return hn, fc.max_pool2d(hn, 2)
+    hT, ys = fc.scan(step, h0, x)
+    cost = fc.sum(hT ** 2) + fc.sum(ys * ys)
+    h, total = h0, 0
+    for t in range(T):
+        h, y = step(h, x[t])
+        total = total + fc.sum(y * y)
+    unrolled = fc.sum(h ** 2) + total
+    want_f = fc.function([x, h0], [unrolled] + fc.grad(unrolled, [w, u, h0]), optimize="O0")
+    xv, hv = r.standard_normal((T, N, C, H, H)), r.standard_normal((N, C, H, H))
+    want = want_f(xv, hv)
+    for level in ("O0", "O2"):
+        f = fc.function([x, h0], [cost] + fc.grad(cost, [w, u, h0]), optimize=level)
+        for _ in range(3):
+            for a, b in zip(f(xv, hv), want):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
