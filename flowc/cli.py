@@ -68,7 +68,8 @@ def _parser():
 
     s = cmd("train", "train the model on a data set; write history CSV and a plot",
             cmd_train)
-    s.add_argument("--data", metavar="SET", help="digits, breast_cancer or FILE.csv "
+    s.add_argument("--data", metavar="SET", help="digits, digits28 (upsampled to 28x28), "
+                   "breast_cancer or FILE.csv "
                    "(default: the model file's [train] data)")
     s.add_argument("--epochs", type=_positive, help="epochs in total (default: model file)")
     s.add_argument("--batch-size", type=_positive, help="mini-batch size (default: model "
@@ -306,8 +307,8 @@ def cmd_train(args):
         raise UsageError("--resume needs --checkpoint DIR (the folder to resume from)")
     source = args.data or cfg.get("data")
     if not source:
-        raise UsageError("train needs --data digits|breast_cancer|FILE.csv (the model names "
-                         "no [train] data)")
+        raise UsageError("train needs --data digits|digits28|breast_cancer|FILE.csv (the "
+                         "model names no [train] data)")
     seed = args.seed if args.seed is not None else cfg.get("seed", 0)
     ds = D.load(source, seed=seed, test_size=args.test_size or cfg.get("test_size", 0.25),
                 target=args.target, standardize=True if args.standardize else None)

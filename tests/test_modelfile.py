@@ -94,10 +94,13 @@ def test_the_file_builds_the_same_graph_as_python(tmp_path):
 
 
 def test_the_shipped_model_files_load():
-    for name in ("digits_mlp.toml", "breast_cancer.toml"):
+    from flowc.models.data import BUILTIN
+    shipped = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".toml"))
+    assert {"digits_mlp.toml", "digits_cnn.toml", "lenet5.toml"} <= set(shipped)
+    for name in shipped:
         with fc.Graph():
             b = load_model_file(os.path.join(EXAMPLES, name))
-            assert b.train["data"] in ("digits", "breast_cancer")
+            assert b.train["data"] in BUILTIN
 
 
 # Each bad file: (text replaced, replacement, the marker whose line is named, the message).
@@ -110,8 +113,9 @@ BAD = [
      "layers[0].unitz: unknown field (did you mean 'units'?); expected one of activation, "
      "bias_init, init, name, seed, type, units, use_bias"),
     ('type = "dropout"', 'type = "dropot"', 'type = "dropot"',
-     'layers[1].type: expected a layer type: activation, dense, dropout, elu, gru, leaky_relu, '
-     'linear, log_softmax, lstm, relu, reshape, rnn, sigmoid, softmax, softplus, tanh, '
+     'layers[1].type: expected a layer type: activation, avgpool2d, conv1d, conv2d, '
+     'conv_transpose2d, dense, dropout, elu, flatten, globalavgpool, gru, leaky_relu, linear, '
+     'log_softmax, lstm, maxpool2d, relu, reshape, rnn, sigmoid, softmax, softplus, tanh, '
      'got "dropot" (a string)'),
     ('rate = 0.2', 'rate = 1.5', 'rate', 'layers[1].rate: expected a number in [0, 1), got 1.5 '
      '(a number)'),

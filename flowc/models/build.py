@@ -11,6 +11,7 @@ from typing import Dict, Optional
 from ..ir.errors import FlowcError
 from ..ir.graph import Graph, default_graph
 from ..leaves import input as make_input
+from ..nn import conv as NC
 from ..nn import layers as NL
 from ..nn import recurrent as NR
 from ..nn.task import Task, supervised
@@ -91,6 +92,9 @@ def build(spec, graph=None) -> Built:
                  trace=f"{base}:{spec['optimizer']['line'] or loss['line']}")
 
 
+CONV_LAYERS = {"conv1d": NC.Conv1D, "conv2d": NC.Conv2D, "conv_transpose2d": NC.ConvTranspose2D}
+
+
 def _layer(s):
     kind = s["type"]
     common = {k: s[k] for k in ("name", "seed") if k in s}
@@ -108,5 +112,19 @@ def _layer(s):
         return cls(s["units"], return_sequences=s.get("return_sequences", False),
                    init=s.get("init", "glorot_uniform"),
                    recurrent_init=s.get("recurrent_init", "orthogonal"), **common)
+    if kind in CONV_LAYERS:
+        opts = {k: s[k] for k in ("stride", "padding", "dilation", "groups", "activation",
+                                  "use_bias", "bias_init", "output_padding") if k in s}
+        return CONV_LAYERS[kind](s["filters"], s["kernel_size"], init=s.get("init", "he_uniform"),
+                                 **opts, **common)
+    if kind in ("maxpool2d", "avgpool2d"):
+        opts = {k: s[k] for k in ("stride", "padding", "ceil_mode", "count_include_pad")
+                if k in s}
+        cls = NC.MaxPool2D if kind == "maxpool2d" else NC.AvgPool2D
+        return cls(s["kernel_size"], name=common.get("name"), **opts)
+    if kind == "globalavgpool":
+        return NC.GlobalAvgPool(name=common.get("name"))
+    if kind == "flatten":
+        return NC.Flatten(name=common.get("name"))
     fn = s["function"] if kind == "activation" else kind
     return NL.Activation(fn, name=common.get("name"))

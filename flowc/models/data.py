@@ -11,7 +11,7 @@ import numpy as np
 
 from ..ir.errors import FlowcError
 
-BUILTIN = ("digits", "breast_cancer")
+BUILTIN = ("digits", "digits28", "breast_cancer")
 
 
 class DataError(FlowcError):
@@ -36,8 +36,10 @@ def load(source, seed=0, test_size=0.25, target=None, standardize=None) -> Datas
         X, y = _sklearn(source)
         if standardize is None:
             standardize = source == "breast_cancer"
-        if source == "digits":
+        if source in ("digits", "digits28"):
             X = X / 16.0  # pixel intensities 0..16
+        if source == "digits28":
+            X = upsample28(X)
     elif os.path.isfile(source) or source.endswith(".csv"):
         X, y = read_csv(source, target)
     else:
@@ -72,13 +74,21 @@ def scale_note(X, source):
             f"bundled breast_cancer set is)")
 
 
+def upsample28(X):
+    """8x8 digits as 28x28 images (LeNet's input size): each pixel a 3x3 block, then a
+    2-pixel zero border, as MNIST centres a 20x20 digit in 28x28. Rows stay flat (784)."""
+    imgs = np.kron(X.reshape(-1, 8, 8), np.ones((3, 3)))
+    return np.pad(imgs, ((0, 0), (2, 2), (2, 2))).reshape(len(X), 784)
+
+
 def _sklearn(name):
     try:
         from sklearn import datasets
     except ImportError:
         raise DataError(f"--data {name} needs scikit-learn (its bundled data sets): "
                         "pip install 'flowc[data]'") from None
-    X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
+    X, y = getattr(datasets, f"load_{'digits' if name == 'digits28' else name}")(
+        return_X_y=True)
     return X.astype(np.float64), y
 
 

@@ -15,6 +15,9 @@ line, the field, what was expected and what came.
     [[layers]]                   # applied in order
     type = "dense"               # dense | dropout | activation | relu | tanh | sigmoid | ...
                                  # | reshape (shape) | rnn | lstm | gru (units, return_sequences)
+                                 # | conv1d | conv2d | conv_transpose2d (filters, kernel_size,
+                                 #   stride, padding, dilation, groups) | maxpool2d | avgpool2d
+                                 #   (kernel_size, stride, padding) | globalavgpool | flatten
     units = 64
     activation = "tanh"
 
@@ -77,6 +80,16 @@ LAYER_TYPES = {
 for _k in ("rnn", "lstm", "gru"):  # recurrent layers over (batch, steps, features)
     LAYER_TYPES[_k] = {"units": True, "return_sequences": False, "init": False,
                        "recurrent_init": False}
+_CONV = {"filters": True, "kernel_size": True, "stride": False, "padding": False,
+         "dilation": False, "groups": False, "activation": False, "use_bias": False,
+         "init": False, "bias_init": False}  # channels first: (batch, channels, *spatial)
+LAYER_TYPES.update(conv1d=dict(_CONV), conv2d=dict(_CONV),
+                   conv_transpose2d=dict(_CONV, output_padding=False),
+                   maxpool2d={"kernel_size": True, "stride": False, "padding": False,
+                              "ceil_mode": False},
+                   avgpool2d={"kernel_size": True, "stride": False, "padding": False,
+                              "ceil_mode": False, "count_include_pad": False},
+                   globalavgpool={}, flatten={})
 LAYER_TYPES.update({a: {} for a in ACTIVATIONS})
 for _t in LAYER_TYPES.values():
     _t.update(name=False, seed=False)
@@ -291,15 +304,17 @@ def _layers(c, v):
         layer = {"type": kind, "line": c.line(f)}
         for k, val in t.items():
             g = f + (k,)
-            if k == "units":
+            if k in ("units", "filters", "groups"):
                 layer[k] = c.integer(val, g, lo=1)
+            elif k in ("kernel_size", "stride", "dilation", "padding", "output_padding"):
+                layer[k] = _sizes(c, val, g, k, kind)
             elif k == "rate":
                 layer[k] = c.number(val, g, 0.0, 1.0, hi_open=True)
             elif k in ("activation", "function"):
                 layer[k] = c.choice(val, g, ACTIVATIONS, "an activation:")
             elif k in ("init", "bias_init", "recurrent_init"):
                 layer[k] = c.choice(val, g, I.INITIALIZERS, "an initializer:")
-            elif k in ("use_bias", "return_sequences"):
+            elif k in ("use_bias", "return_sequences", "ceil_mode", "count_include_pad"):
                 layer[k] = c.boolean(val, g)
             elif k == "shape":
                 if not isinstance(val, list) or not val or not all(
@@ -312,6 +327,23 @@ def _layers(c, v):
                 layer[k] = c.integer(val, g, lo=0)
         out.append(layer)
     return out
+
+
+def _sizes(c, v, field, name, kind):
+    """A conv or pooling size: an int or an array of ints (one per spatial dim); padding
+    may also be "same" or "valid" for a conv."""
+    lo = 0 if name in ("padding", "output_padding") else 1
+    if name == "padding" and kind in ("conv1d", "conv2d") and v in ("same", "valid"):
+        return v
+    ok = (isinstance(v, int) and not isinstance(v, bool) and v >= lo) or (
+        isinstance(v, list) and v and all(isinstance(i, int) and not isinstance(i, bool)
+                                          and i >= lo for i in v))
+    if not ok:
+        extra = ', or "same" / "valid"' if name == "padding" and kind in ("conv1d",
+                                                                         "conv2d") else ""
+        c.fail(field, f"an integer >= {lo} or an array of them (one per spatial dim){extra}",
+               describe(v))
+    return tuple(v) if isinstance(v, list) else v
 
 
 def _loss(c, v, inputs):

@@ -68,3 +68,64 @@ def _of_rank(nd, name):
 conv1d = _of_rank(1, "conv1d")
 conv2d = _of_rank(2, "conv2d")
 conv3d = _of_rank(3, "conv3d")
+
+
+def conv_transpose(x, w, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                   fn="conv_transpose"):
+    """The transposed convolution of x (N, C_in, *spatial) with w (C_in, C_out/groups,
+    *kernel), PyTorch's layout and output size (H - 1) * stride - 2 * padding +
+    dilation * (k - 1) + output_padding + 1: the gradient of a conv with respect to its
+    input, as a conv of the input spread by the stride with the kernel flipped and its
+    channels swapped within each group."""
+    x, w = as_tensor(x), as_tensor(w)
+    nd = w.ndim - 2
+    if nd < 1 or x.ndim != w.ndim:
+        raise op_error(fn, [x, w], "expected x (N, C_in, *spatial) and w (C_in, "
+                       "C_out/groups, *kernel) of the same rank >= 3")
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise op_error(fn, [], f"groups must be a positive int, got {groups!r}")
+    s, d = _per_dim("stride", stride, nd, fn), _per_dim("dilation", dilation, nd, fn)
+    p = _per_dim("padding", padding, nd, fn)
+    op = _per_dim("output_padding", output_padding, nd, fn)
+    if min(s) < 1 or min(d) < 1:
+        raise op_error(fn, [], f"stride and dilation must be at least 1, got {s} and {d}")
+    if any(o < 0 or (o >= si and o >= di) for o, si, di in zip(op, s, d)):
+        raise op_error(fn, [], f"output_padding must be smaller than the stride or the "
+                       f"dilation (PyTorch's rule), got {op} with stride {s}, dilation {d}")
+    K = w.type.shape[2:]
+    if None in K:
+        raise op_error(fn, [w], "needs a kernel of known size")
+    cin, cog = w.type.shape[0], w.type.shape[1]
+    if cin is not None and cin % groups:
+        raise op_error(fn, [x, w], f"groups={groups} must divide the input channels ({cin})")
+    if x.type.shape[1] is not None and cin is not None and x.type.shape[1] != cin:
+        raise op_error(fn, [x, w], f"x has {x.type.shape[1]} channels, w expects {cin} "
+                       f"(its first axis)")
+    sp = tuple(range(3, 3 + nd))
+    from . import api as F
+    # (C_in, C_out/g, *k) -> (C_out, C_in/g, *k): swap the channels within each group.
+    wt = F.transpose(F.reshape(w, (groups, -1, cog) + tuple(K)), (0, 2, 1) + sp)
+    wt = F.reshape(wt, (-1, cin // groups if cin is not None else -1) + tuple(K))
+    pads = tuple((di * (k - 1) - pi, di * (k - 1) - pi + oi)
+                 for k, di, pi, oi in zip(K, d, p, op))
+    return _conv(x, wt, stride=(1,) * nd, pad=pads, dilation=d, lhs_dilation=s,
+                 groups=groups, flip=True)
+
+
+def _transpose_of_rank(nd, name):
+    def f(x, w, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        w = as_tensor(w)
+        if w.ndim != nd + 2:
+            raise op_error(name, [w], f"expected a weight of rank {nd + 2} (C_in, "
+                           f"C_out/groups, kernel), got rank {w.ndim}")
+        return conv_transpose(x, w, stride, padding, output_padding, groups, dilation,
+                              fn=name)
+    f.__name__ = name
+    f.__doc__ = (f"{nd}-D transposed convolution (PyTorch's conv_transpose{nd}d); see "
+                 f"fc.conv_transpose.")
+    return f
+
+
+conv_transpose1d = _transpose_of_rank(1, "conv_transpose1d")
+conv_transpose2d = _transpose_of_rank(2, "conv_transpose2d")
+conv_transpose3d = _transpose_of_rank(3, "conv_transpose3d")
