@@ -174,8 +174,9 @@ def draw(G, n, name, ind, phase, backward, collapse):
 def _open_loop(G, n, name, ind, pal, lines, edges):
     """Open the cluster of one loop, write its ports and carry back edges; the rest to do."""
     ins, outs = port_names(G, n)
+    note = " ".join([f"%{n}"] + S.attr_texts(G.nodes[n]["op"], G.nodes[n]["attrs"]))
     lines.append(f'{ind}subgraph cluster_{name} {{ label=<{S.b(kind_text(G, n))}<BR/>'
-                 f'{S.small(" ".join([f"%{n}"] + S.attr_texts(G.nodes[n]["op"], G.nodes[n]["attrs"])))}>; '
+                 f'{S.small(note)}>; '
                  f'fontsize=11; style="rounded,filled"; fillcolor="#ffffff"; '
                  f'color="{pal["border"]}"; penwidth=1.5; margin=8;')
     carries = set()
@@ -208,7 +209,7 @@ def _body_node(H, k, dot_name, ind, look):
     if d["op"] == "const":
         label = S.node_label(H, k, "const", {})
         return f"{ind}{dot_name} [{S.attrs_text(S.KINDS['const'][0])}, label={label}];"
-    if d["op"] == "conv":
+    if d["op"] in ("conv", "fused", "fused_reduce"):  # their own labels: geometry, expression
         label = S.node_label(H, k, "forward", {})
     else:  # no %id: a body's ids are its own and would read as the outer graph's
         note = " ".join(S.attr_texts(d["op"], d.get("attrs") or {}))
