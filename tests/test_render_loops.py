@@ -146,6 +146,10 @@ def test_collapse_draws_each_loop_as_one_box():
     for L in loop_ids(G):
         line = next(line for line in text.splitlines() if line.strip().startswith(f"n{L} ["))
         assert 'shape="box3d"' in line and "steps" in line
+    fwd = [n for n in loop_ids(G) if G.nodes[n]["phase"] == "forward"][0]
+    rev = loop_ids(G, reverse=True)[0]
+    assert f"{{ rank=same; n{fwd}; n{rev}; }}" in fc.to_dot([cost, gW], stage="backward",
+                                                          collapse_loops=True)
     assert "carries: c0 f64[3]" in text and "loop (body not drawn)" in text
 
 

@@ -258,11 +258,16 @@ class _Writer:
 
     def _beside(self, backward):
         """Level each backward loop with the forward loop it differentiates."""
+        G = self.G
         for n in backward:
-            o = self.G.nodes[n].get("origin")
-            if n in self.open_loops and o in self.open_loops and o in self.v.nodes:
-                self.out.append(f"  {{ rank=same; {C.in_port(f'n{o}', 0)}; "
-                                f"{C.out_port(f'n{n}', 0)}; }}")
+            o = G.nodes[n].get("origin")
+            if G.nodes[n]["op"] not in C.CONTROL or o not in self.v.nodes \
+                    or G.nodes[o]["op"] not in C.CONTROL or o in self.inline:
+                continue
+            # Tops level: a forward loop's in-ports, a (bottom-up) backward loop's out-ports.
+            top_o = C.in_port(f"n{o}", 0) if o in self.open_loops else f"n{o}"
+            top_n = C.out_port(f"n{n}", 0) if n in self.open_loops else f"n{n}"
+            self.out.append(f"  {{ rank=same; {top_o}; {top_n}; }}")
 
     def _phase(self, n) -> str:
         p = self.G.nodes[n].get("phase")
