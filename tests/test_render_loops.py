@@ -210,3 +210,18 @@ def test_loop_pictures_render(tmp_path, stage):
     with open(path) as f:
         svg = f.read()
     assert "<svg" in svg and "carry c0" in svg
+
+
+def test_deeply_nested_loops_nest_one_cluster_in_the_next():
+    def nest(depth):
+        if depth == 0:
+            return lambda i, c: c * 0.5 + 1.0
+        inner = nest(depth - 1)
+        return lambda i, c: fc.fori_loop(0, 2, inner, c)
+
+    out = fc.fori_loop(0, 2, nest(7), fc.input("c", ()))
+    text = fc.to_dot(out, stage="forward")
+    names = re.findall(r"subgraph cluster_(n\w+) ", text)
+    assert len(names) == 8
+    for outer, inner in zip(names, names[1:]):
+        assert inner.startswith(outer + "_b") and set(block(text, inner)) <= set(block(text, outer))
