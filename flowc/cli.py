@@ -57,6 +57,8 @@ def _parser():
                    help="picture to write: .svg, .png or .dot (default out/NAME-STAGE.svg)")
     s.add_argument("--stage", choices=["forward", "backward", "optimized", "all"],
                    default="all", help="which part to draw (default all)")
+    s.add_argument("--collapse-loops", action="store_true",
+                   help="draw each loop as one box, not a box holding its body")
     level(s)
 
     s = cmd("compile", "compile the training step (or the outputs) and summarize it",
@@ -263,7 +265,8 @@ def cmd_render(args):
             what = [task.loss] + grad(task.loss, task.params)
         else:
             what = _function(loaded, args)
-    written = _quiet_render(lambda: render(what, path, stage=args.stage))
+    written = _quiet_render(lambda: render(what, path, stage=args.stage,
+                                           collapse_loops=args.collapse_loops))
     print(f"wrote {written}")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..ops.registry import OPS
+from . import clusters as C
 from . import style as S
 from .select import pick
 
@@ -17,7 +18,8 @@ TITLES = {"forward": "forward graph",
           "all": "forward + backward graph"}
 
 
-def to_dot(what, stage="all", origins=None, legend=True, title=None, heat=None) -> str:
+def to_dot(what, stage="all", origins=None, legend=True, title=None, heat=None,
+           collapse_loops=False) -> str:
     """DOT text for `what` (Tensor, list of Tensors, Graph or Function) at `stage`.
 
     stage: "forward", "backward" (gradient nodes over the faded forward values they read),
@@ -25,12 +27,14 @@ def to_dot(what, stage="all", origins=None, legend=True, title=None, heat=None) 
     backward group to the forward node it differentiates (default: on for "backward").
     heat: a Profile from `f.profile(...)` (or {node id: share of time}) colours nodes from
     white to red by the time they take; draw it with stage="optimized".
+    collapse_loops: draw every loop and cond as one box instead of a cluster holding its
+    body (bodies over clusters.COLLAPSE_OVER nodes are drawn so anyway).
     """
     origins = stage == "backward" if origins is None else bool(origins)
     v = pick(what, stage, origins)
     if title is None:
         title = TITLES[stage] + (" and parameter updates" if v.updates and stage == "all" else "")
-    w = _Writer(v, origins)
+    w = _Writer(v, origins, collapse_loops)
     w.heat = heat.heat() if hasattr(heat, "heat") else (heat or {})
     return w.text(legend, title)
 
@@ -38,9 +42,12 @@ def to_dot(what, stage="all", origins=None, legend=True, title=None, heat=None) 
 class _Writer:
     """Collects the lines of one picture."""
 
-    def __init__(self, v, origins):
+    def __init__(self, v, origins, collapse=False):
         self.v, self.G, self.origins = v, v.G, origins
         G = self.G
+        self.collapse = collapse
+        self.open_loops = {n for n in v.nodes if C.is_open(G, n, collapse)}
+        self.loop_edges = []
         grads = [tuple(G.nodes[n]["grad_of"]) for n in sorted(G.nodes)
                  if G.nodes[n].get("grad_of")]
         self.names = S.display_names(G, grads)
@@ -80,8 +87,10 @@ class _Writer:
             self.kinds_used.add("output")
             w.append(f"  out{i} [{_attrs(S.KINDS['output'][0])}, label=<{S.b(f'output {i}')}>];")
         for i, n in shown:
-            w.append(f"  n{n} -> out{i} [{self._edge_style(n, n)}];")
+            w.append(f"  {self._ref(n)} -> out{i} [{self._edge_style(n, n)}];")
         self._edges()
+        w.extend(self.loop_edges)
+        self._beside(by_phase["backward"])
         self._origin_links(by_phase["backward"])
         if legend:
             self._legend()
@@ -154,6 +163,9 @@ class _Writer:
     # -- nodes and edges ----------------------------------------------------------------------
     def _node(self, n, ind):
         G = self.G
+        if n in self.open_loops:
+            self._loop(n, ind)
+            return
         k = S.kind(G, n, self.seeds)
         attrs = dict(S.KINDS[k][0])
         if n in self.v.context:
@@ -173,7 +185,26 @@ class _Writer:
             trace = attrs["tooltip"] + " - " + trace
         if trace:
             attrs["tooltip"] = trace
-        self.out.append(f"{ind}n{n} [{_attrs(attrs)}, label={S.node_label(G, n, k, self.names)}];")
+        label = S.node_label(G, n, k, self.names, self.v.stage)
+        if G.nodes[n]["op"] in C.CONTROL:  # a loop drawn as one box
+            self.kinds_used.add("loop")
+            attrs.update(shape="box3d", style=attrs["style"].replace("rounded,", ""))
+            label = C.collapsed_label(G, n)
+        self.out.append(f"{ind}n{n} [{_attrs(attrs)}, label={label}];")
+        self._inline_consts(n, ind)
+
+    def _loop(self, n, ind):
+        """A loop or cond as a cluster holding its body (flowc/render/clusters.py)."""
+        phase = "context" if n in self.v.context else self._phase(n)
+        self.kinds_used.add("context" if phase == "context" else phase)
+        self.kinds_used.add("port")
+        lines, edges = C.draw(self.G, n, f"n{n}", ind, phase, self._back(n), self.collapse)
+        self.out.extend(lines)
+        self.loop_edges.extend(edges)
+        self._inline_consts(n, ind)
+
+    def _inline_consts(self, n, ind):
+        G = self.G
         # Inline scalar constants sit beside their consumer, in the consumer's cluster.
         for u, port in self._operands(n):
             if u in self.inline:
@@ -191,28 +222,52 @@ class _Writer:
                 continue
             ops = self._operands(n)
             op = OPS.get(G.nodes[n]["op"])
-            ordered = len(ops) > 1 and not (op is not None and op.commutative)
+            # An open loop's ports name its operands, so its edges need no a:, b:.
+            ordered = len(ops) > 1 and not (op is not None and op.commutative) \
+                and n not in self.open_loops
             for u, port in ops:
                 if u not in v.nodes:
                     continue
                 if u in self.inline:
                     tail, label = f"n{u}_{n}_{port}", ""
+                elif u in self.open_loops:  # leave the loop from the part's out-port
+                    part = G.nodes[n]["attrs"].get("index", 0) if G.nodes[n]["op"] == "part" \
+                        else 0
+                    tail, label = C.out_port(f"n{u}", part), G.nodes[n]["type"].short()
                 else:
                     tail, label = f"n{u}", G.nodes[u]["type"].short()
+                head = C.in_port(f"n{n}", port) if n in self.open_loops else f"n{n}"
                 if ordered:
                     label = f"{chr(97 + port) if port < 26 else port}: {label}".rstrip(": ")
                 attrs = self._edge_style(u, n) + (f', label="{label}"' if label else "")
                 if self._back(n) and (self._back(u) or u in self.inline):
                     # The backward column is laid out bottom-up, mirroring the forward graph,
                     # so each backward box sits beside the forward node it differentiates.
-                    self.out.append(f"  n{n} -> {tail} [dir=back, {attrs}];")
+                    self.out.append(f"  {head} -> {tail} [dir=back, {attrs}];")
                 elif self._back(n):
-                    self.out.append(f"  {tail} -> n{n} [constraint=false, {attrs}];")
+                    self.out.append(f"  {tail} -> {head} [constraint=false, {attrs}];")
                 else:
-                    self.out.append(f"  {tail} -> n{n} [{attrs}];")
+                    self.out.append(f"  {tail} -> {head} [{attrs}];")
         for p, val in v.updates:
             self.out.append(f'  n{val} -> upd{p} [{self._edge_style(val, val)}, '
                             f'label="{G.nodes[val]["type"].short()}"];')
+
+    def _ref(self, n) -> str:
+        """The DOT node standing for n: itself, or a port inside its loop's cluster."""
+        return C.anchor(self.G, n, f"n{n}") if n in self.open_loops else f"n{n}"
+
+    def _beside(self, backward):
+        """Level each backward loop with the forward loop it differentiates."""
+        G = self.G
+        for n in backward:
+            o = G.nodes[n].get("origin")
+            if G.nodes[n]["op"] not in C.CONTROL or o not in self.v.nodes \
+                    or G.nodes[o]["op"] not in C.CONTROL or o in self.inline:
+                continue
+            # Tops level: a forward loop's in-ports, a (bottom-up) backward loop's out-ports.
+            top_o = C.in_port(f"n{o}", 0) if o in self.open_loops else f"n{o}"
+            top_n = C.out_port(f"n{n}", 0) if n in self.open_loops else f"n{n}"
+            self.out.append(f"  {{ rank=same; {top_o}; {top_n}; }}")
 
     def _phase(self, n) -> str:
         p = self.G.nodes[n].get("phase")
@@ -239,8 +294,10 @@ class _Writer:
             done.add(o)
             look = (f'style=dashed, color="{S.ORIGIN_LINK}", arrowhead=empty, penwidth=0.8'
                     if self.origins else "style=invis")
-            self.out.append(f"  n{o} -> n{n} [dir=back, lhead=cluster_b{o}, minlen=0, "
-                            f"weight=4, {look}];")
+            # (A loop drawn open is reached through a port, the arrow clipped at its box.)
+            ltail = f", ltail=cluster_n{o}" if o in self.open_loops else ""
+            self.out.append(f"  {self._ref(o)} -> {self._ref(n)} [dir=back, "
+                            f"lhead=cluster_b{o}{ltail}, minlen=0, weight=4, {look}];")
         if done and self.origins:
             self.kinds_used.add("origin")
 
@@ -259,6 +316,11 @@ class _Writer:
         if self.v.stage in ("backward", "all") and "seed" in self.kinds_used:
             notes.append("backward column reads bottom-up: the seed beside the cost, then one "
                          "dashed box per forward op, up to the gradients")
+        if "port" in self.kinds_used:
+            notes.append("loop box: its body, run once per step; x0[t]: the step's slice of a "
+                         "sequence, c0: a carry, k0: a value every step reads")
+            notes.append("green arrow: a carry's new value, the next step's c0; y0[t]: "
+                         "stacked over the steps")
         if "origin" in self.kinds_used:
             notes.append("dashed grey arrow: a backward box -> the forward node it differentiates")
         text = "".join(_q(t) + "\\l" for t in notes)  # \l: left-justified lines
@@ -272,11 +334,4 @@ class _Writer:
         w.append("  }")
 
 
-def _attrs(d) -> str:
-    return ", ".join(f'{k}="{_q(v)}"' for k, v in d.items())
-
-
-def _q(s) -> str:
-    """Text for a double-quoted DOT string: quotes and backslashes escaped, ASCII only."""
-    s = str(s).replace("\\", "\\\\").replace('"', '\\"')
-    return s.encode("ascii", "xmlcharrefreplace").decode()
+_attrs, _q = S.attrs_text, S.quote

@@ -39,6 +39,11 @@ KINDS = {
     # Legend only: how forward nodes look when they are background for the backward pass.
     "context": (dict(shape="box", style="rounded,filled,dashed", fillcolor="#f0f0f0",
                      color="#b0b0b0", fontcolor="#8c8c8c"), "forward value (background)"),
+    # Loops (flowc/render/clusters.py): a body's input/output ports, a loop drawn as one box.
+    "port": (dict(shape="box", style="rounded,filled", fillcolor="#ffffff"),
+             "loop port (step input/output)"),
+    "loop": (dict(shape="box3d", style="filled", fillcolor=PHASE["forward"]["node"]),
+             "loop (body not drawn)"),
 }
 SCALAR = dict(shape="plaintext", fontsize="9", fontcolor="#555555", margin="0", width="0",
               height="0")
@@ -57,7 +62,7 @@ def kind(G, n, seeds) -> str:
     return d.get("phase", "forward")
 
 
-def node_label(G, n, k, names) -> str:
+def node_label(G, n, k, names, stage=None) -> str:
     """HTML-like label: what the node computes, the user's name, then id and attrs in small."""
     d = G.nodes[n]
     t = d["type"].short()
@@ -77,10 +82,63 @@ def node_label(G, n, k, names) -> str:
         return _lines(lines, small)
     if d["op"] in ("fused", "fused_reduce"):
         return _fused_label(d, name or names.get(n), n)
+    if d["op"] == "conv":
+        return _conv_label(G, n, d, name or names.get(n), stage)
     lines = [esc(d["op"])]
     if name or n in names:
         lines.append(i(name or names[n]))
     return _lines(lines, small)
+
+
+# Conv attrs its geometry line says, so the small line does not repeat them.
+CONV_GEOMETRY = ("stride", "pad", "dilation", "lhs_dilation", "groups", "flip", "algorithm")
+
+
+def conv_text(kernel, attrs) -> str:
+    """A conv's geometry as one line: 'conv 5x5 /2 pad 1', 'conv 3x3 dil 2 g 4 flip',
+    'conv 4x4 transposed /2 pad (1,2)' (x is the times sign); kernel: the spatial sizes."""
+    def uniform(vals):
+        vals = [tuple(v) if isinstance(v, (tuple, list)) else v for v in vals]
+        return vals[0] if vals and all(v == vals[0] for v in vals) else None
+
+    def many(vals, fmt):
+        one = uniform(vals)
+        return fmt(one) if one is not None else "\u00d7".join(fmt(v) for v in vals)
+
+    parts = ["conv", "\u00d7".join("?" if k is None else str(k) for k in kernel)]
+    up = list(attrs.get("lhs_dilation") or (1,))
+    if any(u != 1 for u in up):
+        parts.append("transposed /" + many(up, str))
+    stride = list(attrs.get("stride") or (1,))
+    if any(s != 1 for s in stride):
+        parts.append("/" + many(stride, str))
+    pad = [tuple(p) for p in attrs.get("pad") or ((0, 0),)]
+    if any(p != (0, 0) for p in pad):
+        parts.append("pad " + many(pad, lambda p: str(p[0]) if p[0] == p[1]
+                                   else f"({p[0]},{p[1]})"))
+    dil = list(attrs.get("dilation") or (1,))
+    if any(v != 1 for v in dil):
+        parts.append("dil " + many(dil, str))
+    if attrs.get("groups", 1) != 1:
+        parts.append(f"g {attrs['groups']}")
+    if attrs.get("flip"):
+        parts.append("flip")
+    return " ".join(parts)
+
+
+def _conv_label(G, n, d, name, stage):
+    """Geometry line (kernel from the weight's static shape), the name, the algorithm the
+    compiler chose (optimized view), then the id and any other attrs in small."""
+    attrs = d.get("attrs") or {}
+    ws = [G.nodes[u]["type"] for u, _, port in G.in_edges(n, keys=True) if port == 1]
+    kernel = tuple(ws[0].shape[2:]) if ws and getattr(ws[0], "shape", None) else ("?",)
+    lines = [esc(conv_text(kernel, attrs))]
+    if name:
+        lines.append(i(name))
+    if stage == "optimized" and attrs.get("algorithm") is not None:
+        lines.append(small(f"algorithm {attrs['algorithm']}", "#1f6f43"))
+    rest = {k: v for k, v in attrs.items() if k not in CONV_GEOMETRY}
+    return _lines(lines, " ".join([f"%{n}"] + attr_texts("conv", rest)))
 
 
 INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "less": "<",
@@ -235,3 +293,14 @@ def heat_colour(share: float) -> str:
     x = max(0.0, min(1.0, share * 3))  # a third of the call is already full red
     g = int(255 * (1 - x))
     return f"#ff{g:02x}{g:02x}"
+
+
+def attrs_text(d) -> str:
+    """DOT attributes from a dict: key="value", ..."""
+    return ", ".join(f'{k}="{quote(v)}"' for k, v in d.items())
+
+
+def quote(s) -> str:
+    """Text for a double-quoted DOT string: quotes and backslashes escaped, ASCII only."""
+    s = str(s).replace("\\", "\\\\").replace('"', '\\"')
+    return s.encode("ascii", "xmlcharrefreplace").decode()
