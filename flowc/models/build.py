@@ -12,6 +12,7 @@ from ..ir.errors import FlowcError
 from ..ir.graph import Graph, default_graph
 from ..leaves import input as make_input
 from ..nn import layers as NL
+from ..nn import norm as NN
 from ..nn import recurrent as NR
 from ..nn.task import Task, supervised
 from .modelfile import ModelFileError, fmt_field, read
@@ -108,5 +109,11 @@ def _layer(s):
         return cls(s["units"], return_sequences=s.get("return_sequences", False),
                    init=s.get("init", "glorot_uniform"),
                    recurrent_init=s.get("recurrent_init", "orthogonal"), **common)
+    if kind == "batchnorm":
+        return NN.BatchNorm(eps=s.get("eps", 1e-5), momentum=s.get("momentum", 0.1),
+                            affine=s.get("affine", True), **common)
+    if kind == "layernorm":
+        return NN.LayerNorm(eps=s.get("eps", 1e-5),
+                            elementwise_affine=s.get("elementwise_affine", True), **common)
     fn = s["function"] if kind == "activation" else kind
     return NL.Activation(fn, name=common.get("name"))

@@ -15,6 +15,8 @@ line, the field, what was expected and what came.
     [[layers]]                   # applied in order
     type = "dense"               # dense | dropout | activation | relu | tanh | sigmoid | ...
                                  # | reshape (shape) | rnn | lstm | gru (units, return_sequences)
+                                 # | batchnorm (eps, momentum, affine)
+                                 # | layernorm (eps, elementwise_affine)
     units = 64
     activation = "tanh"
 
@@ -77,6 +79,9 @@ LAYER_TYPES = {
 for _k in ("rnn", "lstm", "gru"):  # recurrent layers over (batch, steps, features)
     LAYER_TYPES[_k] = {"units": True, "return_sequences": False, "init": False,
                        "recurrent_init": False}
+# Normalization over the features (axis 1 for batchnorm, the last axis for layernorm).
+LAYER_TYPES.update(batchnorm={"eps": False, "momentum": False, "affine": False},
+                   layernorm={"eps": False, "elementwise_affine": False})
 LAYER_TYPES.update({a: {} for a in ACTIVATIONS})
 for _t in LAYER_TYPES.values():
     _t.update(name=False, seed=False)
@@ -296,6 +301,12 @@ def _layers(c, v):
             elif k in ("init", "bias_init", "recurrent_init"):
                 layer[k] = c.choice(val, g, I.INITIALIZERS, "an initializer:")
             elif k in ("use_bias", "return_sequences"):
+                layer[k] = c.boolean(val, g)
+            elif k == "eps":
+                layer[k] = c.number(val, g, lo=0.0, lo_open=True)
+            elif k == "momentum":
+                layer[k] = c.number(val, g, 0.0, 1.0)
+            elif k in ("affine", "elementwise_affine"):
                 layer[k] = c.boolean(val, g)
             elif k == "shape":
                 if not isinstance(val, list) or not val or not all(
