@@ -110,8 +110,9 @@ BAD = [
      "layers[0].unitz: unknown field (did you mean 'units'?); expected one of activation, "
      "bias_init, init, name, seed, type, units, use_bias"),
     ('type = "dropout"', 'type = "dropot"', 'type = "dropot"',
-     'layers[1].type: expected a layer type: activation, dense, dropout, elu, gru, leaky_relu, '
-     'linear, log_softmax, lstm, relu, reshape, rnn, sigmoid, softmax, softplus, tanh, '
+     'layers[1].type: expected a layer type: activation, batchnorm, dense, dropout, elu, gru, '
+     'layernorm, leaky_relu, linear, log_softmax, lstm, relu, reshape, rnn, sigmoid, softmax, '
+     'softplus, tanh, '
      'got "dropot" (a string)'),
     ('rate = 0.2', 'rate = 1.5', 'rate', 'layers[1].rate: expected a number in [0, 1), got 1.5 '
      '(a number)'),
