@@ -144,6 +144,9 @@ def test_against_torch_conv_transpose2d(dtype, seed):
     (lambda: fc.conv_transpose2d(fc.input("x", (1, 2, 4, 4)), fc.input("w", (2, 1, 3, 3)),
                                  padding=(1, 2, 3)),
      r"padding must be an int or 2 ints"),
+    (lambda: fc.conv_transpose2d(fc.input("x", (1, 2, 4, 4), "float32"),
+                                 fc.input("w", (2, 1, 3, 3))),
+     r"conv_transpose2d at .*one float dtype, got float32 and float64"),
 ])
 def test_bad_arguments_are_errors_naming_the_op_and_the_line(make, match):
     with pytest.raises(FlowcError, match=match) as e:

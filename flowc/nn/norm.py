@@ -2,6 +2,8 @@
 and LayerNorm, with PyTorch's parameter names and defaults."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ..ir.errors import FlowcError, ShapeError
@@ -17,7 +19,7 @@ def _dtype(layer, x):
 
 
 def _check_eps(eps, who):
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
         raise FlowcError(f"{who}: eps must be a positive number, got {eps!r}")
     return float(eps)
 
@@ -40,7 +42,7 @@ class BatchNorm(Layer):
                 num_features, (int, np.integer)) or num_features <= 0):
             raise FlowcError(f"BatchNorm: num_features must be a positive int, got "
                              f"{num_features!r}")
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or \
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or \
                 not 0.0 <= momentum <= 1.0:
             raise FlowcError(f"BatchNorm: momentum must be a number in [0, 1], got "
                              f"{momentum!r}")

@@ -96,6 +96,9 @@ def conv_transpose(x, w, stride=1, padding=0, output_padding=0, groups=1, dilati
     if any(o >= max(si, di) for o, si, di in zip(op, s, d)):
         raise op_error(fn, [x, w], f"output_padding {op} must be smaller than stride {s} or "
                        f"dilation {d} in each dim")
+    if x.dtype != w.dtype:
+        raise op_error(fn, [x, w], f"x and w must have one float dtype, got {x.dtype} and "
+                       f"{w.dtype}")
     cin, og = w.type.shape[0], w.type.shape[1]
     K = tuple(w.type.shape[2:])
     if None in K:
