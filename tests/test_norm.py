@@ -389,3 +389,18 @@ def test_bad_uses_are_errors_naming_the_op_sizes_and_line(make, match):
 def test_bad_layer_arguments(make, match):
     with pytest.raises(FlowcError, match=match):
         make()
+
+
+def test_a_normed_model_exported_as_json_trains_the_same(tmp_path):
+    from flowc.models.resolve import export, from_graph_file, resolve
+    p = tmp_path / "m.toml"
+    p.write_text(MODEL)
+    loaded = resolve(str(p))
+    again = from_graph_file(export(loaded, str(tmp_path / "m.json")))
+    X, Y = _data()
+    runs = []
+    for m in (loaded, again):
+        tr = nn.Trainer(m.task, "sgd", lr=0.1)
+        runs.append((tr.fit([X, Y], epochs=2, batch_size=16).as_dict()["loss"],
+                     tr.evaluate([X, Y])["loss"]))
+    assert runs[0] == runs[1]
