@@ -113,9 +113,10 @@ BAD = [
      "layers[0].unitz: unknown field (did you mean 'units'?); expected one of activation, "
      "bias_init, init, name, seed, type, units, use_bias"),
     ('type = "dropout"', 'type = "dropot"', 'type = "dropot"',
-     'layers[1].type: expected a layer type: activation, avgpool2d, conv1d, conv2d, '
-     'conv_transpose2d, dense, dropout, elu, flatten, globalavgpool, gru, leaky_relu, linear, '
-     'log_softmax, lstm, maxpool2d, relu, reshape, rnn, sigmoid, softmax, softplus, tanh, '
+     'layers[1].type: expected a layer type: activation, avgpool2d, batchnorm, conv1d, '
+     'conv2d, conv_transpose2d, dense, dropout, elu, flatten, globalavgpool, gru, layernorm, '
+     'leaky_relu, linear, log_softmax, lstm, maxpool2d, relu, reshape, rnn, sigmoid, softmax, '
+     'softplus, tanh, '
      'got "dropot" (a string)'),
     ('rate = 0.2', 'rate = 1.5', 'rate', 'layers[1].rate: expected a number in [0, 1), got 1.5 '
      '(a number)'),

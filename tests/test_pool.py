@@ -200,3 +200,26 @@ def test_per_example_gradients_through_max_pool():
     got = f(xv, wv)
     for i in range(3):
         np.testing.assert_allclose(got[i], single(xv[i], wv), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5), (2, 3, 4, 5), (1, 2, 3, 2, 2)])
+def test_global_pooling_over_every_spatial_axis(shape):
+    xv = rng.standard_normal(shape)
+    gv = rng.standard_normal(shape[:2])
+    x = fc.input("x", (None,) + shape[1:])
+    axes = tuple(range(2, len(shape)))
+    for keep in (False, True):
+        a, m = fc.global_avg_pool(x, keepdims=keep), fc.global_max_pool(x, keepdims=keep)
+        assert a.type.shape == (None, shape[1]) + ((1,) * len(axes) if keep else ())
+        f = fc.function([x], [a, m] + fc.grad(fc.sum(fc.reshape(a + m, (-1, shape[1])) * gv),
+                                             [x]))
+        ga, gm, gx = f(xv)
+        np.testing.assert_allclose(ga, xv.mean(axes, keepdims=keep), rtol=1e-12)
+        np.testing.assert_array_equal(gm, xv.max(axes, keepdims=keep))
+        n = int(np.prod(shape[2:]))
+        is_max = xv == xv.max(axes, keepdims=True)  # random data: no ties
+        want = gv.reshape(shape[:2] + (1,) * len(axes)) * (1.0 / n + is_max)
+        np.testing.assert_allclose(gx, want, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"global_max_pool at .*: expected x \(N, C, \*spatial\) "
+                                         r"of rank >= 3, got rank 2"):
+        fc.global_max_pool(fc.input("v", (2, 3)))

@@ -13,6 +13,7 @@ from ..ir.graph import Graph, default_graph
 from ..leaves import input as make_input
 from ..nn import conv as NC
 from ..nn import layers as NL
+from ..nn import norm as NN
 from ..nn import recurrent as NR
 from ..nn.task import Task, supervised
 from .modelfile import ModelFileError, fmt_field, read
@@ -126,5 +127,11 @@ def _layer(s):
         return NC.GlobalAvgPool(name=common.get("name"))
     if kind == "flatten":
         return NC.Flatten(name=common.get("name"))
+    if kind == "batchnorm":
+        return NN.BatchNorm(eps=s.get("eps", 1e-5), momentum=s.get("momentum", 0.1),
+                            affine=s.get("affine", True), **common)
+    if kind == "layernorm":
+        return NN.LayerNorm(eps=s.get("eps", 1e-5),
+                            elementwise_affine=s.get("elementwise_affine", True), **common)
     fn = s["function"] if kind == "activation" else kind
     return NL.Activation(fn, name=common.get("name"))

@@ -18,6 +18,8 @@ line, the field, what was expected and what came.
                                  # | conv1d | conv2d | conv_transpose2d (filters, kernel_size,
                                  #   stride, padding, dilation, groups) | maxpool2d | avgpool2d
                                  #   (kernel_size, stride, padding) | globalavgpool | flatten
+                                 # | batchnorm (eps, momentum, affine)
+                                 # | layernorm (eps, elementwise_affine)
     units = 64
     activation = "tanh"
 
@@ -90,6 +92,9 @@ LAYER_TYPES.update(conv1d=dict(_CONV), conv2d=dict(_CONV),
                    avgpool2d={"kernel_size": True, "stride": False, "padding": False,
                               "ceil_mode": False, "count_include_pad": False},
                    globalavgpool={}, flatten={})
+# Normalization over the features (axis 1 for batchnorm, the last axis for layernorm).
+LAYER_TYPES.update(batchnorm={"eps": False, "momentum": False, "affine": False},
+                   layernorm={"eps": False, "elementwise_affine": False})
 LAYER_TYPES.update({a: {} for a in ACTIVATIONS})
 for _t in LAYER_TYPES.values():
     _t.update(name=False, seed=False)
@@ -315,6 +320,12 @@ def _layers(c, v):
             elif k in ("init", "bias_init", "recurrent_init"):
                 layer[k] = c.choice(val, g, I.INITIALIZERS, "an initializer:")
             elif k in ("use_bias", "return_sequences", "ceil_mode", "count_include_pad"):
+                layer[k] = c.boolean(val, g)
+            elif k == "eps":
+                layer[k] = c.number(val, g, lo=0.0, lo_open=True)
+            elif k == "momentum":
+                layer[k] = c.number(val, g, 0.0, 1.0)
+            elif k in ("affine", "elementwise_affine"):
                 layer[k] = c.boolean(val, g)
             elif k == "shape":
                 if not isinstance(val, list) or not val or not all(

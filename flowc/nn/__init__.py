@@ -17,6 +17,7 @@ from .layers import (ACTIVATIONS, Activation, Dense, Dropout, Layer, Linear, ReL
                      Sequential, Sigmoid, Tanh)
 from .losses import binary_cross_entropy, categorical_cross_entropy, mse  # noqa: F401
 from .metrics import accuracy  # noqa: F401
+from .norm import BatchNorm, LayerNorm  # noqa: F401
 from .progress import Progress  # noqa: F401
 from .recurrent import GRU, LSTM, RNN, Reshape  # noqa: F401
 from .random import Generator, uniform_like  # noqa: F401

@@ -2,6 +2,7 @@
 conv3d, with PyTorch's argument names (a correlation unless flip=True), on the `conv` op."""
 from __future__ import annotations
 
+from . import api as F
 from .build import as_tensor, op_error
 from .conv import conv as _conv
 
@@ -72,43 +73,61 @@ conv3d = _of_rank(3, "conv3d")
 
 def conv_transpose(x, w, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                    fn="conv_transpose"):
-    """The transposed convolution of x (N, C_in, *spatial) with w (C_in, C_out/groups,
-    *kernel), PyTorch's layout and output size (H - 1) * stride - 2 * padding +
-    dilation * (k - 1) + output_padding + 1: the gradient of a conv with respect to its
-    input, as a conv of the input spread by the stride with the kernel flipped and its
-    channels swapped within each group."""
+    """Transposed convolution of x (N, C_in, *spatial) with w (C_in, C_out/groups, *kernel),
+    PyTorch's layout and sizes: out = (h - 1) * stride - 2 * padding + dilation * (k - 1)
+    + output_padding + 1. It is the gradient of conv with respect to its input."""
     x, w = as_tensor(x), as_tensor(w)
     nd = w.ndim - 2
     if nd < 1 or x.ndim != w.ndim:
-        raise op_error(fn, [x, w], "expected x (N, C_in, *spatial) and w (C_in, "
-                       "C_out/groups, *kernel) of the same rank >= 3")
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise op_error(fn, [], f"groups must be a positive int, got {groups!r}")
-    s, d = _per_dim("stride", stride, nd, fn), _per_dim("dilation", dilation, nd, fn)
+        raise op_error(fn, [x, w], "expected x (N, C_in, *spatial) and w (C_in, C_out/groups, "
+                       "*kernel) of the same rank >= 3")
+    s = _per_dim("stride", stride, nd, fn)
     p = _per_dim("padding", padding, nd, fn)
     op = _per_dim("output_padding", output_padding, nd, fn)
-    if min(s) < 1 or min(d) < 1:
-        raise op_error(fn, [], f"stride and dilation must be at least 1, got {s} and {d}")
-    if any(o < 0 or (o >= si and o >= di) for o, si, di in zip(op, s, d)):
-        raise op_error(fn, [], f"output_padding must be smaller than the stride or the "
-                       f"dilation (PyTorch's rule), got {op} with stride {s}, dilation {d}")
-    K = w.type.shape[2:]
+    d = _per_dim("dilation", dilation, nd, fn)
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise op_error(fn, [x, w], f"groups must be a positive int, got {groups!r}")
+    if min(s) < 1 or min(d) < 1 or min(p) < 0 or min(op) < 0:
+        raise op_error(fn, [x, w], f"stride and dilation must be at least 1 and padding, "
+                       f"output_padding at least 0, got stride {s}, dilation {d}, padding "
+                       f"{p}, output_padding {op}")
+    # PyTorch's rule: output_padding only picks among sizes that strides or dilation make
+    # ambiguous, so it must be below one of them.
+    if any(o >= max(si, di) for o, si, di in zip(op, s, d)):
+        raise op_error(fn, [x, w], f"output_padding {op} must be smaller than stride {s} or "
+                       f"dilation {d} in each dim")
+    if x.dtype != w.dtype:
+        raise op_error(fn, [x, w], f"x and w must have one float dtype, got {x.dtype} and "
+                       f"{w.dtype}")
+    cin, og = w.type.shape[0], w.type.shape[1]
+    K = tuple(w.type.shape[2:])
     if None in K:
-        raise op_error(fn, [w], "needs a kernel of known size")
-    cin, cog = w.type.shape[0], w.type.shape[1]
+        raise op_error(fn, [x, w], "the kernel's spatial sizes must be known")
+    c = x.type.shape[1]
     if cin is not None and cin % groups:
-        raise op_error(fn, [x, w], f"groups={groups} must divide the input channels ({cin})")
-    if x.type.shape[1] is not None and cin is not None and x.type.shape[1] != cin:
-        raise op_error(fn, [x, w], f"x has {x.type.shape[1]} channels, w expects {cin} "
-                       f"(its first axis)")
+        raise op_error(fn, [x, w], f"groups={groups} must divide w's {cin} input channels")
+    if c is not None and cin is not None and c != cin:
+        raise op_error(fn, [x, w], f"x has {c} channels but w (C_in, C_out/groups, *kernel) "
+                       f"expects {cin}")
+    # conv's kernel layout is (O, C/groups, *K): swap in and out channels within each group.
     sp = tuple(range(3, 3 + nd))
-    from . import api as F
-    # (C_in, C_out/g, *k) -> (C_out, C_in/g, *k): swap the channels within each group.
-    wt = F.transpose(F.reshape(w, (groups, -1, cog) + tuple(K)), (0, 2, 1) + sp)
-    wt = F.reshape(wt, (-1, cin // groups if cin is not None else -1) + tuple(K))
-    pads = tuple((di * (k - 1) - pi, di * (k - 1) - pi + oi)
-                 for k, di, pi, oi in zip(K, d, p, op))
-    return _conv(x, wt, stride=(1,) * nd, pad=pads, dilation=d, lhs_dilation=s,
+    if groups == 1:
+        wt = F.transpose(w, (1, 0) + tuple(range(2, 2 + nd)))
+    else:
+        if cin is None:
+            raise op_error(fn, [x, w], f"groups={groups} needs w's input channels known")
+        cg = cin // groups
+        wt = F.transpose(w.reshape((groups, cg, og if og is not None else -1) + K),
+                         (0, 2, 1) + sp).reshape((-1, cg) + K)
+    pad = tuple((di * (k - 1) - pi, di * (k - 1) - pi + oi)
+                for k, pi, oi, di in zip(K, p, op, d))
+    for i, (h, k) in enumerate(zip(x.type.shape[2:], K)):
+        if h is not None and (h - 1) * s[i] - 2 * p[i] + d[i] * (k - 1) + op[i] + 1 < 1:
+            raise op_error(fn, [x, w], f"spatial dim {i} would be empty: ({h} - 1) * stride "
+                           f"{s[i]} - 2 * padding {p[i]} + dilation {d[i]} * ({k} - 1) + "
+                           f"output_padding {op[i]} + 1 < 1")
+    # Scatter form = the input spread by the stride, then a true (flipped) convolution.
+    return _conv(x, wt, stride=(1,) * nd, pad=pad, dilation=d, lhs_dilation=s,
                  groups=groups, flip=True)
 
 
@@ -117,12 +136,12 @@ def _transpose_of_rank(nd, name):
         w = as_tensor(w)
         if w.ndim != nd + 2:
             raise op_error(name, [w], f"expected a weight of rank {nd + 2} (C_in, "
-                           f"C_out/groups, kernel), got rank {w.ndim}")
-        return conv_transpose(x, w, stride, padding, output_padding, groups, dilation,
-                              fn=name)
+                           f"C_out/groups, {', '.join('k' + str(i) for i in range(nd))}), got "
+                           f"rank {w.ndim}")
+        return conv_transpose(x, w, stride, padding, output_padding, groups, dilation, fn=name)
     f.__name__ = name
-    f.__doc__ = (f"{nd}-D transposed convolution (PyTorch's conv_transpose{nd}d); see "
-                 f"fc.conv_transpose.")
+    f.__doc__ = (f"{nd}-D transposed convolution of x (N, C_in, {nd} spatial dims) with w "
+                 f"(C_in, C_out/groups, {nd} kernel dims); see fc.conv_transpose.")
     return f
 
 

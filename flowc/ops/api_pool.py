@@ -181,3 +181,22 @@ def _of_rank(pool, nd, name):
 max_pool1d, max_pool2d, max_pool3d = (_of_rank(max_pool, n, f"max_pool{n}d") for n in (1, 2, 3))
 avg_pool1d, avg_pool2d, avg_pool3d = (_of_rank(avg_pool, n, f"avg_pool{n}d") for n in (1, 2, 3))
 
+
+
+def _global(x, fn):
+    x = as_tensor(x)
+    if x.ndim < 3:
+        raise op_error(fn, [x], f"expected x (N, C, *spatial) of rank >= 3, got rank {x.ndim}")
+    return x, tuple(range(2, x.ndim))
+
+
+def global_avg_pool(x, keepdims=False):
+    """The mean of x (N, C, *spatial) over all spatial axes: (N, C), or (N, C, 1, ...)."""
+    x, axes = _global(x, "global_avg_pool")
+    return F.mean(x, axis=axes, keepdims=keepdims)
+
+
+def global_max_pool(x, keepdims=False):
+    """The maximum of x (N, C, *spatial) over all spatial axes: (N, C), or (N, C, 1, ...)."""
+    x, axes = _global(x, "global_max_pool")
+    return F.max(x, axis=axes, keepdims=keepdims)
