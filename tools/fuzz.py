@@ -189,6 +189,30 @@ def conv_np(x, w, stride, pad, dil, groups):
                 w[(slice(gi * og, (gi + 1) * og), slice(None)) + off])
     return y.astype(np.result_type(x.dtype, w.dtype))
 
+def convT_np(x, w, stride, padding, groups):
+    """PyTorch's conv_transpose by scattering: each input element adds its kernel times
+    itself into the output, then the padding is cropped."""
+    nd = x.ndim - 2
+    cg, cog, K = x.shape[1] // groups, w.shape[1], w.shape[2:]
+    full = [(h - 1) * s + k for h, s, k in zip(x.shape[2:], stride, K)]
+    y = np.zeros((x.shape[0], cog * groups) + tuple(full))
+    for c in range(x.shape[1]):
+        gi = c // cg
+        for p in np.ndindex(*x.shape[2:]):
+            for i in np.ndindex(*K):
+                q = tuple(pp * s + ii for pp, s, ii in zip(p, stride, i))
+                y[(slice(None), slice(gi * cog, (gi + 1) * cog)) + q] += \
+                    x[(slice(None), c) + p][:, None] * w[(c, slice(None)) + i]
+    y = y[(slice(None), slice(None)) + tuple(slice(pd, f - pd) for pd, f in zip(padding, full))]
+    if min(y.shape[2:]) < 1:
+        raise ValueError("empty output")
+    return y.astype(np.result_type(x.dtype, w.dtype))
+
+def layer_norm_np(x, eps=1e-5):
+    """Each row normalized over its last axis (mean 0, variance 1, the biased variance)."""
+    m = x.mean(axis=-1, keepdims=True)
+    return ((x - m) / np.sqrt(((x - m) ** 2).mean(axis=-1, keepdims=True) + eps)).astype(x.dtype)
+
 def pool_np(x, k, stride, pad, kind):
     """max/avg pooling by windows (avg counts the zero padding, PyTorch's default)."""
     fill = -np.inf if kind == "max" else 0.0
@@ -1223,6 +1247,19 @@ def g_conv(g):
         kind = "max" if g.rng.random() < 0.5 else "avg"
         return g.step(f"{kind}_pool", f"fc.{kind}_pool({{0}}, {k}, {st}, {pd})",
                       f"pool_np({{0}}, {k}, {st}, {pd}, '{kind}')", [x], kind != "max")
+    if g.rng.random() < 0.15:   # layer_norm of a picked value (a composition: its grads)
+        v = g.pick(lambda i: len(g.shape(i)) >= 1 and g.shape(i)[-1] >= 2)
+        if v is not None:
+            return g.step("layer_norm", "fc.layer_norm({0}, axes=-1)", "layer_norm_np({0})",
+                          [v])
+    if g.rng.random() < 0.2:   # a transposed conv (the conv op with the input spread)
+        co = int(g.rng.integers(1, 3))
+        k = tuple(int(v) for v in g.rng.integers(1, 4, nd))
+        st = tuple(int(v) for v in g.rng.integers(1, 3, nd))
+        pd = tuple(int(g.rng.integers(0, kk)) for kk in k)
+        w = g.leaf("input", (c, co) + k, dtype=g.spec.nodes[x].dtype, decl=(c, co) + k)
+        return g.step("conv_transpose", f"fc.conv_transpose({{0}}, {{1}}, {st}, {pd}, 0, "
+                      f"{groups})", f"convT_np({{0}}, {{1}}, {st}, {pd}, {groups})", [x, w])
     o = groups * int(g.rng.integers(1, 3))
     k = tuple(int(v) for v in g.rng.integers(1, 4, nd))
     st = tuple(int(v) for v in g.rng.integers(1, 3, nd))
@@ -1991,7 +2028,8 @@ def repro(spec, check):
     used = " ".join(spec.nodes[i].ref + spec.nodes[i].domain + LAYOUTS[spec.nodes[i].layout]
                     for i in spec.needed())
     for name in ("sig", "lse", "softmax", "strided", "transposed", "wellcond", "splitmix", "at_set",
-                 "at_add", "scan_ref", "rnn_ref", "cond_ref", "fori_ref", "conv_np", "pool_np"):
+                 "at_add", "scan_ref", "rnn_ref", "cond_ref", "fori_ref", "conv_np", "pool_np",
+                 "convT_np", "layer_norm_np"):
         if name + "(" in used:
             lines.append(HELPER_SRC[name] + "\n")
     if "splitmix" in used:
