@@ -70,8 +70,12 @@ def build(spec, graph=None) -> Built:
                              "a known last dimension (the number of features)",
                              spec["inputs"][spec["input"]]["text"])
     layers = []
-    for s in spec["layers"]:
-        layer = _layer(s)
+    for i, s in enumerate(spec["layers"]):
+        try:
+            layer = _layer(s)
+        except FlowcError as e:  # arguments the checker lets through (filters % groups)
+            raise ModelFileError(path, s["line"], fmt_field(("layers", i)),
+                                 message=getattr(e, "detail", str(e))) from None
         layer.trace = f"{base}:{s['line']}" if s["line"] else None
         layers.append(layer)
     model = NL.Sequential(layers, seed=spec["seed"], name=spec["name"])
@@ -93,9 +97,6 @@ def build(spec, graph=None) -> Built:
                  trace=f"{base}:{spec['optimizer']['line'] or loss['line']}")
 
 
-CONV_LAYERS = {"conv1d": NC.Conv1D, "conv2d": NC.Conv2D, "conv_transpose2d": NC.ConvTranspose2D}
-
-
 def _layer(s):
     kind = s["type"]
     common = {k: s[k] for k in ("name", "seed") if k in s}
@@ -113,16 +114,17 @@ def _layer(s):
         return cls(s["units"], return_sequences=s.get("return_sequences", False),
                    init=s.get("init", "glorot_uniform"),
                    recurrent_init=s.get("recurrent_init", "orthogonal"), **common)
-    if kind in CONV_LAYERS:
-        opts = {k: s[k] for k in ("stride", "padding", "dilation", "groups", "activation",
-                                  "use_bias", "bias_init", "output_padding") if k in s}
-        return CONV_LAYERS[kind](s["filters"], s["kernel_size"], init=s.get("init", "he_uniform"),
-                                 **opts, **common)
+    if kind in ("conv1d", "conv2d", "conv_transpose2d"):
+        cls = {"conv1d": NC.Conv1D, "conv2d": NC.Conv2D,
+               "conv_transpose2d": NC.ConvTranspose2D}[kind]
+        opts = {k: s[k] for k in ("stride", "padding", "dilation", "groups", "use_bias",
+                                  "activation", "init", "bias_init", "output_padding") if k in s}
+        return cls(s["filters"], s["kernel_size"], **opts, **common)
     if kind in ("maxpool2d", "avgpool2d"):
+        cls = NC.MaxPool2D if kind == "maxpool2d" else NC.AvgPool2D
         opts = {k: s[k] for k in ("stride", "padding", "ceil_mode", "count_include_pad")
                 if k in s}
-        cls = NC.MaxPool2D if kind == "maxpool2d" else NC.AvgPool2D
-        return cls(s["kernel_size"], name=common.get("name"), **opts)
+        return cls(s["kernel_size"], **opts, name=common.get("name"))
     if kind == "globalavgpool":
         return NC.GlobalAvgPool(name=common.get("name"))
     if kind == "flatten":

@@ -1,5 +1,6 @@
-"""Data sets for `flowc train`: scikit-learn's bundled digits and breast-cancer sets, or a
-CSV file; a seeded (stratified, for class labels) held-out split; targets shaped to fit the
+"""Data sets for `flowc train`: scikit-learn's bundled digits and breast-cancer sets (and
+`digits28`, the digits upsampled bilinearly to 28x28 for LeNet-sized models), or a CSV
+file; a seeded (stratified, for class labels) held-out split; targets shaped to fit the
 model's target input (class labels, or one-hot rows)."""
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def load(source, seed=0, test_size=0.25, target=None, standardize=None) -> Datas
         if source in ("digits", "digits28"):
             X = X / 16.0  # pixel intensities 0..16
         if source == "digits28":
-            X = upsample28(X)
+            X = upsample(X.reshape(-1, 8, 8), 28).reshape(len(X), -1)
     elif os.path.isfile(source) or source.endswith(".csv"):
         X, y = read_csv(source, target)
     else:
@@ -74,11 +75,18 @@ def scale_note(X, source):
             f"bundled breast_cancer set is)")
 
 
-def upsample28(X):
-    """8x8 digits as 28x28 images (LeNet's input size): each pixel a 3x3 block, then a
-    2-pixel zero border, as MNIST centres a 20x20 digit in 28x28. Rows stay flat (784)."""
-    imgs = np.kron(X.reshape(-1, 8, 8), np.ones((3, 3)))
-    return np.pad(imgs, ((0, 0), (2, 2), (2, 2))).reshape(len(X), 784)
+def upsample(images, size):
+    """(N, h, w) images resized bilinearly to (N, size, size), pixel centres aligned as in
+    PyTorch's interpolate(align_corners=False): one (size, h) matrix per axis."""
+    def weights(n):
+        src = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, n - 1)
+        m = np.zeros((size, n))
+        np.add.at(m, (np.arange(size), lo), 1 - (src - lo))
+        np.add.at(m, (np.arange(size), hi), src - lo)
+        return m
+    return np.einsum("ih,nhw,jw->nij", weights(images.shape[1]), images, weights(images.shape[2]))
 
 
 def _sklearn(name):

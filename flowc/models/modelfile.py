@@ -16,8 +16,9 @@ line, the field, what was expected and what came.
     type = "dense"               # dense | dropout | activation | relu | tanh | sigmoid | ...
                                  # | reshape (shape) | rnn | lstm | gru (units, return_sequences)
                                  # | conv1d | conv2d | conv_transpose2d (filters, kernel_size,
-                                 #   stride, padding, dilation, groups) | maxpool2d | avgpool2d
-                                 #   (kernel_size, stride, padding) | globalavgpool | flatten
+                                 #   stride, padding, dilation, groups, output_padding)
+                                 # | maxpool2d | avgpool2d (kernel_size, stride, padding,
+                                 #   ceil_mode, count_include_pad) | globalavgpool | flatten
                                  # | batchnorm (eps, momentum, affine)
                                  # | layernorm (eps, elementwise_affine)
     units = 64
@@ -83,15 +84,17 @@ for _k in ("rnn", "lstm", "gru"):  # recurrent layers over (batch, steps, featur
     LAYER_TYPES[_k] = {"units": True, "return_sequences": False, "init": False,
                        "recurrent_init": False}
 _CONV = {"filters": True, "kernel_size": True, "stride": False, "padding": False,
-         "dilation": False, "groups": False, "activation": False, "use_bias": False,
-         "init": False, "bias_init": False}  # channels first: (batch, channels, *spatial)
-LAYER_TYPES.update(conv1d=dict(_CONV), conv2d=dict(_CONV),
-                   conv_transpose2d=dict(_CONV, output_padding=False),
-                   maxpool2d={"kernel_size": True, "stride": False, "padding": False,
-                              "ceil_mode": False},
-                   avgpool2d={"kernel_size": True, "stride": False, "padding": False,
-                              "ceil_mode": False, "count_include_pad": False},
-                   globalavgpool={}, flatten={})
+         "dilation": False, "groups": False, "use_bias": False, "activation": False,
+         "init": False, "bias_init": False}
+LAYER_TYPES.update(
+    conv1d=dict(_CONV), conv2d=dict(_CONV),
+    conv_transpose2d=dict(_CONV, output_padding=False),
+    maxpool2d={"kernel_size": True, "stride": False, "padding": False, "ceil_mode": False},
+    avgpool2d={"kernel_size": True, "stride": False, "padding": False, "ceil_mode": False,
+               "count_include_pad": False},
+    globalavgpool={}, flatten={})
+# Spatial dims of each kind: its sizes are one int (every dim) or an array of this many.
+SPATIAL = {"conv1d": 1, "conv2d": 2, "conv_transpose2d": 2, "maxpool2d": 2, "avgpool2d": 2}
 # Normalization over the features (axis 1 for batchnorm, the last axis for layernorm).
 LAYER_TYPES.update(batchnorm={"eps": False, "momentum": False, "affine": False},
                    layernorm={"eps": False, "elementwise_affine": False})
@@ -192,7 +195,8 @@ def _number_range(lo, hi, lo_open, hi_open, v):
 
 def _expect(field, k):
     return {"units": "a positive integer", "rate": "a number in [0, 1)", "type": "a string",
-            "shape": "an array of dimensions", "function": "an activation name"}.get(
+            "shape": "an array of dimensions", "function": "an activation name",
+            "filters": "a positive integer", "kernel_size": "an integer >= 1 or an array"}.get(
         k, "a value")
 
 
@@ -312,7 +316,7 @@ def _layers(c, v):
             if k in ("units", "filters", "groups"):
                 layer[k] = c.integer(val, g, lo=1)
             elif k in ("kernel_size", "stride", "dilation", "padding", "output_padding"):
-                layer[k] = _sizes(c, val, g, k, kind)
+                layer[k] = _sizes(c, val, g, SPATIAL[kind], kind, k)
             elif k == "rate":
                 layer[k] = c.number(val, g, 0.0, 1.0, hi_open=True)
             elif k in ("activation", "function"):
@@ -340,21 +344,21 @@ def _layers(c, v):
     return out
 
 
-def _sizes(c, v, field, name, kind):
-    """A conv or pooling size: an int or an array of ints (one per spatial dim); padding
-    may also be "same" or "valid" for a conv."""
-    lo = 0 if name in ("padding", "output_padding") else 1
-    if name == "padding" and kind in ("conv1d", "conv2d") and v in ("same", "valid"):
+def _sizes(c, v, field, nd, kind, key):
+    """A conv or pool size: one int (every spatial dim) or an array of nd; padding may also
+    be "valid" (and "same" for a conv)."""
+    lo = 0 if key in ("padding", "output_padding") else 1
+    words = {"conv1d": ("same", "valid"), "conv2d": ("same", "valid"),
+             "conv_transpose2d": ("valid",)}.get(kind, ()) if key == "padding" else ()
+    if isinstance(v, str) and v in words:
         return v
-    ok = (isinstance(v, int) and not isinstance(v, bool) and v >= lo) or (
-        isinstance(v, list) and v and all(isinstance(i, int) and not isinstance(i, bool)
-                                          and i >= lo for i in v))
-    if not ok:
-        extra = ', or "same" / "valid"' if name == "padding" and kind in ("conv1d",
-                                                                         "conv2d") else ""
-        c.fail(field, f"an integer >= {lo} or an array of them (one per spatial dim){extra}",
-               describe(v))
-    return tuple(v) if isinstance(v, list) else v
+    ok = lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= lo  # noqa: E731
+    if ok(v):
+        return v
+    if isinstance(v, list) and len(v) == nd and all(ok(d) for d in v):
+        return tuple(v)
+    c.fail(field, f"an integer >= {lo} or an array of {nd}"
+           + "".join(f' or "{w}"' for w in words), describe(v))
 
 
 def _loss(c, v, inputs):

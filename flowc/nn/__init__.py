@@ -10,7 +10,7 @@ loop with checkpoints.
 """
 from . import optim  # noqa: F401
 from . import checkpoint, init, losses, metrics  # noqa: F401
-from .conv import (AvgPool2D, Conv1D, Conv2D, Conv3D, ConvTranspose2D, Flatten,  # noqa: F401
+from .conv import (AvgPool2D, Conv1D, Conv2D, ConvTranspose2D, Flatten,  # noqa: F401
                    GlobalAvgPool, MaxPool2D)
 from .history import History  # noqa: F401
 from .layers import (ACTIVATIONS, Activation, Dense, Dropout, Layer, Linear, ReLU,  # noqa: F401
