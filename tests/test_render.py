@@ -73,7 +73,8 @@ def test_forward_stage_draws_only_forward_nodes():
 def test_backward_stage_shows_forward_values_faded():
     m = small_model()
     G = m["cost"].graph.nx
-    text = fc.to_dot([m["cost"], m["gw"], m["gb"]], stage="backward")
+    # raw: every backward node autodiff made (the default folds bookkeeping away)
+    text = fc.to_dot([m["cost"], m["gw"], m["gb"]], stage="backward", raw=True)
     drawn = node_lines(text)
     backward = {n for n in G if G.nodes[n]["phase"] == "backward"}
     assert backward - _inlined(text) <= set(drawn)

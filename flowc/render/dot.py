@@ -19,7 +19,7 @@ TITLES = {"forward": "forward graph",
 
 
 def to_dot(what, stage="all", origins=None, legend=True, title=None, heat=None,
-           collapse_loops=False) -> str:
+           collapse_loops=False, raw=False) -> str:
     """DOT text for `what` (Tensor, list of Tensors, Graph or Function) at `stage`.
 
     stage: "forward", "backward" (gradient nodes over the faded forward values they read),
@@ -29,9 +29,10 @@ def to_dot(what, stage="all", origins=None, legend=True, title=None, heat=None,
     white to red by the time they take; draw it with stage="optimized".
     collapse_loops: draw every loop and cond as one box instead of a cluster holding its
     body (bodies over clusters.COLLAPSE_OVER nodes are drawn so anyway).
+    raw: draw every backward node autodiff made, bookkeeping included (flowc/render/simplify.py).
     """
     origins = stage == "backward" if origins is None else bool(origins)
-    v = pick(what, stage, origins)
+    v = pick(what, stage, origins, raw)
     if title is None:
         title = TITLES[stage] + (" and parameter updates" if v.updates and stage == "all" else "")
     w = _Writer(v, origins, collapse_loops)
@@ -237,6 +238,9 @@ class _Writer:
                 else:
                     tail, label = f"n{u}", G.nodes[u]["type"].short()
                 head = C.in_port(f"n{n}", port) if n in self.open_loops else f"n{n}"
+                via = G.edges[u, n, port].get("via")
+                if via:  # a folded bookkeeping op (flowc/render/simplify.py)
+                    label = f"{label} {via}".strip()
                 if ordered:
                     label = f"{chr(97 + port) if port < 26 else port}: {label}".rstrip(": ")
                 attrs = self._edge_style(u, n) + (f', label="{label}"' if label else "")

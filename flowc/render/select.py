@@ -11,6 +11,7 @@ from ..ir.errors import FlowcError
 from ..ir.graph import Graph
 from ..ir.tensor import Tensor
 from ..lower.unit import build_unit
+from .simplify import fold
 
 STAGES = ("forward", "backward", "optimized", "all")
 
@@ -25,13 +26,18 @@ class View:
     context: Set[int]               # forward nodes drawn only as background for the backward pass
     outputs: List[int]              # the outputs in order (drawn where the stage shows them)
     updates: List[Tuple[int, int]]  # (param, new value) pairs drawn as update targets
+    folded: int = 0                 # backward bookkeeping nodes left out (flowc/render/simplify.py)
 
 
-def pick(what, stage: str = "all", origins: bool = False) -> View:
-    """The View of `what` (Tensor, list of Tensors, Graph, Function or MultiDiGraph) for `stage`."""
+def pick(what, stage: str = "all", origins: bool = False, raw: bool = False) -> View:
+    """The View of `what` (Tensor, list of Tensors, Graph, Function or MultiDiGraph) for `stage`;
+    raw=False leaves out backward bookkeeping that is an identity for the proven shapes."""
     if stage not in STAGES:
         raise FlowcError(f"stage must be one of {', '.join(STAGES)}; got {stage!r}")
     G, base, outputs, updates = _source(what, stage)
+    folded = 0
+    if stage in ("backward", "all") and not raw:
+        G, base, folded = fold(G, base, set(outputs) | {v for _, v in updates})
     phase = {n: G.nodes[n].get("phase", "forward") for n in base}
     context: Set[int] = set()
     if stage == "forward":
@@ -53,7 +59,7 @@ def pick(what, stage: str = "all", origins: bool = False) -> View:
     else:
         nodes = set(base)
     return View(G, stage, nodes, context, outputs,
-                [(p, v) for p, v in updates if v in nodes])
+                [(p, v) for p, v in updates if v in nodes], folded)
 
 
 def _source(what, stage):
