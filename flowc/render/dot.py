@@ -34,10 +34,18 @@ def to_dot(what, stage="all", origins=None, legend=True, title=None, heat=None,
     origins = stage == "backward" if origins is None else bool(origins)
     v = pick(what, stage, origins, raw)
     if title is None:
-        title = TITLES[stage] + (" and parameter updates" if v.updates and stage == "all" else "")
+        title = _title(v)
     w = _Writer(v, origins, collapse_loops)
     w.heat = heat.heat() if hasattr(heat, "heat") else (heat or {})
     return w.text(legend, title)
+
+
+def _title(v) -> str:
+    """What the picture holds: no gradient in it means a forward graph, whatever the stage."""
+    grads = any(v.G.nodes[n].get("phase") == "backward" for n in v.nodes if n not in v.context)
+    stage = v.stage if grads or v.stage == "optimized" else "forward"
+    extra = " and parameter updates" if v.updates and stage in ("all", "forward") else ""
+    return TITLES[stage] + extra
 
 
 class _Writer:
@@ -93,6 +101,7 @@ class _Writer:
         w.extend(self.loop_edges)
         self._beside(by_phase["backward"])
         self._origin_links(by_phase["backward"])
+        self._left_to_right()
         if legend:
             self._legend()
         w.append("}")
@@ -304,6 +313,16 @@ class _Writer:
                             f"lhead=cluster_b{o}{ltail}, minlen=0, weight=4, {look}];")
         if done and self.origins:
             self.kinds_used.add("origin")
+
+    def _left_to_right(self):
+        """Forward on the left, backward on the right, every time: a flat invisible edge
+        (same rank, tail drawn left of head) from each cost to its seed."""
+        for s in sorted(self.seeds):
+            o = self.G.nodes[s].get("origin")
+            if s in self.v.nodes and o in self.v.nodes and o not in self.inline \
+                    and o not in self.open_loops:
+                self.out.append(f"  {{ rank=same; n{o}; n{s}; }}")
+                self.out.append(f"  n{o} -> n{s} [style=invis];")
 
     def _legend(self):
         used = [k for k in S.KINDS if k in self.kinds_used]
