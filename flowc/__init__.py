@@ -15,6 +15,7 @@ from .gradcheck import check_grad, numerical_grad
 from .ir.errors import (ArgumentError, DisconnectedGradientWarning, FlowcError, GradError,
                         GraphError, InputError, InputShapeError, MissingInputError, ShapeError)
 from .ir.graph import Graph, default_graph
+from .ir.scope import scope
 from .ir.tensor import Shape, Tensor
 from .ir.types import TensorType
 from .leaves import constant, input, matrix, param, scalar, vector

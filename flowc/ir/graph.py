@@ -10,6 +10,7 @@ import networkx as nx
 import numpy as np
 
 from flowc_runtime.storage import Cell
+from .scope import current as current_scope
 
 PHASES = ("forward", "backward", "update")
 
@@ -68,6 +69,9 @@ class Graph:
                     trace=self._trace or trace)
         if self._origin is not None:
             data["origin"] = self._origin
+        where = current_scope()
+        if where is not None:  # drawn as a cluster (flowc/render/scopes.py)
+            data["scope"] = where
         if value is not None:
             data["value"] = value
         self.nx.add_node(nid, **data)

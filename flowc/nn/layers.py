@@ -13,6 +13,7 @@ import contextlib
 import numpy as np
 
 from ..ir.errors import FlowcError, ShapeError
+from ..ir.scope import scope
 from ..ir.tensor import Tensor
 from ..ir.trace import user_trace
 from ..leaves import param
@@ -89,11 +90,12 @@ class Layer:
         where = x.graph.emitting("forward", trace=self.trace) if self.trace \
             else contextlib.nullcontext()
         first = x.graph._next_id
-        with where:
+        if self.graph is None and self.name is None:
+            self.name = unique_name(x.graph, self.kind)
+        # The layer's nodes and params carry its name as their scope: a cluster in pictures.
+        with where, scope(self.name):
             if self.graph is None:
                 self.graph = x.graph
-                if self.name is None:
-                    self.name = unique_name(x.graph, self.kind)
                 if self.seed is None:
                     self.seed = 0
                 self.build(x)

@@ -6,13 +6,25 @@ cluster and is saved with the other parameters. Conventions follow PyTorch's opt
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..autodiff.reverse import grad
 from ..ir.errors import FlowcError
+from ..ir.scope import scope
 from ..ir.tensor import Tensor
 from ..leaves import param
 from ..ops import api as F
+
+
+def _scoped(fn):
+    """Run an optimizer inside fc.scope(its name), so pictures draw its update as one group."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with scope(fn.__name__):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def _grads(cost_or_grads, params):
@@ -30,12 +42,14 @@ def _state(p, what, fill=0.0):
                  graph=p.graph)
 
 
+@_scoped
 def sgd(cost_or_grads, params, lr=0.01):
     """Plain gradient descent: p <- p - lr * g."""
     params, grads = _grads(cost_or_grads, params)
     return [(p, p - lr * g) for p, g in zip(params, grads)]
 
 
+@_scoped
 def momentum(cost_or_grads, params, lr=0.01, mu=0.9, nesterov=False):
     """Heavy-ball momentum: v <- mu*v + g; p <- p - lr*v (Nesterov: p - lr*(g + mu*v))."""
     params, grads = _grads(cost_or_grads, params)
@@ -48,6 +62,7 @@ def momentum(cost_or_grads, params, lr=0.01, mu=0.9, nesterov=False):
     return out
 
 
+@_scoped
 def adagrad(cost_or_grads, params, lr=0.01, eps=1e-10):
     """Adagrad: s <- s + g**2; p <- p - lr * g / (sqrt(s) + eps)."""
     params, grads = _grads(cost_or_grads, params)
@@ -59,6 +74,7 @@ def adagrad(cost_or_grads, params, lr=0.01, eps=1e-10):
     return out
 
 
+@_scoped
 def rmsprop(cost_or_grads, params, lr=0.001, rho=0.99, eps=1e-8):
     """RMSProp: s <- rho*s + (1-rho)*g**2; p <- p - lr * g / (sqrt(s) + eps)."""
     params, grads = _grads(cost_or_grads, params)
@@ -70,6 +86,7 @@ def rmsprop(cost_or_grads, params, lr=0.001, rho=0.99, eps=1e-8):
     return out
 
 
+@_scoped
 def adam(cost_or_grads, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     """Adam with bias correction: m, v moment estimates and a shared step count t."""
     params, grads = _grads(cost_or_grads, params)

@@ -72,14 +72,15 @@ def builder(G) -> Graph:
 
 
 def add_like(H, n, op, args, attrs, nid):
-    """A new node computing node n's value from `args`; it inherits n's name, phase, line."""
+    """A new node computing node n's value from `args`; it inherits n's name, phase, line
+    and scope (so a fused group still draws inside its layer or optimizer)."""
     d = H.nodes[n]
     opdef = get_op(op)
     attrs = canonical_attrs(opdef, attrs)
     t = opdef.infer([H.nodes[a]["type"] for a in args], attrs)
     assert t == d["type"], f"{op} type {t} != {d['type']}"
     H.add_node(nid, op=op, attrs=attrs, type=t, name=d.get("name"), phase=d["phase"],
-               trace=d.get("trace"), **({"origin": d["origin"]} if "origin" in d else {}))
+               trace=d.get("trace"), **{k: d[k] for k in ("origin", "scope") if k in d})
     for port, a in enumerate(args):
         H.add_edge(a, nid, key=port)
     return nid

@@ -9,9 +9,11 @@ from collections import defaultdict
 
 from ..ops.registry import OPS
 from . import clusters as C
+from . import scopes as SC
 from . import style as S
 from .select import pick
 
+LEAVES = ("input", "param", "const")
 TITLES = {"forward": "forward graph",
           "backward": "backward graph (how the gradients are computed)",
           "optimized": "optimized graph (what the compiler runs)",
@@ -19,7 +21,7 @@ TITLES = {"forward": "forward graph",
 
 
 def to_dot(what, stage="all", origins=None, legend=True, title=None, heat=None,
-           collapse_loops=False, raw=False) -> str:
+           collapse_loops=False, raw=False, collapse="auto") -> str:
     """DOT text for `what` (Tensor, list of Tensors, Graph or Function) at `stage`.
 
     stage: "forward", "backward" (gradient nodes over the faded forward values they read),
@@ -29,13 +31,15 @@ def to_dot(what, stage="all", origins=None, legend=True, title=None, heat=None,
     white to red by the time they take; draw it with stage="optimized".
     collapse_loops: draw every loop and cond as one box instead of a cluster holding its
     body (bodies over clusters.COLLAPSE_OVER nodes are drawn so anyway).
+    collapse: draw each layer / optimizer / fc.scope as one box (True), as a cluster of its
+    nodes (False), or as boxes when the picture has over scopes.COLLAPSE_OVER nodes ("auto").
     raw: draw every backward node autodiff made, bookkeeping included (flowc/render/simplify.py).
     """
     origins = stage == "backward" if origins is None else bool(origins)
     v = pick(what, stage, origins, raw)
     if title is None:
         title = _title(v)
-    w = _Writer(v, origins, collapse_loops)
+    w = _Writer(v, origins, collapse_loops, collapse)
     w.heat = heat.heat() if hasattr(heat, "heat") else (heat or {})
     return w.text(legend, title)
 
@@ -51,7 +55,7 @@ def _title(v) -> str:
 class _Writer:
     """Collects the lines of one picture."""
 
-    def __init__(self, v, origins, collapse=False):
+    def __init__(self, v, origins, collapse=False, scopes="auto"):
         self.v, self.G, self.origins = v, v.G, origins
         G = self.G
         self.collapse = collapse
@@ -74,6 +78,17 @@ class _Writer:
                        and n not in v.outputs and any(w in v.nodes for w in G.successors(n))}
         self.kinds_used = set()
         self.out = []
+        drawn = v.nodes - self.inline
+        self.groups = SC.members(G, drawn, v.context)
+        self.scope_name = SC.names(self.groups)
+        self.in_scope = {n: p for p, ns in self.groups.items() for n in ns}
+        self.boxed = bool(self.groups) and SC.collapsed(scopes, len(drawn))
+        # node -> the box standing for it: one per scope, drawn in the phase of its first op
+        # (an optimizer's state params are forward nodes, its arithmetic update nodes).
+        self.home = {p: self._phase(next((n for n in ns if G.nodes[n]["op"] not in LEAVES),
+                                         ns[0])) for p, ns in self.groups.items()}
+        self.box = {n: self.scope_name[p] for n, p in self.in_scope.items()} \
+            if self.boxed else {}
 
     def text(self, legend, title) -> str:
         v, w = self.v, self.out
@@ -115,8 +130,7 @@ class _Writer:
         p = S.CONTEXT if ctx else S.PHASE["forward"]
         label = "forward values the backward pass reads" if ctx else "forward"
         self._open("forward", label, p, "dashed,rounded,filled" if ctx else "rounded,filled")
-        for n in nodes:
-            self._node(n, "    ")
+        self._scoped_nodes(nodes, "    ")
         self.out.append("  }")
 
     def _backward(self, nodes):
@@ -145,15 +159,41 @@ class _Writer:
             return
         self._open("update", "parameter updates (applied after the call)", S.PHASE["update"],
                    "rounded,filled")
-        for n in nodes:
-            self._node(n, "    ")
+        self._scoped_nodes(nodes, "    ")
         for p, val in targets:
+            if self._hidden_target(p, val):
+                continue
             self.kinds_used.add("target")
             d = self.G.nodes[p]
             label = f"{S.b('new ' + (d.get('name') or f'%{p}'))}<BR/>" \
                     f"{S.small('param ' + d['type'].short())}"
             self.out.append(f"    upd{p} [{_attrs(S.KINDS['target'][0])}, label=<{label}>];")
         self.out.append("  }")
+
+    def _scoped_nodes(self, nodes, ind):
+        """Nodes outside scopes, then each scope as a cluster, or as one box when collapsed."""
+        by = defaultdict(list)
+        for n in nodes:
+            by[self.in_scope.get(n)].append(n)
+        for n in by.pop(None, []):
+            self._node(n, ind)
+        for path in sorted(by):
+            name = self.scope_name[path]
+            if self.boxed:
+                if self._phase(by[path][0]) == self.home[path]:
+                    self.kinds_used.add("scope")
+                    self.out.append(SC.box_line(self.G, path, self.groups[path], name, ind))
+                continue
+            name += "_" + ("context" if by[path][0] in self.v.context else
+                           self._phase(by[path][0]))
+            self.out.append(SC.cluster_open(path, name, ind))
+            for n in by[path]:
+                self._node(n, ind + "  ")
+            self.out.append(f"{ind}}}")
+
+    def _hidden_target(self, p, val) -> bool:
+        """An optimizer's own state (moments, step count) is not drawn when its box stands in."""
+        return val in self.box and self.in_scope.get(p) == self.in_scope[val]
 
     def _open(self, key, label, p, style):
         self.out.append(f'  subgraph cluster_{key} {{ label=<{S.b(label)}>; fontsize=12; '
@@ -227,6 +267,7 @@ class _Writer:
 
     def _edges(self):
         G, v = self.G, self.v
+        seen = set()  # edges into or out of a box, drawn once per pair
         for n in sorted(v.nodes):
             if n in self.inline:
                 continue
@@ -236,7 +277,7 @@ class _Writer:
             ordered = len(ops) > 1 and not (op is not None and op.commutative) \
                 and n not in self.open_loops
             for u, port in ops:
-                if u not in v.nodes:
+                if u not in v.nodes or (u in self.inline and n in self.box):
                     continue
                 if u in self.inline:
                     tail, label = f"n{u}_{n}_{port}", ""
@@ -247,6 +288,13 @@ class _Writer:
                 else:
                     tail, label = f"n{u}", G.nodes[u]["type"].short()
                 head = C.in_port(f"n{n}", port) if n in self.open_loops else f"n{n}"
+                if u in self.box or n in self.box:
+                    if self.box.get(u) == self.box.get(n):
+                        continue  # inside one box
+                    tail, head = self.box.get(u, tail), self.box.get(n, head)
+                    if (tail, head) in seen:
+                        continue
+                    seen.add((tail, head))
                 via = G.edges[u, n, port].get("via")
                 if via:  # a folded bookkeeping op (flowc/render/simplify.py)
                     label = f"{label} {via}".strip()
@@ -262,11 +310,15 @@ class _Writer:
                 else:
                     self.out.append(f"  {tail} -> {head} [{attrs}];")
         for p, val in v.updates:
-            self.out.append(f'  n{val} -> upd{p} [{self._edge_style(val, val)}, '
+            if self._hidden_target(p, val):
+                continue
+            self.out.append(f'  {self._ref(val)} -> upd{p} [{self._edge_style(val, val)}, '
                             f'label="{G.nodes[val]["type"].short()}"];')
 
     def _ref(self, n) -> str:
-        """The DOT node standing for n: itself, or a port inside its loop's cluster."""
+        """The DOT node standing for n: itself, its scope's box, or a port inside its loop."""
+        if n in self.box:
+            return self.box[n]
         return C.anchor(self.G, n, f"n{n}") if n in self.open_loops else f"n{n}"
 
     def _beside(self, backward):
@@ -274,7 +326,7 @@ class _Writer:
         G = self.G
         for n in backward:
             o = G.nodes[n].get("origin")
-            if G.nodes[n]["op"] not in C.CONTROL or o not in self.v.nodes \
+            if G.nodes[n]["op"] not in C.CONTROL or o not in self.v.nodes or o in self.box \
                     or G.nodes[o]["op"] not in C.CONTROL or o in self.inline:
                 continue
             # Tops level: a forward loop's in-ports, a (bottom-up) backward loop's out-ports.
@@ -320,7 +372,7 @@ class _Writer:
         for s in sorted(self.seeds):
             o = self.G.nodes[s].get("origin")
             if s in self.v.nodes and o in self.v.nodes and o not in self.inline \
-                    and o not in self.open_loops:
+                    and o not in self.open_loops and o not in self.box:
                 self.out.append(f"  {{ rank=same; n{o}; n{s}; }}")
                 self.out.append(f"  n{o} -> n{s} [style=invis];")
 

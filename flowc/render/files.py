@@ -20,16 +20,17 @@ class RenderWarning(UserWarning):
 
 
 def render(what, path, stage="all", origins=None, legend=True, title=None, heat=None,
-           collapse_loops=False, raw=False) -> str:
+           collapse_loops=False, raw=False, collapse="auto") -> str:
     """Draw `what` to `path` (.svg/.png/.dot) with the .dot beside it; return the path written.
-    collapse_loops=True draws each loop as one box instead of a cluster holding its body."""
+    collapse_loops=True draws each loop as one box instead of a cluster holding its body;
+    collapse: each layer / optimizer / fc.scope as one box (True), a cluster (False) or "auto"."""
     path = os.fspath(path)
     base, ext = os.path.splitext(path)
     fmt = ext[1:].lower()
     if fmt not in FORMATS:
         raise FlowcError(f"render: the path must end in .svg, .png or .dot; got {path!r}")
     text = to_dot(what, stage=stage, origins=origins, legend=legend, title=title, heat=heat,
-                  collapse_loops=collapse_loops, raw=raw)
+                  collapse_loops=collapse_loops, raw=raw, collapse=collapse)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     dot_path = base + ".dot"
     _write_atomic(dot_path, text.encode("ascii"))

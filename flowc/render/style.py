@@ -44,6 +44,9 @@ KINDS = {
              "loop port (step input/output)"),
     "loop": (dict(shape="box3d", style="filled", fillcolor=PHASE["forward"]["node"]),
              "loop (body not drawn)"),
+    # A layer, optimizer or fc.scope drawn as one box (flowc/render/scopes.py).
+    "scope": (dict(shape="box3d", style="filled", fillcolor="#e8eef5", color="#6b9bc3"),
+              "layer / optimizer / scope"),
 }
 SCALAR = dict(shape="plaintext", fontsize="9", fontcolor="#555555", margin="0", width="0",
               height="0")
