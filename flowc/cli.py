@@ -59,6 +59,11 @@ def _parser():
                    default="all", help="which part to draw (default all)")
     s.add_argument("--collapse-loops", action="store_true",
                    help="draw each loop as one box, not a box holding its body")
+    s.add_argument("--collapse", choices=["auto", "yes", "no"], default="auto",
+                   help="draw each layer / optimizer as one box (yes), as a cluster of its "
+                        "nodes (no), or as boxes for large graphs (auto, the default)")
+    s.add_argument("--raw", action="store_true",
+                   help="backward: every node autodiff made, bookkeeping included")
     level(s)
 
     s = cmd("compile", "compile the training step (or the outputs) and summarize it",
@@ -266,7 +271,9 @@ def cmd_render(args):
         else:
             what = _function(loaded, args)
     written = _quiet_render(lambda: render(what, path, stage=args.stage,
-                                           collapse_loops=args.collapse_loops))
+                                           collapse_loops=args.collapse_loops, raw=args.raw,
+                                           collapse={"yes": True, "no": False}.get(
+                                               args.collapse, "auto")))
     print(f"wrote {written}")
 
 

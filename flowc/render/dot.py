@@ -240,6 +240,7 @@ class _Writer:
             self.kinds_used.add("loop")
             attrs.update(shape="box3d", style=attrs["style"].replace("rounded,", ""))
             label = C.collapsed_label(G, n)
+        attrs["width"] = f"{S.min_width(label):.2f}"  # text fits whatever font draws it
         self.out.append(f"{ind}n{n} [{_attrs(attrs)}, label={label}];")
         self._inline_consts(n, ind)
 
@@ -385,7 +386,9 @@ class _Writer:
                  'color="#cccccc"; margin=6;')
         w.append('    node [fontsize=9, width=0, height=0, margin="0.06,0.03"];')
         for k in used:
-            w.append(f"    leg_{k} [{_attrs(S.KINDS[k][0])}, label=\"{S.KINDS[k][1]}\"];")
+            width = S.min_width(S.KINDS[k][1], 9)
+            w.append(f"    leg_{k} [{_attrs(S.KINDS[k][0])}, width={width:.2f}, "
+                     f"label=\"{S.KINDS[k][1]}\"];")
         notes = ["edge label: dtype[shape] of the value, ? = size known at call time",
                  "a:, b: = operand order; small text: %node id and attrs"]
         if self.v.stage in ("backward", "all") and "seed" in self.kinds_used:
@@ -399,7 +402,9 @@ class _Writer:
         if "origin" in self.kinds_used:
             notes.append("dashed grey arrow: a backward box -> the forward node it differentiates")
         text = "".join(_q(t) + "\\l" for t in notes)  # \l: left-justified lines
-        w.append(f'    leg_notes [shape=plaintext, fontsize=9, label="{text}"];')
+        # As wide as its longest line in a wide font, so no line is cut.
+        w.append(f'    leg_notes [shape=plaintext, fontsize=9, width={S.min_width(text, 9):.2f}, '
+                 f'label="{text}"];')
         # Rows of four keep the legend short, so it does not stretch the picture's height.
         rows = [used[i:i + 4] for i in range(0, len(used), 4)]
         for row in rows:

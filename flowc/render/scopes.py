@@ -48,8 +48,9 @@ def box_line(G, path, nodes, name, ind) -> str:
     if params:
         shown = params[:3] + (["..."] if len(params) > 3 else [])
         lines.append(S.small(", ".join(shown)))
-    look = S.attrs_text(S.KINDS["scope"][0])
-    return f"{ind}{name} [{look}, label=<{'<BR/>'.join(lines)}>];"
+    label = f"<{'<BR/>'.join(lines)}>"
+    look = S.attrs_text(dict(S.KINDS["scope"][0], width=f"{S.min_width(label):.2f}"))
+    return f"{ind}{name} [{look}, label={label}];"
 
 
 def cluster_open(path, name, ind) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import re
 
 import numpy as np
 from flowc_runtime.cpu.fused import postorder
@@ -307,3 +308,29 @@ def quote(s) -> str:
     """Text for a double-quoted DOT string: quotes and backslashes escaped, ASCII only."""
     s = str(s).replace("\\", "\\\\").replace('"', '\\"')
     return s.encode("ascii", "xmlcharrefreplace").decode()
+
+
+# Width of one character in ems, on the wide side: a renderer may fall back from Helvetica
+# to a wider font (DejaVu Sans averages ~0.6 em), and a label that spills out is worse
+# than a box a little too wide. Bold text is wider still.
+EM_PER_CHAR, BOLD = 0.62, 1.1
+PAD = 0.3  # inches: the node's margins and the slanted sides of hexagons and houses
+
+
+def text_width(text, size) -> float:
+    """Inches a line of plain text takes at `size` points, measured conservatively."""
+    return len(html.unescape(text)) * size * EM_PER_CHAR / 72
+
+
+def min_width(label, size=11) -> float:
+    """Inches a node needs for its label (HTML-like <...> or plain with \\l / \\n breaks)."""
+    if label.startswith("<") and label.endswith(">"):
+        widest = 0.0
+        for line in re.split(r"<BR/>", label[1:-1]):
+            m = re.search(r'POINT-SIZE="(\d+)"', line)
+            k = BOLD if "<B>" in line else 1.0
+            widest = max(widest, k * text_width(re.sub(r"<[^>]*>", "", line),
+                                                int(m.group(1)) if m else size))
+        return widest + PAD
+    lines = re.split(r"\\[ln]", label.strip('"'))
+    return max(text_width(t.replace('\\"', '"'), size) for t in lines) + PAD
