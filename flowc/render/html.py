@@ -81,8 +81,13 @@ class _Builder:
         self._emit(level, 0.0, 0.0, lambda k: sc_index.get(scope.get(k), -1))
         # A scope's box is its members' bounding box; its proxy box (shown when collapsed)
         # sits at the top-left.
+        by_cluster = {}
+        for nd in self.nodes:
+            by_cluster.setdefault(nd["c"], []).append(nd)
+        for j, cl in enumerate(self.clusters):  # direct members (a nested loop counts as one)
+            cl["m"] = len(by_cluster.get(j, ()))
         for name, c in sc_index.items():
-            members = [nd for nd in self.nodes if nd["c"] == c]
+            members = by_cluster[c]
             cl = self.clusters[c]
             x0 = min(nd["x"] for nd in members) - PAD
             y0 = min(nd["y"] for nd in members) - HEAD
@@ -144,7 +149,6 @@ class _Builder:
                     sy = nd["y"] + HEAD + (LINE_H if caption else 0)
                     self._emit(sub, sx, sy, lambda _k, cl=cl: cl)
                     sx += sub["w"] + PAD
-                self.clusters[cl]["m"] = sum(1 for n in self.nodes if n["c"] == cl)
         for e, (u, v) in enumerate(lv["edges"]):
             pts = [[round(ox + px, 1), round(oy + py, 1)] for px, py in lv["routes"].get(e, ())]
             self.edges.append([index[u], index[v]] + ([pts] if pts else []))

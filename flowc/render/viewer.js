@@ -133,13 +133,17 @@
       b.className = k === j ? "on" : "";
     });
     hits = []; hitAt = -1;
-    derive(); fit(); render(); search();
+    derive(); fit(true); render(); search();
   }
 
-  function fit() {
+  // The whole picture in the window; `start`: a very tall one opens at its top instead,
+  // as wide as the window allows, since a whole 5,000-node chain would be a hairline.
+  function fit(start) {
     var r = svg.getBoundingClientRect(), x1 = 0, y1 = 0;
     V.nodes.forEach(function (n) { x1 = Math.max(x1, n.x + n.w); y1 = Math.max(y1, n.y + n.h); });
-    T.s = Math.min(2, (r.width - 20) / Math.max(x1, 1), (r.height - 20) / Math.max(y1, 1));
+    var wide = (r.width - 20) / Math.max(x1, 1);
+    T.s = Math.min(2, wide, (r.height - 20) / Math.max(y1, 1));
+    if (start && T.s < 0.1) T.s = Math.min(1, wide);
     T.x = (r.width - x1 * T.s) / 2; T.y = 10;
   }
 
@@ -295,22 +299,25 @@
       res.hover_id = hn.i; res.hover_line = hn.d.line;
       res.tip = tip.style.display === "block" ? tip.textContent : "";
     }
-    // Collapse: the first cluster's members leave the DOM and its proxy appears.
-    var c = V.clusters.findIndex(function (c) { return c.m > 0; });
-    if (c >= 0) {
-      var cl = V.clusters[c], members = [];
+    // Collapse: the first scope and the first loop: members leave the DOM, the stand-in shows.
+    res.collapse = {};
+    ["scope", "loop"].forEach(function (kind) {
+      var c = V.clusters.findIndex(function (c) { return c.k === kind && c.m > 0; });
+      if (c < 0) return;
+      var cl = V.clusters[c], members = [], got = { name: cl.n };
       V.nodes.forEach(function (n, i) { if (n.c === c) members.push(i); });
+      function present() {
+        return members.filter(function (i) { return root.querySelector('[data-i="' + i + '"]'); }).length;
+      }
       T.s = 1; T.x = -cl.x + 20; T.y = -cl.y + 20; render();
-      var before = members.filter(function (i) { return root.querySelector('[data-i="' + i + '"]'); });
+      got.members = members.length; got.before = present();
       toggle(c, false);
-      var after = members.filter(function (i) { return root.querySelector('[data-i="' + i + '"]'); });
-      res.cluster = cl.n; res.cluster_kind = cl.k; res.members = members.length;
-      res.members_before = before.length; res.members_after = after.length;
-      res.proxy_shown = !!root.querySelector('[data-i="' + cl.px + '"]');
+      got.after = present();
+      got.stand_in = !!root.querySelector('[data-i="' + cl.px + '"]');
       toggle(c, true);
-      res.members_reopened = members.filter(function (i) {
-        return root.querySelector('[data-i="' + i + '"]'); }).length;
-    }
+      got.reopened = present();
+      res.collapse[kind] = got;
+    });
     // Search by name.
     var named = V.nodes.find(function (n) { return n.d && n.d.name; });
     if (named) {
