@@ -28,7 +28,8 @@ def render(what, path, stage="all", origins=None, legend=True, title=None, heat=
     base, ext = os.path.splitext(path)
     fmt = ext[1:].lower()
     if fmt not in FORMATS:
-        raise FlowcError(f"render: the path must end in .svg, .png, .dot or .html; got {path!r}")
+        raise FlowcError(f"render: the path must end in .svg, .png or .dot (or .html for "
+                         f"the interactive page); got {path!r}")
     if fmt == "html":
         from .html import to_html
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
