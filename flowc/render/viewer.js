@@ -139,12 +139,15 @@
   // The whole picture in the window; `start`: a very tall one opens at its top instead,
   // as wide as the window allows, since a whole 5,000-node chain would be a hairline.
   function fit(start) {
-    var r = svg.getBoundingClientRect(), x1 = 0, y1 = 0;
-    V.nodes.forEach(function (n) { x1 = Math.max(x1, n.x + n.w); y1 = Math.max(y1, n.y + n.h); });
-    var wide = (r.width - 20) / Math.max(x1, 1);
-    T.s = Math.min(2, wide, (r.height - 20) / Math.max(y1, 1));
+    var r = svg.getBoundingClientRect(), x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+    V.nodes.concat(V.clusters).forEach(function (n) {  // scope boxes reach past their members
+      x0 = Math.min(x0, n.x); y0 = Math.min(y0, n.y);
+      x1 = Math.max(x1, n.x + n.w); y1 = Math.max(y1, n.y + n.h);
+    });
+    var wide = (r.width - 20) / Math.max(x1 - x0, 1);
+    T.s = Math.min(2, wide, (r.height - 20) / Math.max(y1 - y0, 1));
     if (start && T.s < 0.1) T.s = Math.min(1, wide);
-    T.x = (r.width - x1 * T.s) / 2; T.y = 10;
+    T.x = (r.width - (x1 + x0) * T.s) / 2; T.y = 10 - y0 * T.s;
   }
 
   function toggle(c, open) {
