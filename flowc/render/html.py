@@ -264,10 +264,11 @@ def _title(stage) -> str:
 
 
 def _page(data) -> str:
-    """The whole page: the data as inert JSON (`</` escaped so it cannot end the script tag),
-    the viewer's CSS and script inline."""
+    """The whole page: the data as inert JSON, the viewer's CSS and script inline."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    text = text.replace("</", "<\\/")
+    # Every '<' as \u003c (JSON.parse reads it back): no '</script>' can end the block and
+    # no '<!--' can put the HTML parser into its script-escape states.
+    text = text.replace("<", "\\u003c")
     here = resources.files(__package__)
     css, js = (here.joinpath(f).read_text(encoding="utf-8") for f in ("viewer.css", "viewer.js"))
     title = S.esc(data["title"])

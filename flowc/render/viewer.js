@@ -109,8 +109,8 @@
         "</text></g>");
     }
     Object.keys(byFill).forEach(function (f) {
-      out.push('<path d="' + byFill[f].join("") + '" fill="' + f + '" stroke="#555" stroke-width="' +
-        (1 / T.s) + '"/>');
+      out.push('<path d="' + byFill[f].join("") + '" fill="' + f +
+        '" stroke="#555" stroke-width="' + (1 / T.s) + '"/>');
     });
     root.innerHTML = out.join("");
     document.getElementById("stats").textContent = drawn + " of " + V.nodes.length +
@@ -259,7 +259,8 @@
       V.nodes.forEach(function (n, i) {
         if (n.k === "proxy") return;
         var d = n.d || {};
-        if ((n.i + " " + n.a + " " + n.b + " " + (d.name || "")).toLowerCase().indexOf(s) >= 0) hits.push(i);
+        var text = (n.i + " " + n.a + " " + n.b + " " + (d.name || "")).toLowerCase();
+        if (text.indexOf(s) >= 0) hits.push(i);
       });
     }
     document.getElementById("hits").textContent = s ? hits.length + " found" : "";
@@ -298,7 +299,8 @@
       focus(h);
       var hn = V.nodes[h];
       svg.dispatchEvent(new MouseEvent("mousemove", { bubbles: true,
-        clientX: r.left + T.x + (hn.x + hn.w / 2) * T.s, clientY: r.top + T.y + (hn.y + hn.h / 2) * T.s }));
+        clientX: r.left + T.x + (hn.x + hn.w / 2) * T.s,
+        clientY: r.top + T.y + (hn.y + hn.h / 2) * T.s }));
       res.hover_id = hn.i; res.hover_line = hn.d.line;
       res.tip = tip.style.display === "block" ? tip.textContent : "";
     }
@@ -310,7 +312,8 @@
       var cl = V.clusters[c], members = [], got = { name: cl.n };
       V.nodes.forEach(function (n, i) { if (n.c === c) members.push(i); });
       function present() {
-        return members.filter(function (i) { return root.querySelector('[data-i="' + i + '"]'); }).length;
+        return members.filter(function (i) {
+          return root.querySelector('[data-i="' + i + '"]'); }).length;
       }
       T.s = 1; T.x = -cl.x + 20; T.y = -cl.y + 20; render();
       got.members = members.length; got.before = present();
@@ -331,8 +334,10 @@
     // Zoom: time full redraws from the fitted picture in to zoom 2 and back out.
     fit(); render();
     var t = performance.now(), steps = 0, k;
-    for (k = 0; k < 12; k++, steps++) { zoomAt(r.left + r.width / 2, r.top + r.height / 2, 1.5); render(); document.body.offsetHeight; }
-    for (k = 0; k < 12; k++, steps++) { zoomAt(r.left + r.width / 2, r.top + r.height / 2, 1 / 1.5); render(); document.body.offsetHeight; }
+    for (k = 0; k < 24; k++, steps++) {  // in 12 steps, out 12; offsetHeight: style and layout
+      zoomAt(r.left + r.width / 2, r.top + r.height / 2, k < 12 ? 1.5 : 1 / 1.5);
+      render(); void document.body.offsetHeight;
+    }
     res.zoom_ms_per_step = (performance.now() - t) / steps;
     res.view_boxes = DATA.views.map(function (v, j) {
       setView(j); return [v.stage, v.nodes.length]; });
