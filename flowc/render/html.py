@@ -29,7 +29,9 @@ def to_html(what, stage="all", heat=None, title=None, collapse_loops=False) -> s
     for s in names:
         try:
             v = pick(what, s)
-        except FlowcError as e:  # e.g. nothing to optimize: that view is left out
+        except Exception as e:  # e.g. nothing to optimize: an extra view is left out
+            if s == stage:
+                raise
             errors.append(f"{s}: {e}")
             continue
         if v.nodes:
