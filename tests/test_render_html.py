@@ -174,7 +174,8 @@ def test_page_in_chromium(tmp_path):
     assert res["in_dom"] and res["drawn_at_zoom1"] > 0
     for kind in ("scope", "loop"):
         got = res["collapse"][kind]
-        assert got["before"] > 0 and got["after"] == 0, got  # collapsing hides the members
+        assert got["closed_by_click"], got  # a click on its title collapses it
+        assert got["before"] > 0 and got["after"] == 0, got  # and hides the members
         assert got["stand_in"] and got["reopened"] == got["before"], got
     assert res["hover_line"] in res["tip"] and "test_render_html.py:" in res["tip"]
     assert res["search_hits"] >= 1

@@ -192,7 +192,10 @@
       var box = c.k === "loop" ? n : c;
       if (c.k === "scope" && !c.open) continue;
       if (c.k === "loop" && V.rep[c.px] !== c.px) continue;
-      if (p[0] >= box.x && p[0] <= box.x + box.w && p[1] >= box.y && p[1] <= box.y + 24) return j;
+      // Only the title text: scope boxes may overlap, their titles rarely do.
+      var title = c.k === "loop" ? (n.a + " " + n.b).length : c.n.length;
+      var x1 = box.x + Math.min(box.w, 20 + 7 * title);
+      if (p[0] >= box.x && p[0] <= x1 && p[1] >= box.y && p[1] <= box.y + 24) return j;
     }
     return -1;
   }
@@ -306,6 +309,7 @@
     }
     // Collapse: the first scope and the first loop: members leave the DOM, the stand-in shows.
     res.collapse = {};
+    r = svg.getBoundingClientRect();
     ["scope", "loop"].forEach(function (kind) {
       var c = V.clusters.findIndex(function (c) { return c.k === kind && c.m > 0; });
       if (c < 0) return;
@@ -317,7 +321,13 @@
       }
       T.s = 1; T.x = -cl.x + 20; T.y = -cl.y + 20; render();
       got.members = members.length; got.before = present();
-      toggle(c, false);
+      // A click on the cluster's title, as a user would collapse it.
+      var box = kind === "loop" ? V.nodes[cl.px] : cl;
+      var at = { bubbles: true, clientX: r.left + T.x + (box.x + 10) * T.s,
+                 clientY: r.top + T.y + (box.y + 10) * T.s };
+      svg.dispatchEvent(new MouseEvent("mousedown", at));
+      window.dispatchEvent(new MouseEvent("mouseup", at));
+      got.closed_by_click = !cl.open;
       got.after = present();
       got.stand_in = !!root.querySelector('[data-i="' + cl.px + '"]');
       toggle(c, true);
