@@ -89,6 +89,13 @@ def test_loop_body_is_a_cluster_inside_its_box_and_nodes_know_their_line():
     assert any(line.startswith("test_render_html.py:") for line in lines)
 
 
+def test_hover_shows_the_code_of_the_line_when_the_file_is_here(monkeypatch):
+    monkeypatch.chdir(os.path.dirname(os.path.abspath(__file__)))
+    v = page_data(to_html(mlp(), stage="forward"))["views"][0]
+    codes = {n["d"].get("code") for n in v["nodes"]}
+    assert 'x = fc.input("x", shape=(None, 3))' in codes
+
+
 def test_heat_colours_and_times_the_optimized_view():
     x = fc.input("x", shape=(None, 3))
     f = fc.function([x], fc.tanh(x * 2.0) + 1.0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import linecache
+import os
 import re
 from importlib import resources
 
@@ -251,7 +252,9 @@ def _scoped(name) -> bool:
 def _source_line(trace) -> str:
     """The code at 'file.py:12' (the user's line that made a node), if the file is readable."""
     m = re.match(r"(.+):(\d+)$", str(trace))
-    if not m or m.group(1).startswith("<"):
+    # Traces keep only the file's base name: read it only from the current folder, since a
+    # search along sys.path could find another file of that name and show a wrong line.
+    if not m or not os.path.isfile(m.group(1)):
         return ""
     return linecache.getline(m.group(1), int(m.group(2))).strip()[:200]
 
