@@ -51,10 +51,15 @@ def _parser():
                        help="optimization level: -O0 none, -O1 cleanups and stabilizing "
                             "rewrites, -O2 everything (default)")
 
-    s = cmd("render", "draw the model's graph (SVG/PNG via Graphviz, always the .dot)",
+    s = cmd("render", "draw the model's graph (SVG/PNG via Graphviz, always the .dot; or an "
+            "interactive HTML page)",
             cmd_render)
     s.add_argument("-o", "--output", metavar="PATH",
-                   help="picture to write: .svg, .png or .dot (default out/NAME-STAGE.svg)")
+                   help="picture to write: .svg, .png, .dot or .html (default "
+                        "out/NAME-STAGE.FORMAT)")
+    s.add_argument("--format", choices=["svg", "png", "dot", "html"],
+                   help="html: one interactive page (pan, zoom, views, search) "
+                        "(default: from -o, else svg)")
     s.add_argument("--stage", choices=["forward", "backward", "optimized", "all"],
                    default="all", help="which part to draw (default all)")
     s.add_argument("--collapse-loops", action="store_true",
@@ -254,16 +259,22 @@ def cmd_render(args):
     """`flowc render`: draw the model."""
     from .render import render
     loaded = _load(args)
-    path = args.output or os.path.join("out", f"{loaded.name}-{args.stage}.svg")
-    if os.path.splitext(path)[1].lower() not in (".svg", ".png", ".dot"):
-        raise UsageError(f"-o {path}: the picture must end in .svg, .png or .dot")
+    path = args.output or os.path.join("out", f"{loaded.name}-{args.stage}."
+                                              f"{args.format or 'svg'}")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".svg", ".png", ".dot", ".html"):
+        raise UsageError(f"-o {path}: the picture must end in .svg, .png, .dot or .html")
+    if args.format and ext != "." + args.format:
+        raise UsageError(f"-o {path} does not end in .{args.format} (--format {args.format})")
     what = loaded.outputs
     task = loaded.task
     if task is not None:
         # forward: the model, loss and metrics; backward: how the loss's gradients are
         # computed; all / optimized: the whole training step, optimizer updates included.
         shown = [task.loss] + list(task.metrics.values())
-        if args.stage == "forward":
+        if ext == ".html":  # the training step holds every view the page switches between
+            what = _function(loaded, args)
+        elif args.stage == "forward":
             what = shown
         elif args.stage == "backward":
             from .autodiff.reverse import grad

@@ -11,7 +11,7 @@ import warnings
 from ..ir.errors import FlowcError
 from .dot import to_dot
 
-FORMATS = ("svg", "png", "dot")
+FORMATS = ("svg", "png", "dot", "html")
 HOW_TO_GET = "pip install 'flowc[render]' (the graphviz-pure renderer) or install Graphviz (dot)"
 
 
@@ -23,12 +23,20 @@ def render(what, path, stage="all", origins=None, legend=True, title=None, heat=
            collapse_loops=False, raw=False, collapse="auto") -> str:
     """Draw `what` to `path` (.svg/.png/.dot) with the .dot beside it; return the path written.
     collapse_loops=True draws each loop as one box instead of a cluster holding its body;
-    collapse: each layer / optimizer / fc.scope as one box (True), a cluster (False) or "auto"."""
+    collapse: each layer / optimizer / fc.scope as one box (True), a cluster (False) or "auto".
+    A .html path gets one self-contained interactive page instead (flowc/render/html.py)."""
     path = os.fspath(path)
     base, ext = os.path.splitext(path)
     fmt = ext[1:].lower()
     if fmt not in FORMATS:
-        raise FlowcError(f"render: the path must end in .svg, .png or .dot; got {path!r}")
+        raise FlowcError(f"render: the path must end in .svg, .png or .dot (or .html for "
+                         f"the interactive page); got {path!r}")
+    if fmt == "html":
+        from .html import to_html
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        _write_atomic(path, to_html(what, stage=stage, heat=heat, title=title,
+                                    collapse_loops=collapse_loops).encode("ascii"))
+        return path
     text = to_dot(what, stage=stage, origins=origins, legend=legend, title=title, heat=heat,
                   collapse_loops=collapse_loops, raw=raw, collapse=collapse)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
