@@ -285,6 +285,12 @@ KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _shape_table(np).
 KERNELS["part"] = Kernel(lambda t, index: t[index], "view")
 KERNELS["select"] = Kernel(lambda t, indices: tuple(t[i] for i in indices), "view")
 
+# Data-parallel collectives (the data_parallel pass makes these).
+from .kernels_comm import OUT as _COMM_OUT, VIEW as _COMM_VIEW  # noqa: E402
+
+KERNELS.update({name: Kernel(fn, "out") for name, fn in _COMM_OUT.items()})
+KERNELS.update({name: Kernel(fn, "view") for name, fn in _COMM_VIEW.items()})
+
 # alpha * A @ B + beta * C in one BLAS call (the specialize pass makes these).
 from .gemm import gemm as _gemm  # noqa: E402
 
