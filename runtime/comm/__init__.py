@@ -25,13 +25,26 @@ def launched_size() -> int:
     return 1
 
 
+DEFAULT_TIMEOUT = 600.0  # seconds a collective may wait for the slowest rank
+
+
+def collective_timeout():
+    """The watchdog's limit in seconds: FLOWC_COLLECTIVE_TIMEOUT (0 or "none": no watchdog)."""
+    v = os.environ.get("FLOWC_COLLECTIVE_TIMEOUT", "").strip().lower()
+    if not v:
+        return DEFAULT_TIMEOUT
+    if v in ("0", "none"):
+        return None
+    return float(v)
+
+
 def current():
     """The communicator allreduce kernels use (made on first use)."""
     global _CURRENT
     if _CURRENT is None:
         if launched_size() > 1:
             from .mpi import MPIComm
-            _CURRENT = MPIComm()
+            _CURRENT = MPIComm(timeout=collective_timeout())
         else:
             _CURRENT = NullComm()
     return _CURRENT
