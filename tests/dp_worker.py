@@ -1,7 +1,8 @@
 """One rank of the data-parallel MPI tests (tests/test_dp_mpi.py): MODE OUT [STEPS BUCKET].
 
 train: a float64 MLP trained STEPS steps on seeded global batches of 12 rows, each rank on its
-shard; rank 0 saves the parameters to OUT. raise / hang / exit0: rank 1 fails at step 2.
+shard; rank 0 saves the parameters to OUT. saved: the same with the Program saved by rank 0
+and loaded by every rank (flowc_runtime.load). raise / hang / exit0: rank 1 fails at step 2.
 """
 import os
 import sys
@@ -34,6 +35,13 @@ params = [W, b, V, v]
 gs = fc.grad(loss, params)
 f = fc.function([x, y], loss, updates=[(p, p - 0.05 * g) for p, g in zip(params, gs)],
                 data_parallel=dict(bucket_bytes=bucket))
+step_fn = f
+if mode == "saved":
+    import flowc_runtime
+    if w.rank == 0:
+        f.save(out + "-program")
+    w.barrier()
+    step_fn = flowc_runtime.load(out + "-program")
 data = np.random.default_rng(1)
 losses = []
 for step in range(steps):
@@ -46,7 +54,11 @@ for step in range(steps):
         if mode == "exit0":
             os._exit(0)
     s = parallel.shard(12, w.rank, w.size)
-    losses.append(float(f(X[s], Y[s])))
+    losses.append(float(step_fn(X[s], Y[s])))
 if w.rank == 0:
-    np.savez(out, *[p.get_value() for p in params], losses=np.array(losses))
+    if mode == "saved":
+        values = {p["name"]: c.value for p, c in zip(step_fn.program.params, step_fn.cells)}
+    else:
+        values = {p.name: p.get_value() for p in params}
+    np.savez(out, losses=np.array(losses), **values)
 parallel.mark_done(w)

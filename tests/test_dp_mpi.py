@@ -48,12 +48,12 @@ def run(n, *args, timeout=60, **extra):
                           timeout=timeout, cwd=ROOT)
 
 
-def train(tmp_path, n, name, steps=3, bucket=4 << 20):
+def train(tmp_path, n, name, steps=3, bucket=4 << 20, mode="train"):
     out = tmp_path / f"{name}.npz"
-    r = run(n, "train", out, steps, bucket)
+    r = run(n, mode, out, steps, bucket)
     assert r.returncode == 0, r.stderr[-2000:]
     z = np.load(out)
-    return [z[k] for k in z.files]
+    return [z[k] for k in sorted(z.files)]
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -71,6 +71,14 @@ def test_two_runs_are_bitwise_equal_and_buckets_do_not_matter(tmp_path):
     for x, y, z in zip(a, b, per_tensor):
         assert np.array_equal(x, y)
         assert np.array_equal(x, z)  # with 2 ranks, a + b is b + a exactly
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_saved_program_runs_on_one_or_n_processes(tmp_path, n):
+    live = train(tmp_path, 1, "live")
+    loaded = train(tmp_path, n, f"loaded{n}", mode="saved")
+    for a, b in zip(live, loaded):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13)
 
 
 def test_exception_on_one_rank_ends_the_job(tmp_path):
