@@ -35,6 +35,14 @@ params = [W, b, V, v]
 gs = fc.grad(loss, params)
 f = fc.function([x, y], loss, updates=[(p, p - 0.05 * g) for p, g in zip(params, gs)],
                 data_parallel=dict(bucket_bytes=bucket))
+if mode == "infer":  # sharded inference, outputs gathered on rank 0
+    pred = fc.function([x], fc.tanh(fc.tanh(x @ W + b) @ V) @ v)
+    X = np.random.default_rng(2).standard_normal((12, 6))
+    rows = parallel.gather_rows(pred(X[parallel.shard(12, w.rank, w.size)]), w)
+    if w.rank == 0:
+        np.savez(out, gathered=rows, full=pred(X))
+    parallel.mark_done(w)
+    sys.exit(0)
 step_fn = f
 if mode == "saved":
     import flowc_runtime

@@ -145,3 +145,21 @@ def test_pass_without_updates_is_a_no_op():
     ins, loss, params, ups = mlp()
     f = fc.function(ins, [], updates=[], data_parallel=dict(reduce_outputs=False))
     assert "allreduce" not in ops_of(f)
+
+
+def test_one_process_never_imports_mpi():
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys, numpy as np, flowc as fc\n"
+            "x = fc.input('x', (None, 2)); w = fc.param('w', np.ones(2))\n"
+            "loss = fc.mean(x @ w); g, = fc.grad(loss, [w])\n"
+            "f = fc.function([x], loss, updates=[(w, w - g)], data_parallel=True)\n"
+            "f(np.ones((4, 2)))\n"
+            "from flowc import parallel; parallel.broadcast_params([w]); parallel.mark_done()\n"
+            "assert 'mpi4py' not in sys.modules, 'mpi4py imported'\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_"))}
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

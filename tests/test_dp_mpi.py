@@ -81,6 +81,14 @@ def test_saved_program_runs_on_one_or_n_processes(tmp_path, n):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13)
 
 
+def test_sharded_inference_gathers_on_rank_0(tmp_path):
+    r = run(3, "infer", tmp_path / "p.npz")
+    assert r.returncode == 0, r.stderr[-2000:]
+    z = np.load(tmp_path / "p.npz")
+    assert z["gathered"].shape == (12,)
+    np.testing.assert_allclose(z["gathered"], z["full"], rtol=1e-12)
+
+
 def test_exception_on_one_rank_ends_the_job(tmp_path):
     t = time.monotonic()
     r = run(2, "raise", tmp_path / "x.npz", 5)
