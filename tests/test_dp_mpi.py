@@ -145,18 +145,27 @@ def history(folder):
     return np.array([[float(v) for v in row.split(",")[:-1]] for row in text[1:]])
 
 
-def test_cli_history_and_checkpoint_equal_one_process_and_resume_across_sizes(tmp_path):
-    one, two, mixed = tmp_path / "one", tmp_path / "two", tmp_path / "mixed"
-    cli_train(tmp_path, 1, one, "--epochs", 2, "--checkpoint", one)
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory):
+    """The reference: 2 epochs on one process, with a checkpoint."""
+    one = tmp_path_factory.mktemp("one")
+    cli_train(one, 1, one, "--epochs", 2, "--checkpoint", one)
+    return one
+
+
+def test_cli_history_and_checkpoint_equal_one_process(tmp_path, one_process_run):
+    one, two = one_process_run, tmp_path / "two"
     cli_train(tmp_path, 2, two, "--epochs", 2, "--checkpoint", two)
     np.testing.assert_allclose(history(two), history(one), rtol=1e-6)
     a, b = np.load(one / "checkpoint.npz"), np.load(two / "checkpoint.npz")
     for k in a.files:
         if a[k].dtype.kind == "f":
             np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-7)
-    # 2 epochs on 2 processes, then a third on 1: the same as 3 epochs on one process
-    cli_train(tmp_path, 2, mixed, "--epochs", 2, "--checkpoint", mixed)
-    out = cli_train(tmp_path, 1, mixed, "--epochs", 3, "--checkpoint", mixed, "--resume")
+
+
+def test_checkpoint_of_two_processes_resumes_on_one(tmp_path, one_process_run):
+    mixed = tmp_path / "mixed"
+    cli_train(tmp_path, 2, mixed, "--epochs", 1, "--checkpoint", mixed)
+    out = cli_train(tmp_path, 1, mixed, "--epochs", 2, "--checkpoint", mixed, "--resume")
     assert "resumed" in out
-    cli_train(tmp_path, 1, one, "--epochs", 3, "--checkpoint", one, "--resume")
-    np.testing.assert_allclose(history(mixed), history(one), rtol=1e-5)
+    np.testing.assert_allclose(history(mixed), history(one_process_run), rtol=1e-5)
