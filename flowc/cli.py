@@ -104,7 +104,20 @@ def _parser():
                    "deviation 1 (training-split statistics)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar (it is only "
                    "drawn on a terminal anyway)")
+    s.add_argument("--data-parallel", action="store_true", help="split each batch over the "
+                   "processes of an MPI job (start it with `flowc launch -n N train ...`)")
+    s.add_argument("--bucket-mb", type=_non_negative, default=4.0,
+                   help="largest gradient bucket of one allreduce, in MiB (default 4)")
     level(s)
+
+    s = cmd("launch", "run a flowc command (or SCRIPT.py) on N local MPI processes",
+            cmd_launch, model=False)
+    s.add_argument("-n", dest="nprocs", type=_positive, required=True, help="processes")
+    s.add_argument("--collective-timeout", type=_non_negative, metavar="S",
+                   help="abort the job when a rank waits more than S seconds in a gradient "
+                   "exchange (a rank stopped answering; default 600, 0: never)")
+    s.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND ...",
+                   help="e.g. train MODEL --data-parallel")
 
     s = cmd("check-grad", "compare symbolic and numerical gradients, per parameter",
             cmd_check_grad)
@@ -167,7 +180,27 @@ def _fraction(text):
 
 
 def main(argv=None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code. In a job of several MPI processes only
+    rank 0 prints, a failure on any rank ends the whole job, and each rank that finishes
+    leaves `flowc launch` its done marker."""
+    from flowc_runtime.comm import launched_size
+    if launched_size() < 2:  # one process: no MPI import
+        return _main(argv)
+    from . import parallel
+    w = parallel.world()
+    parallel.abort_on_exception(w)
+    if w.rank != 0:
+        sys.stdout = open(os.devnull, "w")
+    code = _main(argv)
+    if code:
+        print(f"flowc: rank {w.rank} of {w.size} failed (exit code {code}); aborting the job",
+              file=sys.stderr, flush=True)
+        w.abort(code)
+    parallel.mark_done(w)
+    return code
+
+
+def _main(argv=None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -342,8 +375,15 @@ def cmd_train(args):
         opt_kwargs["lr"] = args.lr
     epochs = args.epochs or cfg.get("epochs", 10)
     batch = args.batch_size or cfg.get("batch_size", 32)
+    dp = None
+    if args.data_parallel:
+        from .parallel import require_world
+        w = require_world("train --data-parallel")
+        dp = dict(bucket_bytes=int(args.bucket_mb * (1 << 20)))
+        print(f"data-parallel over {w.size} processes: {batch // w.size} rows of each batch of "
+              f"{batch} per process")
     trainer = Trainer(task, loaded.optimizer, seed=seed, optimize=_opt(args),
-                      device=args.device, trace=loaded.trace, **opt_kwargs)
+                      device=args.device, trace=loaded.trace, data_parallel=dp, **opt_kwargs)
     ckpt = os.path.join(args.checkpoint, CHECKPOINT_FILE) if args.checkpoint else None
     if args.resume:
         if os.path.exists(ckpt):
@@ -364,7 +404,7 @@ def cmd_train(args):
                               log=lambda line: print(line, flush=True), columns=columns)
     finally:
         h = history if history is not None else trainer.history
-        if len(h):
+        if len(h) and (trainer.world is None or trainer.world.rank == 0):
             csv_path = h.to_csv(os.path.join(args.out, f"{loaded.name}-history.csv"))
             plot = h.plot(os.path.join(args.out, f"{loaded.name}-history"),
                           title=f"{loaded.name} on {ds.name}")
@@ -374,6 +414,17 @@ def cmd_train(args):
         print("held-out " + "  ".join(f"{k} {v:.4f}" for k, v in held_out.items()))
     if ckpt:
         print(f"checkpoint: {ckpt} (epoch {trainer.epoch})")
+
+
+def cmd_launch(args):
+    """`flowc launch -n N COMMAND ...`: COMMAND on N local MPI processes."""
+    from .launch import launch
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise UsageError("launch needs a command: flowc launch -n 2 train MODEL --data-parallel")
+    return launch(args.nprocs, argv, collective_timeout=args.collective_timeout)
 
 
 def _batch(loaded, args):

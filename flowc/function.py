@@ -36,13 +36,16 @@ class Function:
     @paused_gc
     def __init__(self, inputs, outputs, updates, device, optimize, allow_input_downcast,
                  verify, givens=None, single_output=None, mode=None, check_tol=None,
-                 no_default_updates=False, **device_options):
+                 no_default_updates=False, data_parallel=None, **device_options):
         outs = output_list(outputs)
         ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
         pairs = list(updates.items()) if isinstance(updates, dict) else list(updates or [])
         pairs = cast_updates(with_default_updates(outs, pairs, no_default_updates))
         unit, self.user_graph = build_unit(ins, outs, pairs, givens)
         self.mode, self.level = check_mode(mode, check_tol, device), optimize
+        if data_parallel:  # before the passes: specialize would fold a gradient into its update
+            from .passes.data_parallel import data_parallel as dp_pass
+            unit = dp_pass(unit, **({} if data_parallel is True else dict(data_parallel)))
         self.graph = run_passes(unit, optimize, verify=verify)
         cells = {nid: c for nid, c in self.user_graph.cells.items()}
         self.program = lower(self.graph, {n: c.value for n, c in cells.items()})
@@ -140,7 +143,7 @@ def function(inputs, outputs=None, updates=None, device="cpu", optimize="O2",
              allow_input_downcast=False, verify=False, givens=None,
              single_output=None, explain=False, host_outputs=False,
              cuda_graph=False, mode=None, check_tol=None,
-             no_default_updates=False) -> Function:
+             no_default_updates=False, data_parallel=None) -> Function:
     """Compile a function of `inputs` returning `outputs` and applying `updates` (param, value).
 
     One output gives one array; several give a list. `optimize` is "O0", "O1" or "O2";
@@ -159,12 +162,17 @@ def function(inputs, outputs=None, updates=None, device="cpu", optimize="O2",
 
     Random draws (flowc/random.py) advance their stream on every call: their state's default
     update is added unless `no_default_updates=True` (or a list of the states to leave).
+
+    `data_parallel=True` (or a dict: `bucket_bytes`, `reduce_outputs`) averages every
+    gradient the updates read, and every scalar float output, over the processes of the
+    world (flowc/passes/data_parallel.py); each process passes its shard of the batch. With
+    one process it changes no value and imports no MPI.
     """
     if device not in ("cpu", "gpu"):
         raise FlowcError(f"device must be 'cpu' or 'gpu', got {device!r}")
     f = Function(inputs, outputs, updates, device, optimize, allow_input_downcast, verify,
                  givens, single_output, mode=mode, check_tol=check_tol,
-                 no_default_updates=no_default_updates,
+                 no_default_updates=no_default_updates, data_parallel=data_parallel,
                  host_outputs=host_outputs, cuda_graph=cuda_graph)
     if explain:
         print(f.explain())

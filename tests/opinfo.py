@@ -918,6 +918,14 @@ S("gemm_beta_f32", lambda a, b, c: F.apply("gemm", [a, fc.transpose(b), c], alph
   lambda a, b, c: 2 * (a @ b.T) - 0.5 * c, compiled_only=True, rtol=1e-5, atol=1e-5)
 
 
+# -- data-parallel exchange (made by the data_parallel pass; one process: the identity) ---------
+S("grad_pack_two", lambda a, b: F.apply("grad_pack", [a, fc.transpose(b)]), [A(2, 3), A(4, 2)],
+  lambda a, b: np.concatenate([a.ravel(), b.T.ravel()]), compiled_only=True)
+S("grad_unpack_reduced", lambda a, b: F.apply("grad_unpack", [F.apply("allreduce", [
+    F.apply("grad_pack", [a, b])], op="mean")], offset=6, shape=(2, 2)), [A(2, 3), A(2, 2)],
+  lambda a, b: b, compiled_only=True)
+
+
 # -- random numbers (reference: the same SplitMix64 counter hash written out in NumPy) ----------
 def _splitmix_ref(like, state, stream=0):
     mask = (1 << 64) - 1

@@ -106,7 +106,7 @@ class Step:
 
 
 def training_function(task: Task, optimizer="sgd", optimize="O2", device="cpu", watch=False,
-                      trace=None, **opt_kwargs) -> Step:
+                      trace=None, data_parallel=None, **opt_kwargs) -> Step:
     """Compile loss + metrics + parameter updates (optimizer and state) as one function.
 
     `trace` ('file:line', for models declared outside Python) credits the nodes this adds:
@@ -129,5 +129,5 @@ def training_function(task: Task, optimizer="sgd", optimize="O2", device="cpu", 
             o = d.get("origin")
             d["trace"] = G.nodes[o].get("trace") or trace if o in G else trace
     fn = function(task.inputs, outputs, updates=updates, optimize=optimize, device=device,
-                  single_output=False)
+                  single_output=False, data_parallel=data_parallel)
     return Step(fn, names, list(task.params), updates, watch)

@@ -37,14 +37,20 @@ class Trainer:
     """
 
     def __init__(self, task: Task, optimizer="sgd", seed=0, optimize="O2", device="cpu",
-                 nan_check=True, trace=None, **opt_kwargs):
+                 nan_check=True, trace=None, data_parallel=None, **opt_kwargs):
         self.task = task
         self.optimizer = optimizer if isinstance(optimizer, str) else \
             getattr(get_optimizer(optimizer), "__name__", "custom")
         self.opt_kwargs = dict(opt_kwargs)
         self.optimize, self.device = optimize, device
+        # data_parallel (True or the pass's options): each process of an MPI job trains on its
+        # share of every batch; results equal one process's up to float reassociation.
+        self.world = None
+        if data_parallel:
+            from ..parallel import world
+            self.world = world()
         self.step = training_function(task, optimizer, optimize, device, watch=nan_check,
-                                      trace=trace, **opt_kwargs)
+                                      trace=trace, data_parallel=data_parallel, **opt_kwargs)
         self.rng = np.random.default_rng(seed)
         self.epoch = 0
         self.steps = 0
@@ -61,8 +67,14 @@ class Trainer:
         """Write a checkpoint (.npz, atomic) of all parameters and the loop's state."""
         meta = dict(epoch=self.epoch, steps=self.steps, rng=self.rng.bit_generator.state,
                     history=self.history.as_dict(), task=self.task.name,
-                    optimizer=dict(type=self.optimizer, **_jsonable(self.opt_kwargs)))
-        return ckpt.save_params(path, self.state_params, meta)
+                    optimizer=dict(type=self.optimizer, **_jsonable(self.opt_kwargs)),
+                    world_size=1 if self.world is None else self.world.size)
+        if self.world is None or self.world.size == 1:
+            return ckpt.save_params(path, self.state_params, meta)
+        # One writer (rank 0, temp file then rename); the others wait until it is complete.
+        out = ckpt.save_params(path, self.state_params, meta) if self.world.rank == 0 else path
+        self.world.barrier()
+        return out
 
     def load(self, path):
         """Restore a checkpoint written by `save`; training continues where it stopped."""
@@ -109,6 +121,14 @@ class Trainer:
         nb = max(1, math.ceil(n / batch_size))
         if self.steps == 0:
             self._check_start()
+        w = self.world
+        if w is not None and w.size > 1:
+            from ..parallel import broadcast_params, shard
+            shard(batch_size, 0, w.size, f"batch_size {batch_size}")
+            if n % batch_size:
+                shard(n % batch_size, 0, w.size, f"the last batch of each epoch ({n} samples "
+                      f"in batches of {batch_size})")
+            broadcast_params(self.state_params, w)  # rank 0's values, whatever each made
         while self.epoch < epochs:
             e = self.epoch + 1
             start = time.perf_counter()
@@ -119,14 +139,17 @@ class Trainer:
                           columns=columns) as bar:
                 for b in range(nb):
                     idx = order[b * batch_size:(b + 1) * batch_size]
+                    if w is not None and w.size > 1:  # this process's rows of the batch
+                        idx = idx[shard(len(idx), w.rank, w.size)]
                     batch = [a[idx] for a in data]
                     outs = self.step.fn(*batch)
                     self.steps += 1
                     vals = np.array([float(o) for o in outs])
                     if not np.all(np.isfinite(vals)):
                         self._diverged(vals, batch, e, epochs, b, nb, checkpoint)
-                    sums += vals[:k] * len(idx)
-                    seen += len(idx)
+                    rows = len(idx) * (1 if w is None else w.size)  # outputs are global means
+                    sums += vals[:k] * rows
+                    seen += rows
                     bar.update(1, loss=float(sums[0] / seen))
             row = {"epoch": e, "loss": sums[0] / seen}
             row.update({m: sums[1 + i] / seen for i, m in enumerate(self.step.metric_names)})

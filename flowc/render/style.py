@@ -38,6 +38,8 @@ KINDS = {
     "target": (dict(shape="cylinder", style="filled,bold", fillcolor="#c2a5cf"),
                "update target"),
     # Legend only: how forward nodes look when they are background for the backward pass.
+    "collective": (dict(shape="component", style="filled,bold", fillcolor="#80cdc1",
+                        penwidth="1.5"), "data-parallel exchange (over processes)"),
     "context": (dict(shape="box", style="rounded,filled,dashed", fillcolor="#f0f0f0",
                      color="#b0b0b0", fontcolor="#8c8c8c"), "forward value (background)"),
     # Loops (flowc/render/clusters.py): a body's input/output ports, a loop drawn as one box.
@@ -49,6 +51,7 @@ KINDS = {
     "scope": (dict(shape="box3d", style="filled", fillcolor="#e8eef5", color="#6b9bc3"),
               "layer / optimizer / scope"),
 }
+COLLECTIVE_OPS = ("grad_pack", "allreduce", "grad_unpack")
 SCALAR = dict(shape="plaintext", fontsize="9", fontcolor="#555555", margin="0", width="0",
               height="0")
 SMALL = "#666666"
@@ -61,6 +64,8 @@ def kind(G, n, seeds) -> str:
         return "gradient"
     if d["op"] in ("input", "param"):
         return d["op"]
+    if d["op"] in COLLECTIVE_OPS:
+        return "collective"
     if d["op"] == "const":
         return "seed" if n in seeds else "const"
     return d.get("phase", "forward")

@@ -285,6 +285,11 @@ KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _shape_table(np).
 KERNELS["part"] = Kernel(lambda t, index: t[index], "view")
 KERNELS["select"] = Kernel(lambda t, indices: tuple(t[i] for i in indices), "view")
 
+# Data-parallel collectives (the data_parallel pass makes these).
+from .kernels_comm import table as _comm_table  # noqa: E402
+
+KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _comm_table(np).items()})
+
 # alpha * A @ B + beta * C in one BLAS call (the specialize pass makes these).
 from .gemm import gemm as _gemm  # noqa: E402
 

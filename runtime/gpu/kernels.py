@@ -433,6 +433,9 @@ KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _shape_table(cp).
 KERNELS["loop"] = Kernel(None, "view", prepare=make_loop("gpu", cp))
 KERNELS["cond"] = Kernel(None, "view", prepare=make_cond("gpu"))
 KERNELS["part"] = Kernel(lambda t, index: t[index], "view")
+from ..cpu.kernels_comm import table as _comm_table  # noqa: E402
+
+KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _comm_table(cp).items()})
 KERNELS["select"] = Kernel(lambda t, indices: tuple(t[i] for i in indices), "view")
 # Convolution: the NumPy kernel's algorithm on device arrays (strided copies, cuBLAS GEMMs).
 KERNELS["conv"] = Kernel(make_conv(cp), "out")

@@ -105,6 +105,10 @@ ATTR_TYPES = {
     "reduce": (f"one of {', '.join(REDUCTIONS)}", lambda v: isinstance(v, str) and v in REDUCTIONS),
     "index": ("a getitem index (a list of slice/int/newaxis/ellipsis items)", _is_index),
     ("concat_grad", "index"): ("an int", _is_int),
+    ("allreduce", "op"): ("'sum' or 'mean'", lambda v: v in ("sum", "mean")),
+    ("grad_unpack", "offset"): ("a non-negative int", lambda v: _is_int(v) and v >= 0),
+    ("grad_unpack", "shape"): ("a list of non-negative ints",
+                               lambda v: _is_ints(v) and all(x >= 0 for x in v)),
 }
 ATTR_TYPES[("specify_shape", "shape")] = ("a list of ints and nulls", lambda v: isinstance(
     v, tuple) and all(d is None or (type(d) is int and d >= 0) for d in v))

@@ -1,0 +1,49 @@
+"""Kernels of the collective ops, for NumPy and CuPy alike: pack gradients into a bucket,
+reduce it in place over the current communicator, read each gradient back as a view."""
+from __future__ import annotations
+
+from math import prod
+
+from .. import comm
+
+
+def table(xp):
+    """{op: (kernel, kind)} for array module xp."""
+
+    def grad_pack(*gs, out=None):
+        """Every operand flattened, one after the other, into the flat `out`."""
+        if out is None:
+            out = xp.empty(sum(g.size for g in gs), dtype=gs[0].dtype)
+        o = 0
+        for g in gs:
+            # Assign through a reshaped view: a transposed gradient is read in place.
+            out[o:o + g.size].reshape(g.shape)[...] = g
+            o += g.size
+        return out
+
+    def allreduce(x, op="sum"):
+        """x reduced over every process, in place; returns x.
+
+        A "view" kernel: the pass gives it a grad_pack result nothing else reads, so
+        reducing that buffer in place saves a copy of every bucket per step.
+        """
+        if not x.flags.c_contiguous:  # a buffer laid out otherwise: reduce a copy
+            x = xp.ascontiguousarray(x)
+        c = comm.current()
+        if c.size == 1:
+            return x
+        if xp.__name__ == "numpy":
+            return c.allreduce_(x, op)
+        device = getattr(c, "device_allreduce_", None)
+        if device is None:  # the pip MPI wheels are not CUDA-aware: never hand them CuPy memory
+            from ..errors import FlowcError
+            raise FlowcError("a data-parallel program on the GPU needs an NCCL communicator: "
+                             "flowc_runtime.comm.set_comm(NCCLComm()) (CuPy with NCCL)")
+        return device(x, op)
+
+    def grad_unpack(flat, offset=0, shape=()):
+        """The gradient at `offset` of the reduced bucket, as a view."""
+        return flat[offset:offset + prod(shape)].reshape(shape)
+
+    return {"grad_pack": (grad_pack, "out"), "allreduce": (allreduce, "view"),
+            "grad_unpack": (grad_unpack, "view")}
