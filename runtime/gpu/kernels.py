@@ -433,8 +433,9 @@ KERNELS["loop"] = Kernel(None, "view", prepare=make_loop("gpu", cp))
 KERNELS["cond"] = Kernel(None, "view", prepare=make_cond("gpu"))
 KERNELS["part"] = Kernel(lambda t, index: t[index], "view")
 KERNELS["select"] = Kernel(lambda t, indices: tuple(t[i] for i in indices), "view")
-# Convolution: the NumPy kernel's algorithm on device arrays (strided copies, cuBLAS GEMMs).
-KERNELS["conv"] = Kernel(make_conv(cp), "out")
+# Convolution: the NumPy kernel on device arrays, im2col unless FLOWC_CONV_ALGO forces one
+# (choosing by time would need a device sync per candidate).
+KERNELS["conv"] = Kernel(make_conv(cp, choose=False), "out")
 
 
 # -- the CuPy-function evaluation of expressions the generator does not cover (float16, ...) --
