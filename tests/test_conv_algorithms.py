@@ -6,7 +6,7 @@ import pytest
 
 import flowc as fc
 from opinfo import conv_ref
-from runtime.cpu import conv as kconv
+import flowc_runtime.cpu.conv as kconv
 
 ALGOS = kconv.ALGORITHMS
 
@@ -83,6 +83,7 @@ def test_forced_algorithms_agree_on_values_and_gradients(seed, monkeypatch):
         for lv in ("O0", "O2"):
             f = build(xs, ws, a, lv)
             results[algo, lv] = [f(*p) for p in args]
+    assert kconv.CHOICES  # the auto runs chose (and so this is the runtime flowc links)
     for c, (xv, wv) in enumerate(args):
         want = conv_ref(xv, wv, **a)
         base = results["im2col", "O0"][c]
