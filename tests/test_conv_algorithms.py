@@ -105,3 +105,14 @@ def test_the_auto_choice_is_cached_per_signature():
     np.testing.assert_allclose(conv(x, w, **a), conv(x, w, algorithm="col2im", **a))
     assert kconv.CHOICES[sig] == "offsets"
     assert kconv.candidates((1, 1)) == ("im2col", "offsets")
+
+
+def test_explain_and_profile_name_each_convs_algorithm(monkeypatch):
+    monkeypatch.setenv("FLOWC_CONV_ALGO", "col2im")
+    x, w = fc.input("x", (2, 1, 6, 6)), fc.param("w", np.ones((2, 1, 3, 3)))
+    y = fc.conv2d(x, w, stride=2)
+    f = fc.function([x], [y] + fc.grad(fc.sum(y * y), [x, w]))
+    assert "conv[" not in f.explain()  # chosen at run time: nothing before a call
+    f(np.ones((2, 1, 6, 6)))
+    assert f.explain().count("conv[col2im]") == 3
+    assert "conv[col2im]" in str(f.profile(np.ones((2, 1, 6, 6)), calls=2))

@@ -151,9 +151,32 @@ def candidates(lhs_dilation):
 def make_conv(xp, choose=True):
     """The conv kernel for array module xp; `choose` times the candidates at each shape
     signature's first call (off on the GPU, where timing needs a sync: im2col there)."""
+    run = _make_run(xp, choose)
 
-    def conv(x, w, stride=(1,), pad=((0, 0),), dilation=(1,), lhs_dilation=(1,), groups=1,
-             flip=False, out=None, algorithm=None):
+    def conv(x, w, out=None, **attrs):
+        return run(x, w, out=out, **attrs)[0]
+    return conv
+
+
+def make_prepare(xp, choose=True):
+    """Kernel.prepare for conv: a per-instruction kernel whose `algorithm` attribute names
+    the algorithm its last call ran (profile and explain print it as conv[name])."""
+    run = _make_run(xp, choose)
+
+    def prepare(**attrs):
+        def conv(x, w, out=None):
+            res, conv.algorithm = run(x, w, out=out, **attrs)
+            return res
+        conv.algorithm = None
+        return conv
+    return prepare
+
+
+def _make_run(xp, choose):
+    """run(x, w, out=None, **attrs) -> (result, the algorithm that ran)."""
+
+    def run(x, w, stride=(1,), pad=((0, 0),), dilation=(1,), lhs_dilation=(1,), groups=1,
+            flip=False, out=None, algorithm=None):
         nd = x.ndim - 2
         if flip:
             w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
@@ -165,14 +188,11 @@ def make_conv(xp, choose=True):
         algo = algorithm or os.environ.get("FLOWC_CONV_ALGO") or None
         if algo is None and not choose:
             algo = "im2col"
-        if algo is not None:
-            _IMPLS[algo](xp, x, w, a, osz, res)
-            return res
         sig = (x.shape, w.shape, str(x.dtype), stride, pad, dilation, lhs_dilation, groups)
-        algo = CHOICES.get(sig)
+        algo = algo or CHOICES.get(sig)
         if algo is not None:
             _IMPLS[algo](xp, x, w, a, osz, res)
-            return res
+            return res, algo
         # First call of this signature: run every candidate once (each result is the
         # answer, so nothing is wasted but time) and keep the fastest. Timing beats a cost
         # model here: BLAS speed for small, skinny GEMMs varies by machine and thread count.
@@ -184,5 +204,5 @@ def make_conv(xp, choose=True):
             if best is None or t < best[0]:
                 best = (t, name)
         CHOICES[sig] = best[1]
-        return res
-    return conv
+        return res, best[1]
+    return run
