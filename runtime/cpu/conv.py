@@ -196,13 +196,15 @@ def _make_run(xp, choose):
         # First call of this signature: run every candidate once (each result is the
         # answer, so nothing is wasted but time) and keep the fastest. Timing beats a cost
         # model here: BLAS speed for small, skinny GEMMs varies by machine and thread count.
-        best = None
-        for name in candidates(lhs_dilation):
-            t = time.perf_counter()
-            _IMPLS[name](xp, x, w, a, osz, res)
-            t = time.perf_counter() - t
-            if best is None or t < best[0]:
-                best = (t, name)
-        CHOICES[sig] = best[1]
-        return res, best[1]
+        # Two rounds, the second in reverse order, best of each: one timing picked a 1.4x
+        # slower LeNet step on a loaded machine (the first candidate ran cold).
+        names = candidates(lhs_dilation)
+        times = dict.fromkeys(names, float("inf"))
+        for order in (names, names[::-1]):
+            for name in order:
+                t = time.perf_counter()
+                _IMPLS[name](xp, x, w, a, osz, res)
+                times[name] = min(times[name], time.perf_counter() - t)
+        CHOICES[sig] = min(names, key=times.get)
+        return res, CHOICES[sig]
     return run
