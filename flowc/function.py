@@ -74,8 +74,9 @@ class Function:
         """The passes and rules that changed the graph, one line each, with the user's line,
         then how often each fired."""
         log = [r for r in self.graph.graph.get("log", []) if r[0] != "dce"]
+        algos = self._algorithm_rows()
         if not log:
-            return "(no rewrites)"
+            return "\n".join(["(no rewrites)"] + algos)
         width = max(len(r[0]) for r in log)
         rows = [f"{what:<{width}}  node {nid:<6} {name or '':<14} {trace or ''}"
                 for what, nid, name, trace in log]
@@ -83,7 +84,15 @@ class Function:
         for r in log:
             counts[r[0]] = counts.get(r[0], 0) + 1
         rows += ["", "fired: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))]
-        return "\n".join(rows)
+        return "\n".join(rows + algos)
+
+    def _algorithm_rows(self):
+        """Lines naming the algorithm each conv ran on the last call (chosen per shape at
+        run time, so nothing until the function has been called)."""
+        algos = self.exe.algorithms() if hasattr(self.exe, "algorithms") else {}
+        instrs = self.exe.program.instrs
+        return ([""] + [f"{instrs[k].kernel}[{a}]  node {instrs[k].node}"
+                        for k, a in sorted(algos.items())]) if algos else []
 
     def profile(self, *args, calls=20):
         """Time every instruction on these inputs (parameters are left as they were).

@@ -103,6 +103,8 @@ def profile(fn, args, calls=20):
         for c, v in zip(exe.cells, saved):
             c.value = v
     kernels = [ins.kernel for ins in exe.program.instrs]
+    for k, algo in (exe.algorithms() if hasattr(exe, "algorithms") else {}).items():
+        kernels[k] = f"{kernels[k]}[{algo}]"  # conv[im2col]: which algorithm ran
     for members, b, a in zip(groups, before, after):
         if a > b:  # ran as one chunked loop: its whole time sits on the first member
             kernels[members[0]] = f"loop {members[0]}-{members[-1]}"

@@ -1,13 +1,26 @@
-"""The `conv` kernel (NumPy or CuPy): im2col by one strided copy per kernel offset into a
-(N * out positions, channels * kernel) matrix, then one GEMM per group.
+"""The `conv` kernel (NumPy or CuPy) with three algorithms, chosen per shape signature.
+
+im2col: one strided copy per kernel offset into an (N * out positions, channels * kernel)
+  scratch, then one GEMM per group (few large GEMMs; the scratch is kernel-size times x).
+offsets: one GEMM per kernel offset and group accumulated into the output (no big scratch;
+  many small GEMMs, which lose when the output has few positions).
+col2im: for an input-dilated conv (a strided conv's input gradient): one GEMM of the
+  undilated input by all kernel offsets, then a strided scatter-add per offset, so none of
+  the dilated input's zeros are multiplied (u^nd less work for lhs_dilation u).
 
 No einsum or tensordot over a strided window view: einsum never calls BLAS and tensordot
-copies the view anyway (numpy#12132); the copy here is explicit and the product is BLAS's.
+copies the view anyway (numpy#12132); the copies here are explicit and the products BLAS's.
 """
 from __future__ import annotations
 
 import itertools
 import math
+import os
+import time
+
+ALGORITHMS = ("im2col", "offsets", "col2im")
+# signature -> chosen algorithm, filled at each signature's first call (explain reads it).
+CHOICES: dict = {}
 
 
 def _dilated(xp, x, u):
@@ -34,34 +47,164 @@ def _padded(xp, x, pad):
     return out
 
 
-def make_conv(xp):
-    """The conv kernel for array module xp."""
+def out_sizes(xshape, K, stride, pad, dilation, lhs_dilation):
+    """The output's spatial sizes (checked to be at least 1)."""
+    osz = tuple((((h - 1) * u + 1 if h else 0) + lo + hi - d * (k - 1) - 1) // s + 1
+                for h, k, s, (lo, hi), d, u in zip(xshape, K, stride, pad, dilation,
+                                                   lhs_dilation))
+    if any(o < 1 for o in osz):
+        raise ValueError(f"conv: the kernel {tuple(K)} (dilation {tuple(dilation)}) is "
+                         f"larger than the padded input")
+    return osz
 
-    def conv(x, w, stride=(1,), pad=((0, 0),), dilation=(1,), lhs_dilation=(1,), groups=1,
-             flip=False, out=None):
+
+def _windows(xp, x, K, stride, dilation, osz):
+    """(kernel offset, strided view x~[:, :, p * s + off * d]) for each kernel offset."""
+    for off in itertools.product(*(range(k) for k in K)):
+        yield off, x[(slice(None), slice(None)) + tuple(
+            slice(i * d, i * d + s * (o - 1) + 1, s)
+            for i, d, s, o in zip(off, dilation, stride, osz))]
+
+
+def _im2col(xp, x, w, a, osz, res):
+    x = _padded(xp, _dilated(xp, x, a["lhs_dilation"]), a["pad"])
+    K, (N, C), O, groups, nd = w.shape[2:], x.shape[:2], w.shape[0], a["groups"], x.ndim - 2
+    # cols[n, *p, c, *i] = x~[n, c, p * s + i * d]: one strided copy per kernel offset.
+    cols = xp.empty((N,) + osz + (C,) + tuple(K), dtype=x.dtype)
+    lead = (slice(None),) * (2 + nd)
+    for off, src in _windows(xp, x, K, a["stride"], a["dilation"], osz):
+        cols[lead + off] = xp.moveaxis(src, 1, -1)
+    P, Cg, Og, KK = math.prod(osz), C // groups, O // groups, math.prod(K)
+    cols = cols.reshape(N * P, groups, Cg * KK)
+    for g in range(groups):
+        y = cols[:, g] @ w[g * Og:(g + 1) * Og].reshape(Og, Cg * KK).T  # (N * P, Og)
+        res[:, g * Og:(g + 1) * Og] = xp.moveaxis(y.reshape((N,) + osz + (Og,)), -1, 1)
+
+
+def _offsets(xp, x, w, a, osz, res):
+    x = _padded(xp, _dilated(xp, x, a["lhs_dilation"]), a["pad"])
+    K, (N, C), O, groups = w.shape[2:], x.shape[:2], w.shape[0], a["groups"]
+    P, Cg, Og = math.prod(osz), C // groups, O // groups
+    # Accumulate channels-last so each offset's product adds into a contiguous block.
+    acc = xp.zeros((N * P, O), dtype=x.dtype)
+    wt = xp.moveaxis(w, 1, -1)  # (O, *K, Cg): w[:, :, off] rows as a (Cg, Og) right factor
+    for off, src in _windows(xp, x, K, a["stride"], a["dilation"], osz):
+        s = xp.moveaxis(src, 1, -1).reshape(N * P, C)  # the only copy: x's size per offset
+        for g in range(groups):
+            acc[:, g * Og:(g + 1) * Og] += s[:, g * Cg:(g + 1) * Cg] @ \
+                wt[(slice(g * Og, (g + 1) * Og),) + off].T
+    res[...] = xp.moveaxis(acc.reshape((N,) + osz + (O,)), -1, 1)
+
+
+def _scatter_range(m_len, q_len, u, lo, off, s):
+    """Input positions m (start, step) landing on output q = (u*m + lo - off) / s, as
+    (m0, m_step, q0, q_step, count); count 0 when none lands inside."""
+    g = math.gcd(u, s)
+    m_step, q_step = s // g, u // g
+    for m0 in range(min(m_step, m_len)):
+        num = u * m0 + lo - off
+        if num % s == 0:
+            break
+    else:
+        return 0, 1, 0, 1, 0
+    q0 = num // s
+    if q0 < 0:  # skip ahead to the first m whose q is in range
+        t = -(-(-q0) // q_step)
+        m0, q0 = m0 + t * m_step, q0 + t * q_step
+    if m0 >= m_len or q0 >= q_len:
+        return 0, 1, 0, 1, 0
+    count = min((m_len - 1 - m0) // m_step, (q_len - 1 - q0) // q_step) + 1
+    return m0, m_step, q0, q_step, count
+
+
+def _col2im(xp, x, w, a, osz, res):
+    K, (N, C), O, groups, nd = w.shape[2:], x.shape[:2], w.shape[0], a["groups"], x.ndim - 2
+    M, Cg, Og, KK = x.shape[2:], C // groups, O // groups, math.prod(K)
+    xs = xp.moveaxis(x, 1, -1).reshape(N * math.prod(M), C)
+    acc = xp.zeros((N,) + osz + (O,), dtype=x.dtype)
+    for g in range(groups):
+        wg = w[g * Og:(g + 1) * Og].reshape(Og, Cg, KK)
+        z = (xs[:, g * Cg:(g + 1) * Cg] @ xp.moveaxis(wg, 1, 0).reshape(Cg, Og * KK))
+        z = z.reshape((N,) + tuple(M) + (Og,) + tuple(K))  # z[n, *m, o, *i]
+        for off in itertools.product(*(range(k) for k in K)):
+            r = [_scatter_range(m, q, u, lo, i * d, s) for m, q, u, (lo, _), i, d, s in
+                 zip(M, osz, a["lhs_dilation"], a["pad"], off, a["dilation"], a["stride"])]
+            if any(c == 0 for *_, c in r):
+                continue
+            src = z[(slice(None),) + tuple(slice(m0, m0 + ms * (c - 1) + 1, ms)
+                                           for m0, ms, _, _, c in r)
+                    + (slice(None),) + off]
+            acc[(slice(None),) + tuple(slice(q0, q0 + qs * (c - 1) + 1, qs)
+                                       for _, _, q0, qs, c in r)
+                + (slice(g * Og, (g + 1) * Og),)] += src
+    res[...] = xp.moveaxis(acc, -1, 1)
+
+
+_IMPLS = {"im2col": _im2col, "offsets": _offsets, "col2im": _col2im}
+
+
+def candidates(lhs_dilation):
+    """The algorithms the auto choice times: col2im only pays when the input is dilated."""
+    return ALGORITHMS if any(u > 1 for u in lhs_dilation) else ALGORITHMS[:2]
+
+
+def make_conv(xp, choose=True):
+    """The conv kernel for array module xp; `choose` times the candidates at each shape
+    signature's first call (off on the GPU, where timing needs a sync: im2col there)."""
+    run = _make_run(xp, choose)
+
+    def conv(x, w, out=None, **attrs):
+        return run(x, w, out=out, **attrs)[0]
+    return conv
+
+
+def make_prepare(xp, choose=True):
+    """Kernel.prepare for conv: a per-instruction kernel whose `algorithm` attribute names
+    the algorithm its last call ran (profile and explain print it as conv[name])."""
+    run = _make_run(xp, choose)
+
+    def prepare(**attrs):
+        def conv(x, w, out=None):
+            res, conv.algorithm = run(x, w, out=out, **attrs)
+            return res
+        conv.algorithm = None
+        return conv
+    return prepare
+
+
+def _make_run(xp, choose):
+    """run(x, w, out=None, **attrs) -> (result, the algorithm that ran)."""
+
+    def run(x, w, stride=(1,), pad=((0, 0),), dilation=(1,), lhs_dilation=(1,), groups=1,
+            flip=False, out=None, algorithm=None):
         nd = x.ndim - 2
-        x = _padded(xp, _dilated(xp, x, lhs_dilation), pad)
         if flip:
             w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
-        K, (N, C), O = w.shape[2:], x.shape[:2], w.shape[0]
-        osz = tuple((n - d * (k - 1) - 1) // s + 1 for n, k, d, s in
-                    zip(x.shape[2:], K, dilation, stride))
-        if any(o < 1 for o in osz):
-            raise ValueError(f"conv: the kernel {tuple(K)} (dilation {tuple(dilation)}) is "
-                             f"larger than the padded input {tuple(x.shape[2:])}")
-        # cols[n, *p, c, *i] = x~[n, c, p * s + i * d]: one strided copy per kernel offset.
-        cols = xp.empty((N,) + osz + (C,) + tuple(K), dtype=x.dtype)
-        lead = (slice(None),) * (2 + nd)
-        for off in itertools.product(*(range(k) for k in K)):
-            src = x[(slice(None), slice(None)) + tuple(
-                slice(i * d, i * d + s * (o - 1) + 1, s)
-                for i, d, s, o in zip(off, dilation, stride, osz))]
-            cols[lead + off] = xp.moveaxis(src, 1, -1)
-        P, Cg, Og, KK = math.prod(osz), C // groups, O // groups, math.prod(K)
-        cols = cols.reshape(N * P, groups, Cg * KK)
-        res = out if out is not None else xp.empty((N, O) + osz, dtype=x.dtype)
-        for g in range(groups):
-            y = cols[:, g] @ w[g * Og:(g + 1) * Og].reshape(Og, Cg * KK).T  # (N * P, Og)
-            res[:, g * Og:(g + 1) * Og] = xp.moveaxis(y.reshape((N,) + osz + (Og,)), -1, 1)
-        return res
-    return conv
+        a = dict(stride=stride, pad=pad, dilation=dilation, lhs_dilation=lhs_dilation,
+                 groups=groups)
+        osz = out_sizes(x.shape[2:], w.shape[2:], stride, pad, dilation, lhs_dilation)
+        res = out if out is not None else xp.empty((x.shape[0], w.shape[0]) + osz,
+                                                   dtype=x.dtype)
+        algo = algorithm or os.environ.get("FLOWC_CONV_ALGO") or None
+        if algo is None and not choose:
+            algo = "im2col"
+        sig = (x.shape, w.shape, str(x.dtype), stride, pad, dilation, lhs_dilation, groups)
+        algo = algo or CHOICES.get(sig)
+        if algo is not None:
+            _IMPLS[algo](xp, x, w, a, osz, res)
+            return res, algo
+        # First call of this signature: run every candidate once (each result is the
+        # answer, so nothing is wasted but time) and keep the fastest. Timing beats a cost
+        # model here: BLAS speed for small, skinny GEMMs varies by machine and thread count.
+        # Two rounds, the second in reverse order, best of each: one timing picked a 1.4x
+        # slower LeNet step on a loaded machine (the first candidate ran cold).
+        names = candidates(lhs_dilation)
+        times = dict.fromkeys(names, float("inf"))
+        for order in (names, names[::-1]):
+            for name in order:
+                t = time.perf_counter()
+                _IMPLS[name](xp, x, w, a, osz, res)
+                times[name] = min(times[name], time.perf_counter() - t)
+        CHOICES[sig] = min(names, key=times.get)
+        return res, CHOICES[sig]
+    return run

@@ -295,10 +295,11 @@ from .gemm import gemm as _gemm  # noqa: E402
 
 KERNELS["gemm"] = Kernel(_gemm, "out")
 
-# N-D convolution: im2col by strided copies, then one GEMM per group.
-from .conv import make_conv  # noqa: E402
+# N-D convolution: im2col, per-offset GEMMs or col2im, chosen per shape signature; prepared
+# per instruction so each remembers the algorithm it ran (profile and explain name it).
+from .conv import make_prepare as _conv_prepare  # noqa: E402
 
-KERNELS["conv"] = Kernel(make_conv(np), "out")
+KERNELS["conv"] = Kernel(None, "out", prepare=_conv_prepare(np))
 
 # Max pooling's choice per window: a running maximum over one strided view per offset.
 from .pool import make_pool_argmax  # noqa: E402

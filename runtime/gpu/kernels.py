@@ -437,8 +437,9 @@ from ..cpu.kernels_comm import table as _comm_table  # noqa: E402
 
 KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _comm_table(cp).items()})
 KERNELS["select"] = Kernel(lambda t, indices: tuple(t[i] for i in indices), "view")
-# Convolution: the NumPy kernel's algorithm on device arrays (strided copies, cuBLAS GEMMs).
-KERNELS["conv"] = Kernel(make_conv(cp), "out")
+# Convolution: the NumPy kernel on device arrays, im2col unless FLOWC_CONV_ALGO forces one
+# (choosing by time would need a device sync per candidate).
+KERNELS["conv"] = Kernel(make_conv(cp, choose=False), "out")
 KERNELS["pool_argmax"] = Kernel(make_pool_argmax(cp), "out")
 
 

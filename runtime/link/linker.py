@@ -67,6 +67,16 @@ class Executable:
     def __call__(self, *inputs):
         return self._guarded(self._run, inputs)
 
+    def algorithms(self):
+        """{instruction index: algorithm its last call ran} for kernels that choose one
+        (conv)."""
+        out = {}
+        for k, ins in enumerate(self.program.instrs):
+            algo = getattr(self._env.get(_kname(k, ins)), "algorithm", None)
+            if algo is not None:
+                out[k] = algo
+        return out
+
     def call_timed(self, *inputs):
         """Call once, adding each instruction's seconds to `self.timings` (after a warm call)."""
         if self._run_timed is None:
