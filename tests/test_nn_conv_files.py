@@ -90,3 +90,14 @@ def test_the_digits_cnn_beats_the_mlp_from_the_cli(tmp_path):
     assert r.returncode == 0, r.stderr
     acc = float(r.stdout.strip().splitlines()[-1].split()[-1])
     assert acc >= 0.975, r.stdout
+
+
+def test_a_reshape_layer_of_the_wrong_size_is_refused_at_its_line(tmp_path):
+    """64 features cannot become (1, 7, 7): the model file's line says so when it is built,
+    not a kernel at run time."""
+    from flowc.models import ModelFileError
+    path = tmp_path / "bad.toml"
+    path.write_text(CNN_TOML.replace("shape = [1, 6, 6]", "shape = [1, 7, 7]"))
+    with pytest.raises(ModelFileError, match=r"bad.toml:7: layers\[0\].*cannot reshape .* 36 "
+                       r"values per example, the shape holds 49"):
+        load_model_file(str(path))

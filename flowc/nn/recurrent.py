@@ -136,4 +136,9 @@ class Reshape(Layer):
         self.shape = tuple(int(d) for d in shape)
 
     def forward(self, x, training):
+        rest = x.type.shape[1:]
+        if None not in rest and int(np.prod(rest)) != int(np.prod(self.shape)):
+            raise ShapeError(f"{self.where()}: cannot reshape {x.describe()} to (batch,) + "
+                             f"{self.shape}: {int(np.prod(rest))} values per example, the "
+                             f"shape holds {int(np.prod(self.shape))}")
         return F.reshape(x, (x.shape[0],) + self.shape)
