@@ -243,3 +243,24 @@ def test_a_conv_rnn_scan_equals_its_unrolled_steps():
         for _ in range(3):
             for a, b in zip(f(xv, hv), want):
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_a_pointwise_conv_becomes_a_matmul_at_o2(nd):
+    """The algebra's pointwise_conv rule: a 1x1 conv (stride 1, no pads, one group) is a
+    matmul over the channels; O2 (no conv left) equals O0 in values and gradients, also
+    with spatial sizes known only at run time, on calls 1-3."""
+    x = fc.input("x", (None, 3) + (None,) * nd)
+    w = fc.input("w", (4, 3) + (1,) * nd)
+    y = fc.conv(x, w)
+    outs = [y] + fc.grad(fc.sum(fc.tanh(y) * y), [x, w])
+    f0, f2 = fc.function([x, w], outs, optimize="O0"), fc.function([x, w], outs, optimize="O2")
+    def convs(f):
+        return sum(d["op"] == "conv" for _, d in f.graph.nodes(data=True))
+    # The forward conv and dx's (also 1x1) go; dw's kernel is the output's size and stays.
+    assert convs(f2) == convs(f0) - 2 and "pointwise_conv" in str(f2.explain())
+    wv = rng.standard_normal((4, 3) + (1,) * nd)
+    for size in (2, 3, 2):
+        xv = rng.standard_normal((2, 3) + (size,) * nd)
+        for a, b in zip(f2(xv, wv), f0(xv, wv)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -190,9 +190,25 @@ def _whole_slice_grad(G, n, a):
     return a[1] if G.nodes[a[1]]["type"] == G.nodes[n]["type"] else None
 
 
+def _pointwise_conv(G, n, a):
+    """A 1x1 conv with stride 1, no padding, no dilation and one group is a matmul over the
+    channels: (N, *S, C) @ (C, O), one GEMM with no im2col copy of the windows."""
+    at, w = G.nodes[n]["attrs"], G.nodes[a[1]]["type"]
+    nd = w.ndim - 2
+    if at["groups"] != 1 or any(k != 1 for k in w.shape[2:]) or None in w.shape[:2] or any(
+            v != 1 for key in ("stride", "dilation", "lhs_dilation") for v in at[key]) or any(
+            p != (0, 0) for p in map(tuple, at["pad"])):
+        return None
+    last = (0,) + tuple(range(2, 2 + nd)) + (1,)     # (N, C, *S) -> (N, *S, C)
+    back = (0, nd + 1) + tuple(range(1, nd + 1))     # (N, *S, O) -> (N, O, *S)
+    return _build(G, n, lambda t: F.transpose(F.matmul(
+        F.transpose(t[0], last), F.transpose(F.reshape(t[1], w.shape[:2]), (1, 0))), back), a)
+
+
 RULES += [
     ("adjacent_slice_grads", "add", _adjacent_slice_grads),
     ("whole_slice_grad", "getitem_grad", _whole_slice_grad),
+    ("pointwise_conv", "conv", _pointwise_conv),
 ]
 
 
