@@ -24,18 +24,21 @@ class Profile:
         """Seconds per call inside the instructions (their sum, in the instrumented runs)."""
         return sum(r[3] for r in self.rows)
 
+    def _run(self):
+        """The runtime's plain run, within the whole call (noise can put it above)."""
+        return min(self.runtime or self.total, self.total)
+
     def share(self, sec) -> float:
         """An instruction's estimated share of the whole call: its share of the instrumented
         run (whose timers cost time of their own), scaled to the plain run's share of the
         whole call."""
         timed = self.timed or self.instructions or 1e-12
-        return sec / max(timed, 1e-12) * min(self.runtime or self.total, self.total) / \
-            max(self.total, 1e-12)
+        return sec / max(timed, 1e-12) * self._run() / max(self.total, 1e-12)
 
     def parts(self):
         """[(what, seconds per call)] adding up to the whole call: the instructions, the
         runtime's work between them, and flowc's own call around the runtime."""
-        run = min(self.runtime or self.total, self.total)
+        run = self._run()
         instr = run * min(self.instructions / max(self.timed or self.instructions, 1e-12), 1.0)
         return [("instructions (the table above)", instr),
                 ("runtime between instructions (dispatch, buffers, output copies)", run - instr),

@@ -1,8 +1,6 @@
 """Reverse-mode autodiff: add backward nodes for d(cost)/d(wrt) to the same graph."""
 from __future__ import annotations
 
-import os
-import sys
 import warnings
 
 import networkx as nx
@@ -10,6 +8,7 @@ import networkx as nx
 from ..ir.errors import DisconnectedGradientWarning, GradError
 from ..ir.graph import downstream, paused_gc, upstream
 from ..ir.tensor import Tensor
+from ..ir.trace import user_stacklevel
 from ..ir.types import TupleType, is_float
 from ..ops import api as F
 from ..ops.registry import VjpCtx, get_op
@@ -47,15 +46,6 @@ def vjp_many(outputs, cotangents, wrts, disconnected="zero"):
     for o, ct in zip(outputs, cotangents):
         seeds[o.id] = seeds[o.id] + ct if o.id in seeds else ct
     return _backprop(outputs[0], seeds, wrts, disconnected)
-
-
-def _user_level():
-    """warnings.warn's stacklevel of the first caller outside flowc (the user's line)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(root):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _check(cost, wrts, disconnected):
@@ -152,7 +142,7 @@ def _backprop(anchor, seeds, wrts, disconnected, blocked=frozenset()):
                 warnings.warn(f"fc.grad: the cost does not depend on {w.describe()}: its "
                               f"gradient is zeros (disconnected='zero' says that is meant, "
                               f"'raise' makes it an error)", DisconnectedGradientWarning,
-                              stacklevel=_user_level())
+                              stacklevel=user_stacklevel())
             with graph.emitting("backward", origin=w.id):
                 gw = F.zeros_like(w)
         if gw.id >= first_new:

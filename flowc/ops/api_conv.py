@@ -53,12 +53,18 @@ def conv(x, w, stride=1, padding=0, dilation=1, groups=1, lhs_dilation=1, flip=F
                  flip=bool(flip))
 
 
+def _weight_of_rank(w, nd, name, layout):
+    """w as a tensor of rank nd + 2 ({layout}, *kernel), else an error naming the op."""
+    w = as_tensor(w)
+    if w.ndim != nd + 2:
+        raise op_error(name, [w], f"expected a weight of rank {nd + 2} ({layout}, "
+                       f"{', '.join('k' + str(i) for i in range(nd))}), got rank {w.ndim}")
+    return w
+
+
 def _of_rank(nd, name):
     def f(x, w, stride=1, padding=0, dilation=1, groups=1, flip=False):
-        w = as_tensor(w)
-        if w.ndim != nd + 2:
-            raise op_error(name, [w], f"expected a weight of rank {nd + 2} (O, C/groups, "
-                           f"{', '.join('k' + str(i) for i in range(nd))}), got rank {w.ndim}")
+        w = _weight_of_rank(w, nd, name, "O, C/groups")
         return conv(x, w, stride, padding, dilation, groups, flip=flip, fn=name)
     f.__name__ = name
     f.__doc__ = (f"{nd}-D convolution of x (N, C, {nd} spatial dims) with w (O, C/groups, "
@@ -133,11 +139,7 @@ def conv_transpose(x, w, stride=1, padding=0, output_padding=0, groups=1, dilati
 
 def _transpose_of_rank(nd, name):
     def f(x, w, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-        w = as_tensor(w)
-        if w.ndim != nd + 2:
-            raise op_error(name, [w], f"expected a weight of rank {nd + 2} (C_in, "
-                           f"C_out/groups, {', '.join('k' + str(i) for i in range(nd))}), got "
-                           f"rank {w.ndim}")
+        w = _weight_of_rank(w, nd, name, "C_in, C_out/groups")
         return conv_transpose(x, w, stride, padding, output_padding, groups, dilation, fn=name)
     f.__name__ = name
     f.__doc__ = (f"{nd}-D transposed convolution of x (N, C_in, {nd} spatial dims) with w "

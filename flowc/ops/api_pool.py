@@ -14,7 +14,7 @@ from . import api as F
 from .api_make import full
 from .api_linalg import take_along_axis
 from .build import as_tensor, constant, op_error
-from .pool import pool_argmax
+from .pool import out_sizes, pool_argmax
 
 
 def _geometry(x, kernel, stride, padding, ceil_mode, fn):
@@ -43,13 +43,11 @@ def _geometry(x, kernel, stride, padding, ceil_mode, fn):
             pads.append((p, p + (s - 1 if ceil_mode else 0)))
             sizes.append(o)
             continue
-        span = h + 2 * p - k
-        if span < 0:
+        try:  # the runtime kernel's own formula (PyTorch's)
+            (o,) = out_sizes((h,), (k,), (s,), (p,), ceil_mode)
+        except ValueError:
             raise op_error(fn, [x], f"the window ({k}) is larger than the padded input "
-                           f"({h} + 2 * {p})")
-        o = (-(-span // s) if ceil_mode else span // s) + 1
-        if ceil_mode and (o - 1) * s >= h + p:  # the last window must start in the input
-            o -= 1
+                           f"({h} + 2 * {p})") from None
         pads.append((p, (o - 1) * s + k - h - p))  # hi may exceed p under ceil_mode
         sizes.append(o)
     return tuple(kernel), tuple(stride), pads, sizes

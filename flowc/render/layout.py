@@ -100,22 +100,26 @@ def _layers(keys, succ, pred, order_of):
     return layer
 
 
+def _sweeps(rows, succ, pred):
+    """(row, neighbours) for SWEEPS alternating passes: down the rows against their
+    predecessors, then up against their successors."""
+    for sweep in range(SWEEPS):
+        down = sweep % 2 == 0
+        for r in (range(1, len(rows)) if down else range(len(rows) - 2, -1, -1)):
+            yield rows[r], (pred if down else succ)
+
+
 def _order(rows, succ, pred):
     """Barycenter sweeps, down then up: each node moves to the mean place of its neighbours."""
     place = {k: j for row in rows for j, k in enumerate(row)}
-    for sweep in range(SWEEPS):
-        down = sweep % 2 == 0
-        seq = range(1, len(rows)) if down else range(len(rows) - 2, -1, -1)
-        for r in seq:
-            nb = pred if down else succ
-            row = rows[r]
-            bary = {}
-            for k in row:
-                ps = [place[u] for u in nb[k]]
-                bary[k] = sum(ps) / len(ps) if ps else place[k]
-            row.sort(key=lambda k: bary[k])
-            for j, k in enumerate(row):
-                place[k] = j
+    for row, nb in _sweeps(rows, succ, pred):
+        bary = {}
+        for k in row:
+            ps = [place[u] for u in nb[k]]
+            bary[k] = sum(ps) / len(ps) if ps else place[k]
+        row.sort(key=lambda k: bary[k])
+        for j, k in enumerate(row):
+            place[k] = j
 
 
 def _xs(rows, w, succ, pred):
@@ -126,29 +130,24 @@ def _xs(rows, w, succ, pred):
         for k in row:
             x[k] = cur
             cur += w[k] + GAP_X
-    for sweep in range(SWEEPS):
-        down = sweep % 2 == 0
-        seq = range(1, len(rows)) if down else range(len(rows) - 2, -1, -1)
-        for r in seq:
-            nb = pred if down else succ
-            row = rows[r]
-            want = {}
-            for k in row:
-                cs = [x[u] + w[u] / 2 for u in nb[k]]
-                want[k] = (sum(cs) / len(cs) - w[k] / 2) if cs else x[k]
-            # Keep the order: a left-to-right pass pushes right, a right-to-left pass pushes
-            # left, and the mean of the two stays close to where each box wants to be.
-            a, cur = {}, float("-inf")
-            for k in row:
-                a[k] = max(want[k], cur)
-                cur = a[k] + w[k] + GAP_X
-            b, cur = {}, float("inf")
-            for k in reversed(row):
-                b[k] = min(want[k], cur - w[k])
-                cur = b[k] - GAP_X
-            cur = float("-inf")
-            for k in row:
-                x[k] = max((a[k] + b[k]) / 2, cur)
-                cur = x[k] + w[k] + GAP_X
+    for row, nb in _sweeps(rows, succ, pred):
+        want = {}
+        for k in row:
+            cs = [x[u] + w[u] / 2 for u in nb[k]]
+            want[k] = (sum(cs) / len(cs) - w[k] / 2) if cs else x[k]
+        # Keep the order: a left-to-right pass pushes right, a right-to-left pass pushes
+        # left, and the mean of the two stays close to where each box wants to be.
+        a, cur = {}, float("-inf")
+        for k in row:
+            a[k] = max(want[k], cur)
+            cur = a[k] + w[k] + GAP_X
+        b, cur = {}, float("inf")
+        for k in reversed(row):
+            b[k] = min(want[k], cur - w[k])
+            cur = b[k] - GAP_X
+        cur = float("-inf")
+        for k in row:
+            x[k] = max((a[k] + b[k]) / 2, cur)
+            cur = x[k] + w[k] + GAP_X
     left = min(x.values())
     return {k: v - left for k, v in x.items()}

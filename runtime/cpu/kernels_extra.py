@@ -76,10 +76,13 @@ def _last_axis_flat(shape, idx, ax):
     n = shape[-1]
     if n == 0 or 0 in shape:
         return None
-    if idx.size and (idx.max() >= n or idx.min() < -n):
-        raise IndexError(f"index out of range for axis {ax} of size {n}")
     rows = np.arange(0, math.prod(shape), n, dtype=np.int64).reshape(tuple(shape[:-1]) + (1,))
-    return rows + np.where(idx < 0, idx + n, idx) if idx.size and idx.min() < 0 else rows + idx
+    if not idx.size:
+        return rows + idx
+    lo, hi = idx.min(), idx.max()
+    if hi >= n or lo < -n:
+        raise IndexError(f"index out of range for axis {ax} of size {n}")
+    return rows + (np.where(idx < 0, idx + n, idx) if lo < 0 else idx)
 
 
 def _take_along_axis(x, idx, axis=-1):
