@@ -624,3 +624,15 @@ def test_grad_of_a_disconnected_tensor_warns_by_default():
         fc.grad(cost, [w, v], disconnected="zero")
     with pytest.raises(fc.GradError, match="does not depend on v"):
         fc.grad(cost, [w, v], disconnected="raise")
+
+
+def test_hessian_through_a_run_time_reshape_of_a_size_0_tensor():
+    """Batching reshape(n, -1) over an empty batch spells the -1 out (NumPy cannot infer it
+    beside a 0): the Hessian of a size-0 input is empty, not an error (fuzz seed 1301)."""
+    x, n = fc.input("x", (3, 0)), fc.input("n", (), dtype="int64")
+    cost = fc.sum(fc.expm1(x.reshape((n, -1)) ** 2 + 0.5))
+    for level in ("O0", "O2"):
+        f = fc.function([x, n], [fc.hessian(cost, x), fc.hvp(cost, x, fc.ones_like(x))],
+                        optimize=level)
+        h, hv = f(np.zeros((3, 0)), np.int64(3))
+        assert h.shape == (3, 0, 3, 0) and hv.shape == (3, 0)

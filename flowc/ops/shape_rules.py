@@ -1,6 +1,8 @@
 """Forward-mode and batching rules of the data-movement ops in shape.py."""
 from __future__ import annotations
 
+import math
+
 from ..ir.errors import ShapeError
 from . import api as F
 from .batchutil import align, batched_operands, materialize, rows, shift_axes, static_size
@@ -29,9 +31,17 @@ def reshape(c):
     # batch axis (the Jacobian of a size-0 tensor).
     shape = c.out.type.shape if None not in c.out.type.shape else c.attrs["shape"]
     if -1 in shape and c.size is None:
-        # The batch size as a value (a Jacobian's rows over an input of unknown size); an
-        # empty batch then fails at run time, as NumPy's reshape does.
-        return F.reshape(c.inputs[0], (c.inputs[0].shape[0],) + tuple(shape))
+        # The batch size as a value (a Jacobian's rows over an input of unknown size), and
+        # the -1 spelled out from one example's size: NumPy cannot infer a -1 beside an
+        # empty axis (fuzz seed 1301: a Hessian of a size-0 tensor).
+        x = c.inputs[0]
+        known = math.prod(d for d in shape if d != -1)
+        if known:
+            per = 1
+            for d in x.shape[1:]:
+                per = per * d
+            shape = tuple(per // known if d == -1 else d for d in shape)
+        return F.reshape(x, (x.shape[0],) + tuple(shape))
     return F.reshape(c.inputs[0], (c.size if -1 in shape else _b(c),) + tuple(shape))
 
 

@@ -95,6 +95,25 @@ def _reshape_batch(c):
     lead = c.size if c.size is not None else ARG
     ops = [] if lead != ARG else [apply("dim", [x], axis=0)]
     shape = tuple(("dim", d[1] + 1) if _is_dim_ref(d) else d for d in c.attrs["shape"])
+    if -1 in shape and c.size == 0:
+        # NumPy cannot infer a -1 beside an empty batch (a Hessian of a size-0 tensor, fuzz
+        # seed 1301): spell it out as one example's size over the other entries.
+        per, part = 1, 1
+        for d in x.shape[1:]:
+            per = per * d
+        it = iter(sizes)
+        for d in shape:
+            if d == ARG:
+                part = part * next(it)
+            elif _is_dim_ref(d):
+                part = part * x.shape[d[1]]
+            elif d != -1:
+                part = part * d
+        k = shape.index(-1)
+        shape = shape[:k] + (ARG,) + shape[k + 1:]
+        n_before = sum(1 for d in shape[:k] if d == ARG)
+        sizes = list(sizes[:n_before]) + [F.cast(per // F.maximum(part, 1), "int64")] + \
+            list(sizes[n_before:])
     return apply("reshape_dyn", [x] + ops + list(sizes), shape=(lead,) + shape)
 
 
