@@ -126,6 +126,20 @@ def test_bad_geometry_is_an_error_naming_the_op_and_the_line(make, match):
     assert "test_conv.py" in str(e.value)
 
 
+@pytest.mark.parametrize("x,w,groups,match", [
+    ((2, 3, 8, 8), (4, 2, 3, 3), 1, "x has 3 channels and w 4 outputs of 2 input channels"),
+    ((2, 4, 8, 8), (3, 2, 3, 3), 2, "channel counts divisible by 2"),
+    ((2, 3, 2, 8), (4, 3, 3, 3), 1, r"larger than the input \(2, 8\)"),
+])
+def test_bad_sizes_known_only_at_call_time_name_the_op_the_sizes_and_the_line(x, w, groups,
+                                                                               match):
+    X, W = fc.input("X", (None,) * 4), fc.input("W", (None,) * 4)
+    f = fc.function([X, W], fc.conv2d(X, W, groups=groups))
+    with pytest.raises(ValueError, match=match) as e:
+        f(np.ones(x), np.ones(w))
+    assert "test_conv.py" in str(e.value) and "conv" in str(e.value)
+
+
 @pytest.mark.parametrize("mode,pad", [("valid", (0, 0)), ("full", (2, 3)), ("half", (1, 2)),
                                       (1, (1, 1)), ((2, 0), (2, 0))])
 def test_theano_conv2d_border_modes_flip_by_default(mode, pad):

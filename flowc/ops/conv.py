@@ -86,10 +86,11 @@ def _vjp(c):
     S, K = x.type.shape[2:], w.type.shape[2:]
     O = c.out.type.shape[2:]
     if None in K:
-        raise ShapeError("the gradient of conv needs a kernel of known size, got "
-                         f"{w.type.short()} (a second derivative of a conv whose spatial "
-                         "sizes are unknown): declare the input with its spatial sizes, e.g. "
-                         "fc.input('x', (None, C, H, W))")
+        raise ShapeError("the gradient of conv needs the kernel's spatial sizes when the "
+                         f"graph is built, got a kernel {w.type.short()}: declare it with "
+                         "them (a param has them; an input: fc.input('w', (O, C, kh, kw))). "
+                         "A second derivative through the kernel's gradient also needs the "
+                         "input's: fc.input('x', (None, C, H, W))")
     s, d, u, pad = a["stride"], a["dilation"], a["lhs_dilation"], a["pad"]
     Ke = [d[i] * (K[i] - 1) + 1 for i in range(nd)]
     known = None not in S and None not in O

@@ -47,6 +47,19 @@ def _padded(xp, x, pad):
     return out
 
 
+def check_operands(xshape, wshape, groups):
+    """Refuse operands the graph could not check (sizes known only at run time) with what
+    was expected and what came, instead of a reshape failing inside an algorithm."""
+    if len(xshape) != len(wshape) or len(xshape) < 3:
+        raise ValueError(f"conv: expected x (N, C, *spatial) and w (O, C/groups, *kernel) of "
+                         f"the same rank >= 3, got x {tuple(xshape)} and w {tuple(wshape)}")
+    C, O, Cg = xshape[1], wshape[0], wshape[1]
+    if C % groups or O % groups or Cg * groups != C:
+        raise ValueError(f"conv: x has {C} channels and w {O} outputs of {Cg} input channels "
+                         f"each, so groups={groups} needs {C} == {Cg} * {groups} and both "
+                         f"channel counts divisible by {groups}")
+
+
 def out_sizes(xshape, K, stride, pad, dilation, lhs_dilation):
     """The output's spatial sizes (checked to be at least 1)."""
     osz = tuple((((h - 1) * u + 1 if h else 0) + lo + hi - d * (k - 1) - 1) // s + 1
@@ -54,7 +67,7 @@ def out_sizes(xshape, K, stride, pad, dilation, lhs_dilation):
                                                    lhs_dilation))
     if any(o < 1 for o in osz):
         raise ValueError(f"conv: the kernel {tuple(K)} (dilation {tuple(dilation)}) is "
-                         f"larger than the padded input")
+                         f"larger than the input {tuple(xshape)} padded by {tuple(pad)}")
     return osz
 
 
@@ -177,6 +190,7 @@ def _make_run(xp, choose):
 
     def run(x, w, stride=(1,), pad=((0, 0),), dilation=(1,), lhs_dilation=(1,), groups=1,
             flip=False, out=None, algorithm=None):
+        check_operands(x.shape, w.shape, groups)
         nd = x.ndim - 2
         if flip:
             w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
