@@ -5,6 +5,7 @@ Workloads:
          tools/bench_suite.py, N = layers
   chain  h = h * 0.5 + 0.25, N times (issue 10's C2 chain)
   grad   h = sin(h) * 0.5 + h, N times; the cost sum(h) and its gradient
+  cnn    an N-conv-layer residual CNN training step (3x3 pad 1, 4 channels, relu, SGD)
 
 Stages: build (graph construction), grad, unit (build_unit), each pass of the pipeline,
 lower, link, call 1 (the first call plans memory), call 2. The last column of each size is
@@ -102,7 +103,25 @@ def build_grad(n, st):
     return [x], [cost, g], [], (np.linspace(-1, 1, 8).reshape(2, 4),)
 
 
-WORKLOADS = {"w4": build_w4, "chain": build_chain, "grad": build_grad}
+def build_cnn(n, st):
+    """An n-conv-layer CNN training step (3x3 pad 1, 4 channels, relu, 8x8 maps, SGD)."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((8, 4, 8, 8)).astype(np.float32)
+
+    def graph():
+        x = fc.input("x", shape=(None, 4, 8, 8), dtype="float32")
+        ps = [fc.param(f"K{i}", (rng.standard_normal((4, 4, 3, 3)) / 6).astype(np.float32))
+              for i in range(n)]
+        h = x
+        for k in ps:
+            h = 0.5 * (fc.relu(fc.conv2d(h, k, padding=1)) + h)  # bounded at any depth
+        return x, ps, fc.mean(h * h)
+    x, ps, cost = st.run("build", graph)
+    updates = st.run("grad", lambda: fc.optim.sgd(cost, ps, lr=0.01))
+    return [x], [cost], updates, (X,)
+
+
+WORKLOADS = {"w4": build_w4, "chain": build_chain, "grad": build_grad, "cnn": build_cnn}
 
 
 def measure(workload, n, level, profile=None):
