@@ -636,3 +636,24 @@ def test_hessian_through_a_run_time_reshape_of_a_size_0_tensor():
                         optimize=level)
         h, hv = f(np.zeros((3, 0)), np.int64(3))
         assert h.shape == (3, 0, 3, 0) and hv.shape == (3, 0)
+
+
+def test_jvp_of_an_op_broadcast_past_its_tangent_by_a_run_time_size():
+    """where(c, relu(x), y) with x (1, None) = (1, 1) and y (3,): the output is (1, 3) at run
+    time though its static shape is x's; the tangent from x alone must be broadcast to it, and
+    equal jacobian @ v (fuzz seed 1401, graph 2002969076: the jvp came back (1, 1))."""
+    x = fc.input("x", (1, None))
+    y = fc.input("y", (None,))
+    c = fc.input("c", (1, 1), dtype="bool")
+    out = fc.where(c, fc.relu(x), y) * 2.0
+    v = fc.ones_like(x)
+    for level in ("O0", "O1", "O2"):
+        f = fc.function([x, y, c], [out, fc.jacobian(out, x), fc.jvp(out, x, v)], optimize=level)
+        rng = np.random.default_rng(0)
+        for call, (n, m) in enumerate([(1, 3), (4, 4), (1, 3)]):
+            xv, yv = rng.uniform(-2, 2, (1, n)), rng.uniform(-2, 2, (m,))
+            cv = np.array([[call != 1]])
+            o, J, jv = f(xv, yv, cv)
+            assert jv.shape == o.shape == np.broadcast_shapes((1, n), (m,)), (level, call)
+            np.testing.assert_allclose(jv, J.reshape(o.shape + (-1,)) @ np.ones(n), atol=0)
+            np.testing.assert_allclose(jv, np.where(cv, 2.0 * (xv > 0), 0.0) + 0 * o)

@@ -24,6 +24,19 @@ def _as_like(v, like, what):
     return F.cast(t, like.dtype) if t.dtype != like.dtype else t
 
 
+def _may_be_smaller(opdef, ins, ts, out):
+    """Can an elementwise op's tangent be smaller than its output at run time?
+
+    The tangent is the broadcast of the operands that carry one; an operand without a tangent
+    (a condition, an integer, a constant) may broadcast the output past it where a `None` dim
+    turns out to be 1 (`where(c, relu(x), y)` with x (1, None) = (1, 1) and y (3,)). The
+    static shapes agree then, so only the run time can tell: broadcast_like decides there, and
+    the shape-class pass drops it where the shapes are proven equal."""
+    if not opdef.elementwise or None not in out.type.shape:
+        return False
+    return any(t is None and any(d != 1 for d in x.type.shape) for x, t in zip(ins, ts))
+
+
 def jvp(outputs, wrt, tangents):
     """Forward mode: J(outputs, wrt) @ tangents, one result per output, shaped like it.
 
@@ -61,7 +74,7 @@ def jvp(outputs, wrt, tangents):
         with graph.emitting("backward", origin=nid):
             t = opdef.jvp(JvpCtx(ins, ts, out, node["attrs"]))
             if t is not None:
-                if t.type.shape != out.type.shape:
+                if t.type.shape != out.type.shape or _may_be_smaller(opdef, ins, ts, out):
                     t = F.broadcast_like(t, out)
                 if t.dtype != out.dtype:
                     t = F.cast(t, out.dtype)
