@@ -95,9 +95,16 @@ def _shift(x, axis):
     return np.max(x, axis=axis, keepdims=True) if x.size else np.sum(x, axis=axis, keepdims=True)
 
 
-def _logsumexp(x, axis=None, keepdims=False, out=None):
+def _finite_shift(x, axis):
+    """_shift, with 0 where the max is infinite: logsumexp and log_softmax (= x - logsumexp)
+    then give inf - inf = nan only at the infinite entries and -inf at the finite ones (JAX's
+    rule), instead of nan everywhere from subtracting an infinite max."""
     m = _shift(x, axis)
-    m = np.where(np.isfinite(m), m, 0)
+    return np.where(np.isfinite(m), m, 0)
+
+
+def _logsumexp(x, axis=None, keepdims=False, out=None):
+    m = _finite_shift(x, axis)
     s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     if not keepdims:
         s = np.squeeze(s, axis=axis) if axis is not None else s.reshape(())
@@ -113,7 +120,7 @@ def _softmax(x, axis=-1, out=None):
 
 
 def _log_softmax(x, axis=-1, out=None):
-    z = x - _shift(x, axis)
+    z = x - _finite_shift(x, axis)
     return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=out)
 
 

@@ -197,9 +197,16 @@ def _shift(x, axis):
     return cp.max(x, axis=axis, keepdims=True) if x.size else cp.sum(x, axis=axis, keepdims=True)
 
 
-def _logsumexp(x, axis=None, keepdims=False, out=None):
+def _finite_shift(x, axis):
+    """_shift, with 0 where the max is infinite: logsumexp and log_softmax (= x - logsumexp)
+    then give inf - inf = nan only at the infinite entries and -inf at the finite ones (JAX's
+    rule), instead of nan everywhere from subtracting an infinite max."""
     m = _shift(x, axis)
-    m = cp.where(cp.isfinite(m), m, cp.zeros((), m.dtype))
+    return cp.where(cp.isfinite(m), m, cp.zeros((), m.dtype))
+
+
+def _logsumexp(x, axis=None, keepdims=False, out=None):
+    m = _finite_shift(x, axis)
     s = cp.log(cp.sum(cp.exp(x - m), axis=axis, keepdims=True)) + m
     if not keepdims:
         s = cp.squeeze(s, axis=axis) if axis is not None else s.reshape(())
@@ -212,7 +219,7 @@ def _softmax(x, axis=-1, out=None):
 
 
 def _log_softmax(x, axis=-1, out=None):
-    z = x - _shift(x, axis)
+    z = x - _finite_shift(x, axis)
     return cp.subtract(z, cp.log(cp.sum(cp.exp(z), axis=axis, keepdims=True)), out=out)
 
 
