@@ -657,3 +657,18 @@ def test_jvp_of_an_op_broadcast_past_its_tangent_by_a_run_time_size():
             assert jv.shape == o.shape == np.broadcast_shapes((1, n), (m,)), (level, call)
             np.testing.assert_allclose(jv, J.reshape(o.shape + (-1,)) @ np.ones(n), atol=0)
             np.testing.assert_allclose(jv, np.where(cv, 2.0 * (xv > 0), 0.0) + 0 * o)
+
+
+def test_jacobian_of_a_size_0_tensor_through_a_run_time_reshape():
+    """The batched gradient of a reshape back to a size-0 shape cannot pass NumPy a -1 batch
+    size (it cannot infer one beside an empty axis): it reads the batch size instead (fuzz seed
+    1304, graph 1511014990)."""
+    x, n = fc.input("x", (3, 0, 0), dtype="float32"), fc.input("n", (), dtype="int64")
+    y = fc.input("y", (1, 0), dtype="float32")
+    out = x.reshape((n, -1)) * y
+    for level in ("O0", "O2"):
+        f = fc.function([x, n, y], [fc.jacobian(out, x), fc.jvp(out, x, fc.ones_like(x))],
+                        optimize=level)
+        for _ in range(3):
+            J, jv = f(np.zeros((3, 0, 0), "f4"), np.int64(3), np.zeros((1, 0), "f4"))
+            assert J.shape == (3, 0, 3, 0, 0) and jv.shape == (3, 0)
