@@ -49,7 +49,7 @@ def broadcast_params(params, w=None):
     if w.size < 2:
         return
     for p in params:
-        v = np.ascontiguousarray(p.get_value())
+        v = np.array(p.get_value(), order="C")   # a copy; ascontiguousarray makes a 0-d param 1-d
         w.bcast_(v, root=0)
         p.set_value(v)
 

@@ -163,3 +163,66 @@ def test_one_process_never_imports_mpi():
     r = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_broadcast_params_keeps_a_0_d_param_0_d():
+    """Adam's step count is a 0-d param: np.ascontiguousarray made it 1-d, and the first step
+    of a data-parallel run with Adam failed on its shape."""
+    from flowc.parallel import broadcast_params
+    t = fc.param("t", np.array(3.0))
+    w = fc.param("w", np.arange(6.0).reshape(2, 3))
+    broadcast_params([t, w], LoopbackWorld(2).comm(1))
+    assert t.get_value().shape == () and t.get_value() == 3.0
+    assert w.get_value().shape == (2, 3)
+
+
+def dropout_mlp(stream_seed=5):
+    """mlp() with dropout (p=0.5) and a normal noise on the hidden layer: both are draws as
+    long as the batch; (inputs, loss, params, updates, the stream's state param)."""
+    rng = np.random.default_rng(0)
+    x, y = fc.input("x", (None, 6)), fc.input("y", (None,))
+    W, b = fc.param("W", rng.standard_normal((6, 4))), fc.param("b", np.zeros(4))
+    v = fc.param("v", rng.standard_normal(4))
+    s = fc.random.Stream(seed=stream_seed)
+    h = fc.tanh(x @ W + b)
+    h = h * fc.cast(s.binomial(like=h, p=0.5), "float64") * 2.0 + s.normal(like=h, std=0.1)
+    loss = fc.mean((h @ v - y) ** 2)
+    params = [W, b, v]
+    gs = fc.grad(loss, params)
+    return [x, y], loss, params, [(p, p - 0.1 * g) for p, g in zip(params, gs)], s.state
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_dropout_draws_are_keyed_by_the_global_example(world_size):
+    """A data-parallel step with dropout equals the one-process step of the global batch:
+    each process draws its shard's rows of the global batch's numbers (the draws are marked
+    sharded), for three steps in a row (the stream advances alike)."""
+    ins, loss, params, ups, state = dropout_mlp()
+    X, Y = batch(12)
+    full = fc.function(ins, loss, updates=ups)
+    f = fc.function(ins, loss, updates=ups, data_parallel=True)
+    assert sum(i.attrs.get("sharded", False) for i in f.program.instrs) == 3   # normal: 2
+    assert not any("sharded" in i.attrs for i in full.program.instrs)   # older runtimes run it
+    k = 12 // world_size
+    shards = [(X[r * k:(r + 1) * k], Y[r * k:(r + 1) * k]) for r in range(world_size)]
+    for step in range(3):
+        start = [p.get_value() for p in params + [state]]
+        full_loss = float(full(X, Y))
+        want = [p.get_value() for p in params]
+        for p, v in zip(params + [state], start):
+            p.set_value(v)
+        for got, got_loss in run_world(f, params + [state], shards):
+            assert got_loss == pytest.approx(full_loss, rel=1e-12), step
+            for a, b in zip(got[:len(params)], want):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        for p, v in zip(params + [state], got):
+            p.set_value(v)
+
+
+def test_an_unsharded_draw_differs_between_processes_only_by_design():
+    """A draw of a fixed size is not sharded: every process draws the same numbers, as one
+    process does (a noise added to a parameter, say)."""
+    x = fc.input("x", (None, 3))
+    s = fc.random.Stream(seed=1)
+    f = fc.function([x], fc.sum(x * s.uniform((3,))), data_parallel=True)
+    assert not any(i.attrs.get("sharded") for i in f.program.instrs)

@@ -169,3 +169,27 @@ def test_checkpoint_of_two_processes_resumes_on_one(tmp_path, one_process_run):
     out = cli_train(tmp_path, 1, mixed, "--epochs", 2, "--checkpoint", mixed, "--resume")
     assert "resumed" in out
     np.testing.assert_allclose(history(mixed), history(one_process_run), rtol=1e-5)
+
+
+def test_dropout_and_adam_on_two_processes_equal_one(tmp_path):
+    """digits_mlp.toml has a dropout layer and Adam: its masks are keyed by the global example
+    (the draws are sharded) and Adam's 0-d step count survives rank 0's broadcast, so two
+    processes give one process's history and checkpoint (float64, to 1e-9)."""
+    def run_cli(n, out):
+        args = ["train", "flowc/examples/digits_mlp.toml", "--epochs", "2", "--test-size", "0.35",
+                "--no-progress", "--out", str(out), "--checkpoint", str(out)]
+        cmd = [sys.executable, "-m", "flowc"] + (["launch", "-n", str(n)] + args +
+                                                 ["--data-parallel"] if n > 1 else args)
+        r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert r.returncode == 0, r.stderr[-2000:]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_cli(1, one)
+    run_cli(2, two)
+    read = lambda d: np.array([[float(v) for v in row.split(",")[1:-1]] for row in  # noqa: E731
+                               (d / "digits_mlp-history.csv").read_text().splitlines()[1:]])
+    np.testing.assert_allclose(read(two), read(one), rtol=1e-9)
+    a, b = np.load(one / "checkpoint.npz"), np.load(two / "checkpoint.npz")
+    assert "dropout1.rng" in a.files and a["adam.t"].shape == b["adam.t"].shape == ()
+    for k in a.files:
+        if a[k].dtype.kind == "f":
+            np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-12, err_msg=k)

@@ -358,6 +358,32 @@ def test_every_cpu_kernel_has_a_gpu_kernel_of_the_same_kind(fake_gpu):
     assert not differ, f"ops whose GPU kernel is of another kind (out/view): {differ}"
 
 
+def test_a_sharded_draw_on_the_fake_device_matches_the_cpu(fake_gpu):
+    """A data-parallel dropout mask (random_uniform marked sharded) on rank 1 of 2 takes the
+    global batch's elements rank * size onwards on the GPU as on the CPU, bit for bit."""
+    from flowc_runtime import comm
+    from flowc_runtime.comm.loopback import LoopbackWorld
+    x = fc.input("x", (None, 5))
+    s = fc.random.Stream(seed=4)
+    draws = [s.uniform(like=x), s.uniform(like=x, dtype="float32")]
+    f = fc.function([x], draws, data_parallel=True, no_default_updates=True)
+    assert [i.attrs.get("sharded") for i in f.program.instrs
+            if i.kernel == "random_uniform"] == [True, True]
+    dev = relink(f, "gpu")
+    X = np.zeros((3, 5))
+    old = comm.set_comm(LoopbackWorld(2).comm(1))
+    try:
+        for call in range(3):
+            want, got = f(X), dev(X)
+            for w, g in zip(want, got):
+                np.testing.assert_array_equal(host(g), w)
+    finally:
+        comm.set_comm(old)
+    whole = fc.function([x], draws, no_default_updates=True)(np.zeros((6, 5)))
+    for w, g in zip(want, whole):
+        np.testing.assert_array_equal(w, g[3:])   # rank 1's rows of the one-process draw
+
+
 def test_training_on_fake_device_matches_cpu(fake_gpu):
     from flowc.examples import logreg
     X, Y = logreg.make_data(0)

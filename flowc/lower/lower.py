@@ -60,6 +60,8 @@ def lower(G: nx.MultiDiGraph, param_values=None) -> Program:
                 attrs["cond"] = lower(thaw(attrs["cond"])).to_json()
         if d["op"] == "cond":
             attrs["branches"] = tuple(lower(thaw(b)).to_json() for b in attrs["branches"])
+        if d["op"] == "random_uniform" and not attrs.get("sharded"):
+            attrs.pop("sharded", None)   # a Program an older runtime (no such attr) still runs
         instrs.append(Instr(d["op"], [slot[u] for u in operands(G, nid)], new_slot(nid),
                             attrs, nid, where(G, nid), d["type"].dtype,
                             list(d["type"].shape)))

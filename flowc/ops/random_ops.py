@@ -30,10 +30,12 @@ def _batch(c):
 
 
 register(OpDef(
-    "random_uniform", 2, _infer, attrs={"stream": 0, "dtype": "float64"}, differentiable=False,
-    batch=_batch,
+    "random_uniform", 2, _infer, attrs={"stream": 0, "dtype": "float64", "sharded": False},
+    differentiable=False, batch=_batch,
     doc="uniform [0, 1) numbers shaped like operand 0 from state [key, counter]: element i is "
-        "SplitMix64(key, counter, stream, i), the same bits on every backend"))
+        "SplitMix64(key, counter, stream, i), the same bits on every backend; sharded (set by "
+        "the data_parallel pass): i counts from rank * size, the element's place in the global "
+        "batch"))
 
 
 def _check_infer(types, attrs):

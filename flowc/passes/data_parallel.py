@@ -7,6 +7,11 @@ views. Scalar float outputs (a loss, an accuracy) are averaged the same way. The
 the processes' gradients of a mean loss over equal shards is the gradient of the mean over
 the global batch, so N processes compute what one does, up to float reassociation.
 The schedule is static and the same on every process, as MPI and NCCL require.
+
+Random draws whose leading size is known only at call time (the batch: a dropout mask) are
+marked `sharded`: each process draws the elements of its shard's place in the global batch
+(rank * local size onwards), so dropout too gives the one-process numbers. Draws inside a loop
+body are not marked (they are drawn per process, as in other frameworks).
 """
 from __future__ import annotations
 
@@ -33,7 +38,9 @@ def data_parallel(G: nx.MultiDiGraph, bucket_bytes=DEFAULT_BUCKET_BYTES,
     metrics = [n for n in dict.fromkeys(G.graph["outputs"]) if n not in grad_set
                and G.nodes[n]["type"].ndim == 0 and G.nodes[n]["type"].dtype.startswith("float")
                and G.nodes[n]["op"] not in ("input", "param", "const")] if reduce_outputs else []
-    if not grads and not metrics:
+    draws = [n for n in G.nodes if G.nodes[n]["op"] == "random_uniform"
+             and G.nodes[n]["type"].shape[:1] == (None,)]
+    if not grads and not metrics and not draws:
         return G
     for n in grads:
         if None in G.nodes[n]["type"].shape:
@@ -41,6 +48,11 @@ def data_parallel(G: nx.MultiDiGraph, bucket_bytes=DEFAULT_BUCKET_BYTES,
                              f"time {G.nodes[n]['type'].shape}; bucket layouts need static shapes")
     H = copy_graph(G)
     ids = fresh_ids(H)
+    for n in draws:
+        # A draw as long as the batch (a dropout mask): each process draws its shard's rows of
+        # the global batch's numbers, so N processes drop what one process does.
+        H.nodes[n]["attrs"] = dict(H.nodes[n]["attrs"], sharded=True)
+        log(H, "data_parallel: random draw keyed by the global example", n)
     # Readers of a gradient that themselves lead to another gradient keep the local value
     # (it is summed into that gradient, which is reduced in turn).
     inner = upstream(H, grads) if grads else set()

@@ -132,18 +132,30 @@ def _mix(z):
     return z ^ (z >> np.uint64(31))
 
 
-def random_bits(key, counter, stream, n):
-    """n uint64 words: SplitMix64 from a base mixed out of (key, counter, stream)."""
+def random_bits(key, counter, stream, n, start=0):
+    """n uint64 words, elements start..start+n-1 of the sequence: SplitMix64 from a base mixed
+    out of (key, counter, stream)."""
     with np.errstate(over="ignore"):
         k = np.uint64(int(float(key) * 2.0 ** 53) & (2 ** 64 - 1))
         c = np.uint64(int(counter) & (2 ** 64 - 1))
         base = _mix(k ^ _mix(c ^ _mix(np.uint64(stream) + _GOLDEN)))
-        i = np.arange(1, n + 1, dtype=np.uint64)
+        i = np.arange(start + 1, start + n + 1, dtype=np.uint64)
         return _mix(base + i * _GOLDEN)
 
 
-def _random_uniform(like, state, stream=0, dtype="float64", out=None):
-    bits = random_bits(state[0], state[1], stream, int(np.prod(np.shape(like), dtype=np.int64)))
+def shard_start(n, sharded):
+    """The first element a draw of n elements takes: 0, or for a draw sharded over the
+    processes of a data-parallel job (equal shards of a global batch, in rank order) rank * n,
+    so that the processes together draw the one-process numbers of the global batch."""
+    if not sharded:
+        return 0
+    from .. import comm
+    return comm.current().rank * n
+
+
+def _random_uniform(like, state, stream=0, dtype="float64", sharded=False, out=None):
+    n = int(np.prod(np.shape(like), dtype=np.int64))
+    bits = random_bits(state[0], state[1], stream, n, shard_start(n, sharded))
     if dtype == "float32":
         r = (bits >> np.uint64(40)).astype(np.float32) * np.float32(2.0 ** -24)
     else:

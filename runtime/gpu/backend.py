@@ -14,6 +14,7 @@ What does not need CuPy lives here too, so it works on any machine:
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from typing import List, NamedTuple
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from . import codegen as cg
 from . import launch_plan as cplan
+from ..cpu.kernels_extra import shard_start
 from ..errors import FlowcError
 from .inputs import make_gpu_input_checker
 from .kinds import CUSOLVER, GENERATED, VIEWS, kernel_kind, kernel_kinds  # noqa: F401
@@ -86,7 +88,8 @@ def generated_spec(kernel, attrs, nargs):
     """(expr, reduce, axis, keepdims) of an instruction that runs as generated CUDA
     (for random_uniform: ("random_uniform", stream, dtype))."""
     if kernel == "random_uniform":
-        return "random_uniform", attrs.get("stream", 0), attrs.get("dtype", "float64")
+        return ("random_uniform", attrs.get("stream", 0), attrs.get("dtype", "float64"),
+                attrs.get("sharded", False))
     if kernel == "fused":
         return attrs["expr"], None, None, False
     if kernel == "fused_reduce":
@@ -99,7 +102,8 @@ def generated_spec(kernel, attrs, nargs):
 def make_plan(spec, arrays, sms=cplan.DEFAULT_SMS):
     """The launch plan of `spec` (see generated_spec) for operand arrays (NumPy or CuPy)."""
     if spec[0] == "random_uniform":
-        return cplan.random_plan(arrays[0].shape, spec[2], spec[1], sms)
+        n = math.prod(arrays[0].shape)
+        return cplan.random_plan(arrays[0].shape, spec[2], spec[1], sms, shard_start(n, spec[3]))
     expr, reduce, axis, keepdims = spec
     if reduce is None:
         return cplan.elementwise_plan(expr, arrays, sms)

@@ -579,14 +579,14 @@ def finish_source(reduce, out_dtype, index="int") -> KernelSource:
 # -- random numbers ---------------------------------------------------------------------------
 def random_uniform_source(dtype) -> KernelSource:
     """Uniform [0, 1) numbers, bit for bit the CPU kernel's (runtime/cpu/kernels_extra.py):
-    SplitMix64 of base + (i + 1) * golden, base mixed from the state [key, counter] (read
+    SplitMix64 of base + (start + i + 1) * golden (start: a sharded draw's first element), base mixed from the state [key, counter] (read
     on the device, so no copy to the host) and the stream number."""
     name = np.dtype(dtype).name
     T = ctype(name)
     conv = ("(float)(z >> 40) * 5.9604644775390625e-08f" if name == "float32"
             else "(double)(z >> 11) * 1.1102230246251565e-16")  # 2**-24, 2**-53: exact
     params = (("const double*", "state"), (f"{T}*", "out"), ("long long", "n"),
-              ("unsigned long long", "stream"))
+              ("unsigned long long", "stream"), ("long long", "start"))
     src = (f"// flowc generated: random_uniform -> {name}\n"
            "#define FC_D __device__ __forceinline__\n"
            "FC_D unsigned long long fc_mix(unsigned long long z) {\n"
@@ -594,7 +594,7 @@ def random_uniform_source(dtype) -> KernelSource:
            "  z = z ^ (z >> 27); z = z * 0x94D049BB133111EBULL;\n"
            "  return z ^ (z >> 31);\n}\n\n"
            "extern \"C\" __global__ void KERNEL_NAME(const double* __restrict__ state, "
-           f"{T}* out, long long n, unsigned long long stream) {{\n"
+           f"{T}* out, long long n, unsigned long long stream, long long start) {{\n"
            "  const unsigned long long G = 0x9E3779B97F4A7C15ULL;\n"
            "  // key is in [0, 1): key * 2**53 is a whole number that fits (as int() gives it)\n"
            "  const unsigned long long k = (unsigned long long)(long long)(state[0] * "
@@ -604,7 +604,7 @@ def random_uniform_source(dtype) -> KernelSource:
            "  const long long S = (long long)blockDim.x * (long long)gridDim.x;\n"
            "  for (long long i = (long long)blockIdx.x * (long long)blockDim.x + "
            "(long long)threadIdx.x; i < n; i += S) {\n"
-           "    const unsigned long long z = fc_mix(base + (unsigned long long)(i + 1) * G);\n"
+           "    const unsigned long long z = fc_mix(base + (unsigned long long)(start + i + 1) * G);\n"
            f"    out[i] = {conv};\n"
            "  }\n}\n")
     src, kname = _finish(src)

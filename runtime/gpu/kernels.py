@@ -9,6 +9,8 @@ copies between host and device.
 """
 from __future__ import annotations
 
+import math
+
 import cupy as cp
 import cupyx
 import numpy as np
@@ -18,7 +20,7 @@ from . import launch_plan as cplan
 from ..cpu.fused import compile_block
 # Pure shape and slicing kernels work on CuPy arrays unchanged.
 from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
-from ..cpu.kernels_extra import range_problem
+from ..cpu.kernels_extra import range_problem, shard_start
 from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape, updated_copy
 from ..cpu.kernels_shape import table as _shape_table
 from ..cpu.conv import make_conv
@@ -140,8 +142,8 @@ class RandomKernel:
 
     kind = "generated CUDA"
 
-    def __init__(self, stream=0, dtype="float64"):
-        self.stream, self.dtype = stream, dtype
+    def __init__(self, stream=0, dtype="float64", sharded=False):
+        self.stream, self.dtype, self.sharded = stream, dtype, sharded
         self._mine = {}
         self.cuda_sources = []
 
@@ -151,9 +153,10 @@ class RandomKernel:
 
     def __call__(self, like, state, out=None):
         hit = self._mine.get(like.shape)
-        if hit is None:
+        if hit is None:   # the rank is fixed for the process, so the start is part of the plan
+            start = shard_start(math.prod(like.shape), self.sharded)
             hit = self._mine[like.shape] = _bound(
-                cplan.random_plan(like.shape, self.dtype, self.stream, _sms()))
+                cplan.random_plan(like.shape, self.dtype, self.stream, _sms(), start))
             for ks in hit[0].sources:
                 if ks.source not in self.cuda_sources:
                     self.cuda_sources.append(ks.source)
@@ -406,8 +409,8 @@ KERNELS.update({op: _reduce_kernel(op) for op in cg.REDUCTIONS})
 KERNELS["fused"] = Kernel(None, "out", inplace=True, prepare=lambda expr: GeneratedKernel(expr))
 KERNELS["fused_reduce"] = Kernel(None, "out", prepare=lambda expr, reduce, axis=None,
                                  keepdims=False: GeneratedKernel(expr, reduce, axis, keepdims))
-KERNELS["random_uniform"] = Kernel(None, "out", prepare=lambda stream=0, dtype="float64":
-                                   RandomKernel(stream, dtype))
+KERNELS["random_uniform"] = Kernel(None, "out", prepare=lambda stream=0, dtype="float64",
+                                   sharded=False: RandomKernel(stream, dtype, sharded))
 KERNELS.update({name: Kernel(fn, "out") for name, fn in {
     "logsumexp": _logsumexp, "softmax": _softmax, "log_softmax": _log_softmax,
     "matmul": _matmul, "gemm": _gemm, "getitem_grad": _getitem_grad, "take": _take,

@@ -196,11 +196,13 @@ def node_expr(op, attrs, nargs):
 ARG0 = ("arg", 0)
 
 
-def random_plan(shape, dtype, stream, sms=DEFAULT_SMS) -> Plan:
-    """random_uniform(like, state): numbers shaped like `like` (operand 0), state operand 1."""
+def random_plan(shape, dtype, stream, sms=DEFAULT_SMS, start=0) -> Plan:
+    """random_uniform(like, state): numbers shaped like `like` (operand 0), state operand 1;
+    elements start.. of the sequence (a sharded draw's place in the global batch)."""
     shape = tuple(shape)
     n = math.prod(shape)
     kernel = cg.random_uniform_source(dtype)
     blocks = max(1, min(-(-n // BLOCK), _grid_cap(sms)))
-    args = (("arg", 1), ("out",), np.int64(n), np.uint64(int(stream) % (1 << 64)))
+    args = (("arg", 1), ("out",), np.int64(n), np.uint64(int(stream) % (1 << 64)),
+            np.int64(start))
     return Plan(shape, np.dtype(dtype).name, (Launch(kernel, (blocks, 1), BLOCK, args),) if n else ())
