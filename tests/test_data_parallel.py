@@ -226,3 +226,31 @@ def test_an_unsharded_draw_differs_between_processes_only_by_design():
     s = fc.random.Stream(seed=1)
     f = fc.function([x], fc.sum(x * s.uniform((3,))), data_parallel=True)
     assert not any(i.attrs.get("sharded") for i in f.program.instrs)
+
+
+def test_running_statistics_are_averaged_over_the_processes():
+    """A state update computed from the process's own rows (BatchNorm's running mean and
+    variance) is averaged over the processes, so every process keeps the same state; for
+    equal shards the running mean is the one-process value. Updates from reduced gradients
+    and the stream's counter are not exchanged again."""
+    ins, loss, params, ups = mlp()
+    x = ins[0]
+    rm, rv = fc.param("rm", np.zeros(6)), fc.param("rv", np.ones(6))
+    ups = ups + [(rm, 0.9 * rm + 0.1 * fc.mean(x, axis=0)),
+                 (rv, 0.9 * rv + 0.1 * fc.mean((x - fc.mean(x, axis=0)) ** 2, axis=0))]
+    f = fc.function(ins, loss, updates=ups, data_parallel=True)
+    assert sum(i.kernel == "allreduce" for i in f.program.instrs) == 3   # grads, stats, loss
+    X, Y = batch(12)
+    full = fc.function(ins, loss, updates=ups)
+    full(X, Y)
+    want_rm = rm.get_value()
+    rm.set_value(np.zeros(6))
+    rv.set_value(np.ones(6))
+    shards = [(X[:6], Y[:6]), (X[6:], Y[6:])]
+    results = run_world(f, params + [rm, rv], shards)
+    (a, _), (b, _) = results
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)          # every process holds the same state
+    np.testing.assert_allclose(a[-2], want_rm, rtol=1e-14)
+    local_var = [np.var(s[0], axis=0) for s in shards]
+    np.testing.assert_allclose(a[-1], 0.9 + 0.1 * np.mean(local_var, axis=0), rtol=1e-14)

@@ -20,6 +20,7 @@ from math import prod
 import networkx as nx
 
 from ..ir.errors import FlowcError
+from ..ir.graph import downstream
 from ..ops.registry import canonical_attrs, get_op
 from .rewrite import copy_graph, fresh_ids, log, topo, upstream
 
@@ -66,6 +67,11 @@ def data_parallel(G: nx.MultiDiGraph, bucket_bytes=DEFAULT_BUCKET_BYTES,
             H.graph["updates"] = [(p, u if x == g else x) for p, x in H.graph["updates"]]
             H.graph["outputs"] = [u if x == g else x for x in H.graph["outputs"]]
             log(H, "data_parallel: gradient allreduce", g)
+    local = _local_updates(H) if reduce_outputs else []
+    for bucket in buckets(H, local, 1 << 30):
+        for v, u in zip(bucket, _exchange(H, bucket, ids, "forward")):
+            H.graph["updates"] = [(p, u if x == v else x) for p, x in H.graph["updates"]]
+            log(H, "data_parallel: state update mean over processes", v)
     moved = {}
     for bucket in buckets(H, metrics, 0 if not metrics else 1 << 30):
         for m, u in zip(bucket, _exchange(H, bucket, ids, "forward")):
@@ -74,6 +80,19 @@ def data_parallel(G: nx.MultiDiGraph, bucket_bytes=DEFAULT_BUCKET_BYTES,
     H.graph["outputs"] = [moved.get(x, x) for x in H.graph["outputs"]]
     H.graph.pop("_roots", None)
     return H
+
+
+def _local_updates(H):
+    """Float updates computed from the process's own rows other than through a reduced
+    gradient (BatchNorm's running statistics): their mean over the processes keeps every
+    process's state the same. Updates from reduced gradients (SGD, Adam) are already equal."""
+    batch = [n for n in H.nodes if H.nodes[n]["op"] == "input"
+             and H.nodes[n]["type"].shape[:1] == (None,)]
+    reduced = {n for n in H.nodes if H.nodes[n]["op"] == "allreduce"}
+    local = downstream(H, batch, blocked=reduced)
+    return list(dict.fromkeys(v for _, v in H.graph["updates"] if v in local
+                              and H.nodes[v]["type"].dtype.startswith("float")
+                              and None not in H.nodes[v]["type"].shape))
 
 
 def buckets(G, nodes, cap):
