@@ -25,6 +25,13 @@ def _pack_infer(types, attrs):
     return TensorType(types[0].dtype, (sum(prod(t.shape) for t in types),))
 
 
+def _pack_infer_checked(types, attrs):
+    t = _pack_infer(types, attrs)
+    if attrs["mean"] and t.dtype not in ("float16", "float32", "float64"):
+        raise ShapeError(f"grad_pack mean=True needs float operands, got {t.dtype}")
+    return t
+
+
 def _allreduce_infer(types, attrs):
     if attrs["op"] not in REDUCE_OPS:
         raise ShapeError(f"allreduce op must be one of {REDUCE_OPS}, got {attrs['op']!r}")
@@ -43,8 +50,11 @@ def _unpack_infer(types, attrs):
     return TensorType(t.dtype, tuple(attrs["shape"]))
 
 
-register(OpDef("grad_pack", None, _pack_infer, differentiable=False,
-               doc="gradients flattened and concatenated into one bucket buffer"))
+register(OpDef("grad_pack", None, _pack_infer_checked, attrs={"mean": False},
+               differentiable=False,
+               doc="gradients flattened and concatenated into one bucket buffer; mean=True "
+                   "scales them by 1 / the number of processes on the way (the copy is made "
+                   "anyway), so a sum allreduce then gives the mean"))
 register(OpDef("allreduce", 1, _allreduce_infer, attrs={"op": "sum"}, differentiable=False,
                doc="sum (or mean) of x over every process of the data-parallel world"))
 register(OpDef("grad_unpack", 1, _unpack_infer, attrs={"offset": 0, "shape": ()},

@@ -2,7 +2,7 @@
 
 Gradients that feed `updates` are packed, in the order backward makes them (the last layer's
 first, as in PyTorch's DDP), into buckets of one dtype each and at most `bucket_bytes`
-(a larger gradient gets a bucket of its own): grad_pack → allreduce(mean) → grad_unpack
+(a larger gradient gets a bucket of its own): grad_pack(mean) → allreduce(sum) → grad_unpack
 views. Scalar float outputs (a loss, an accuracy) are averaged the same way. The mean of
 the processes' gradients of a mean loss over equal shards is the gradient of the mean over
 the global batch, so N processes compute what one does, up to float reassociation.
@@ -120,10 +120,12 @@ def _itemsize(dtype):
 
 
 def _exchange(H, bucket, ids, phase):
-    """Add grad_pack → allreduce(mean) → grad_unpack nodes for `bucket`; the unpack ids."""
+    """Add grad_pack(mean) → allreduce(sum) → grad_unpack nodes for `bucket`; the unpack ids."""
     trace = H.nodes[bucket[0]].get("trace")  # errors name the user's line of the first value
-    pack = _add(H, next(ids), "grad_pack", bucket, {}, phase, trace=trace)
-    red = _add(H, next(ids), "allreduce", [pack], {"op": "mean"}, phase, trace=trace)
+    # The mean's 1/N is taken while packing (a copy made anyway), not in a pass of its own
+    # after the reduction; N is read at run time, so the Program fits any number of processes.
+    pack = _add(H, next(ids), "grad_pack", bucket, {"mean": True}, phase, trace=trace)
+    red = _add(H, next(ids), "allreduce", [pack], {"op": "sum"}, phase, trace=trace)
     views, offset = [], 0
     for g in bucket:
         shape = H.nodes[g]["type"].shape

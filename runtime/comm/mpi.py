@@ -8,6 +8,9 @@ import numpy as np
 from ..errors import FlowcError
 
 
+SPIN = 0.05  # seconds a collective busy-waits before it sleeps between polls
+
+
 class CollectiveTimeout(FlowcError):
     """A collective did not complete within the watchdog's time (a rank stopped answering)."""
 
@@ -40,8 +43,12 @@ class MPIComm:
     def _wait(self, req, what):
         # MPI only progresses inside MPI calls: poll Test() and abort past the deadline, since
         # a blocking call would wait forever for a peer that stopped answering.
-        deadline = time.monotonic() + self.timeout
-        for _ in range(2000):  # spin first: most reductions finish within microseconds
+        now = time.monotonic()
+        deadline = now + self.timeout
+        # Spin for up to SPIN seconds first: a peer a few ms behind (one slower backward) is
+        # the common case, and a sleep there adds up to its length to every step's exchange.
+        spin_until = now + min(SPIN, self.timeout)
+        while time.monotonic() < spin_until:
             if req.Test():
                 return
         delay = 1e-5
@@ -51,7 +58,7 @@ class MPIComm:
                 print(f"flowc: rank {self.rank}: {what} did not complete within "
                       f"{self.timeout:g} s (a rank stopped answering); aborting the job",
                       file=sys.stderr, flush=True)
-                self.comm.Abort(3)
+                self.abort(3)
             time.sleep(delay)
             delay = min(delay * 2, 1e-3)
 
@@ -73,4 +80,7 @@ class MPIComm:
                 self._wait(self.comm.Ibarrier(), "barrier")
 
     def abort(self, code=1):
+        """End the whole job; a moment first, so mpiexec forwards what this rank just wrote
+        to stderr (an immediate Abort sometimes lost the message naming the rank)."""
+        time.sleep(0.2)
         self.comm.Abort(code)

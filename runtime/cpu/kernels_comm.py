@@ -10,14 +10,21 @@ from .. import comm
 def table(xp):
     """{op: (kernel, kind)} for array module xp."""
 
-    def grad_pack(*gs, out=None):
-        """Every operand flattened, one after the other, into the flat `out`."""
+    def grad_pack(*gs, mean=False, out=None):
+        """Every operand flattened, one after the other, into the flat `out`; mean=True: each
+        divided by the number of processes on the way (then a sum allreduce is the mean, with
+        no pass of its own over the bucket)."""
         if out is None:
             out = xp.empty(sum(g.size for g in gs), dtype=gs[0].dtype)
+        size = comm.current().size if mean else 1
         o = 0
         for g in gs:
-            # Assign through a reshaped view: a transposed gradient is read in place.
-            out[o:o + g.size].reshape(g.shape)[...] = g
+            # Write through a reshaped view: a transposed gradient is read in place.
+            view = out[o:o + g.size].reshape(g.shape)
+            if size == 1:
+                view[...] = g
+            else:
+                xp.divide(g, size, out=view)
             o += g.size
         return out
 

@@ -122,6 +122,7 @@ ATTR_TYPES[("select", "indices")] = ("a list of non-negative ints", lambda v: _i
                                      and all(i >= 0 for i in v))
 ATTR_TYPES[("loop", "length")] = ("null or a non-negative int",
                                   lambda v: v is None or (_is_int(v) and v >= 0))
+ATTR_TYPES[("grad_pack", "mean")] = ("true or false", lambda v: type(v) is bool)
 ATTR_TYPES[("random_uniform", "sharded")] = ("true or false", lambda v: type(v) is bool)
 ATTR_TYPES[("dim", "axis")] = ("a non-negative int", lambda v: _is_int(v) and v >= 0)
 
