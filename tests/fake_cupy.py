@@ -81,6 +81,24 @@ class _Stream:
         _CURRENT[0] = self
         return self
 
+    ptr = property(lambda self: id(self))
+
+    def record(self, event=None):
+        """An event marking this stream's work so far."""
+        return _Event(self)
+
+    def wait_event(self, event):
+        # Work queued here after this waits for the event's stream: as far as the fake's race
+        # checks go, that stream's unfinished work is done (a little stronger than a GPU,
+        # where a third stream would still race with it).
+        if event.stream is not self:
+            event.stream.done()
+
+
+class _Event:
+    def __init__(self, stream):
+        self.stream = stream
+
 
 _ALL = weakref.WeakSet()
 _NULL = _Stream(null=True)
@@ -261,7 +279,11 @@ class ndarray:
     T = property(lambda self: ndarray(self._a.T))
     real = property(lambda self: ndarray(self._a.real))
     imag = property(lambda self: ndarray(self._a.imag))
-    data = property(lambda self: _Data(self._a.__array_interface__["data"][0]))
+    @property
+    def data(self):
+        ptr = self._a.__array_interface__["data"][0]
+        _POINTERS[ptr] = self   # so the fake NCCL finds the array a pointer stands for
+        return _Data(ptr)
 
     def __len__(self):
         return len(self._a)
@@ -546,6 +568,48 @@ class _Allocator:
         return False
 
 
+# -- NCCL ---------------------------------------------------------------------------------------
+# cupy.cuda.nccl's surface that runtime/comm/nccl.py uses. The transport is mpi4py's Allreduce on
+# the arrays' host memory (the fake device's memory is host memory), so a real MPI job of fake
+# GPUs checks the pointers, counts, dtypes, stream order and the unique id's bootstrap.
+_POINTERS = {}   # data pointer -> the fake ndarray it was read from (test-sized: never pruned)
+
+
+class _NcclCommunicator:
+    def __init__(self, ndev, commId, rank):
+        if not isinstance(commId, tuple) or len(commId) != 128:
+            raise TypeError("fake NCCL: the unique id must be get_unique_id()'s 128-int tuple")
+        self.size, self.rank = ndev, rank
+
+    def allReduce(self, sendbuf, recvbuf, count, datatype, op, stream):
+        a = _POINTERS.get(sendbuf)
+        if a is None or recvbuf not in _POINTERS:
+            raise ValueError("fake NCCL: a buffer pointer that is no device array's .data.ptr")
+        if count != a.size or _NCCL_TYPES.get(datatype) != str(a.dtype) or op != 0:
+            raise ValueError(f"fake NCCL: allReduce of {count} {_NCCL_TYPES.get(datatype)} "
+                             f"(op {op}) over a {a.size}-element {a.dtype} array")
+        streams = {s.ptr: s for s in _ALL}
+        if stream not in streams:
+            raise ValueError("fake NCCL: the stream pointer is no stream's .ptr")
+        h = a._a
+
+        def reduce():
+            if self.size > 1:
+                from mpi4py import MPI
+                MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, h, op=MPI.SUM)
+        with streams[stream]:
+            _run(reduce, [h], [h], "nccl allReduce")
+
+
+_NCCL_TYPES = {2: "int32", 4: "int64", 6: "float16", 7: "float32", 8: "float64"}
+
+
+def _nccl():
+    consts = {f"NCCL_{v.upper()}": k for k, v in _NCCL_TYPES.items()}
+    return types.SimpleNamespace(NcclCommunicator=_NcclCommunicator, NCCL_SUM=0,
+                                 get_unique_id=lambda: tuple(range(128)), **consts)
+
+
 _OWN = {"matmul": matmul, "dot": dot}
 _LINALG = ("solve", "inv", "slogdet")
 
@@ -563,7 +627,8 @@ def module():
                                     runtime=types.SimpleNamespace(
                                         getDeviceProperties=lambda dev: {"name": b"fake GPU",
                                                                      "totalGlobalMem": 1 << 30},
-                                        runtimeGetVersion=lambda: 13000))
+                                        runtimeGetVersion=lambda: 13000),
+                                    nccl=_nccl())
     cp.__version__ = "fake"
     linalg = {n: getattr(np.linalg, n) for n in _LINALG}
     linalg["solve"] = _solve
@@ -607,6 +672,8 @@ def install(monkeypatch):
         parent, _, leaf = name.rpartition(".")
         monkeypatch.delattr(sys.modules[parent], leaf, raising=False)
     monkeypatch.setitem(sys.modules, "cupy", cp)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cp.cuda)
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", cp.cuda.nccl)
     monkeypatch.setitem(sys.modules, "cupyx", cpx)
     monkeypatch.setattr(cupy_backend, "_BACKEND", None)
     reset()

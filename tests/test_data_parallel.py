@@ -1,5 +1,7 @@
 """The data_parallel pass and its ops in one process: the bucket layout, a simulated world
 (flowc_runtime.comm.loopback) against the full-batch step, save/load, the picture."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -254,3 +256,15 @@ def test_running_statistics_are_averaged_over_the_processes():
     np.testing.assert_allclose(a[-2], want_rm, rtol=1e-14)
     local_var = [np.var(s[0], axis=0) for s in shards]
     np.testing.assert_allclose(a[-1], 0.9 + 0.1 * np.mean(local_var, axis=0), rtol=1e-14)
+
+
+def test_several_gpu_processes_without_nccl_say_what_is_missing(monkeypatch):
+    """CuPy memory never goes to MPI (the pip wheels are not CUDA-aware): without CuPy's NCCL
+    the device allreduce refuses, naming what is missing and what to do instead."""
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", None)
+    old = comm.set_comm(LoopbackWorld(2).comm(0))
+    try:
+        with pytest.raises(fc.FlowcError, match=r"needs CuPy's NCCL .*on the CPU, or on one"):
+            comm.device_comm()
+    finally:
+        comm.set_comm(old)

@@ -193,3 +193,25 @@ def test_dropout_and_adam_on_two_processes_equal_one(tmp_path):
     for k in a.files:
         if a[k].dtype.kind == "f":
             np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_gpu_data_parallel_through_nccl_on_fake_devices(tmp_path, n):
+    """The GPU path on fake devices (tests/fake_cupy.py): gradients reduced through
+    runtime/comm/nccl.py (unique id over MPI, its own stream ordered by events; the fake NCCL
+    checks pointers, counts, dtypes and stream order, and moves the bytes with MPI) give the
+    one-process parameters (float64, to 1e-12)."""
+    from tests import gpu_emulator
+    if not gpu_emulator.available():
+        pytest.skip("no C++ compiler for the fake device's kernel emulator")
+    worker = os.path.join(HERE, "dp_gpu_worker.py")
+    got = {}
+    for k in (1, n):
+        out = tmp_path / f"{k}.npz"
+        cmd = command(k, [worker, str(out), "3"], MPIEXEC) if k > 1 else \
+            [sys.executable, worker, str(out), "3"]
+        r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert r.returncode == 0, r.stderr[-2000:]
+        got[k] = np.load(out)
+    for key in got[1].files:
+        np.testing.assert_allclose(got[n][key], got[1][key], rtol=1e-12, atol=1e-14, err_msg=key)

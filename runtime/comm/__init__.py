@@ -57,4 +57,27 @@ def set_comm(comm):
     return old
 
 
-__all__ = ["NullComm", "current", "set_comm", "launched_size"]
+_DEVICE = None
+
+
+def device_comm():
+    """The communicator for device (CuPy) buffers: current() where it reduces device memory
+    itself, else an NCCLComm bootstrapped over it (made once per communicator)."""
+    global _DEVICE
+    c = current()
+    if hasattr(c, "device_allreduce_"):
+        return c
+    if _DEVICE is None or _DEVICE.host is not c:
+        try:
+            from cupy.cuda import nccl  # noqa: F401
+        except ImportError as e:
+            from ..errors import FlowcError
+            raise FlowcError("a data-parallel program on the GPU with several processes "
+                             f"needs CuPy's NCCL (cupy.cuda.nccl), which is missing ({e}); "
+                             "run it on the CPU, or on one process") from None
+        from .nccl import NCCLComm
+        _DEVICE = NCCLComm(c)
+    return _DEVICE
+
+
+__all__ = ["NullComm", "current", "device_comm", "set_comm", "launched_size"]

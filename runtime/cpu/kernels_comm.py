@@ -41,12 +41,8 @@ def table(xp):
             return x
         if xp.__name__ == "numpy":
             return c.allreduce_(x, op)
-        device = getattr(c, "device_allreduce_", None)
-        if device is None:  # the pip MPI wheels are not CUDA-aware: never hand them CuPy memory
-            from ..errors import FlowcError
-            raise FlowcError("a data-parallel program on the GPU needs an NCCL communicator: "
-                             "flowc_runtime.comm.set_comm(NCCLComm()) (CuPy with NCCL)")
-        return device(x, op)
+        # The pip MPI wheels are not CUDA-aware: CuPy memory goes through NCCL, never MPI.
+        return comm.device_comm().device_allreduce_(x, op)
 
     def grad_unpack(flat, offset=0, shape=()):
         """The gradient at `offset` of the reduced bucket, as a view."""
