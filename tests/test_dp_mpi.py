@@ -215,3 +215,13 @@ def test_gpu_data_parallel_through_nccl_on_fake_devices(tmp_path, n):
         got[k] = np.load(out)
     for key in got[1].files:
         np.testing.assert_allclose(got[n][key], got[1][key], rtol=1e-12, atol=1e-14, err_msg=key)
+
+
+def test_checkpoint_of_one_process_resumes_on_two(tmp_path, one_process_run):
+    """The other direction: one epoch on one process, the second on two (rank 0's checkpoint
+    values are broadcast), equals two epochs on one process."""
+    mixed = tmp_path / "mixed"
+    cli_train(tmp_path, 1, mixed, "--epochs", 1, "--checkpoint", mixed)
+    out = cli_train(tmp_path, 2, mixed, "--epochs", 2, "--checkpoint", mixed, "--resume")
+    assert "resumed" in out
+    np.testing.assert_allclose(history(mixed), history(one_process_run), rtol=1e-5)
