@@ -9,6 +9,7 @@ from collections import defaultdict
 
 from ..ops.registry import OPS
 from . import clusters as C
+from . import place as P
 from . import scopes as SC
 from . import style as S
 from .select import pick
@@ -21,7 +22,7 @@ TITLES = {"forward": "forward graph",
 
 
 def to_dot(what, stage="all", origins=None, legend=True, title=None, heat=None,
-           collapse_loops=False, raw=False, collapse="auto") -> str:
+           collapse_loops=False, raw=False, collapse="auto", placement=0) -> str:
     """DOT text for `what` (Tensor, list of Tensors, Graph or Function) at `stage`.
 
     stage: "forward", "backward" (gradient nodes over the faded forward values they read),
@@ -34,12 +35,14 @@ def to_dot(what, stage="all", origins=None, legend=True, title=None, heat=None,
     collapse: draw each layer / optimizer / fc.scope as one box (True), as a cluster of its
     nodes (False), or as boxes when the picture has over scopes.COLLAPSE_OVER nodes ("auto").
     raw: draw every backward node autodiff made, bookkeeping included (flowc/render/simplify.py).
+    placement: which of flowc/render/place.py's ways to ask for forward | backward | updates
+    columns (render tries them in turn until the drawing has that order).
     """
     origins = stage == "backward" if origins is None else bool(origins)
     v = pick(what, stage, origins, raw)
     if title is None:
         title = _title(v)
-    w = _Writer(v, origins, collapse_loops, collapse)
+    w = _Writer(v, origins, collapse_loops, collapse, placement)
     w.heat = heat.heat() if hasattr(heat, "heat") else (heat or {})
     return w.text(legend, title)
 
@@ -55,8 +58,9 @@ def _title(v) -> str:
 class _Writer:
     """Collects the lines of one picture."""
 
-    def __init__(self, v, origins, collapse=False, scopes="auto"):
+    def __init__(self, v, origins, collapse=False, scopes="auto", placement=0):
         self.v, self.G, self.origins = v, v.G, origins
+        self.place = P.PLACEMENTS[placement]
         G = self.G
         self.collapse = collapse
         self.open_loops = {n for n in v.nodes if C.is_open(G, n, collapse)}
@@ -102,9 +106,10 @@ class _Writer:
         for n in sorted(v.nodes):
             if n not in self.inline:
                 by_phase[self._phase(n)].append(n)
-        self._forward(by_phase["forward"])
-        self._backward(by_phase["backward"])
-        self._update(by_phase["update"])
+        columns = [(self._forward, "forward"), (self._backward, "backward"),
+                   (self._update, "update")]
+        for emit, key in (columns[::-1] if self.place.reverse else columns):
+            emit(by_phase[key])
         # Numbered as the user listed them, even where the stage leaves some out.
         shown = [(i, n) for i, n in enumerate(v.outputs) if n in v.nodes and n not in v.context]
         for i, n in shown:
@@ -120,7 +125,7 @@ class _Writer:
         if legend:
             self._legend()
         w.append("}")
-        return "\n".join(w) + "\n"
+        return self.place.apply("\n".join(w) + "\n")
 
     # -- clusters ---------------------------------------------------------------------------
     def _forward(self, nodes):
@@ -198,6 +203,7 @@ class _Writer:
     def _open(self, key, label, p, style):
         self.out.append(f'  subgraph cluster_{key} {{ label=<{S.b(label)}>; fontsize=12; '
                         f'style="{style}"; fillcolor="{p["cluster"]}"; color="{p["border"]}";')
+
 
     def _group(self, o) -> str:
         """Caption of the box holding the backward nodes that one forward node's rule made."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import uuid
 import warnings
 
 from ..ir.errors import FlowcError
+from . import place as P
 from .dot import to_dot
 
 FORMATS = ("svg", "png", "dot", "html")
@@ -37,20 +39,71 @@ def render(what, path, stage="all", origins=None, legend=True, title=None, heat=
         _write_atomic(path, to_html(what, stage=stage, heat=heat, title=title,
                                     collapse_loops=collapse_loops).encode("ascii"))
         return path
-    text = to_dot(what, stage=stage, origins=origins, legend=legend, title=title, heat=heat,
-                  collapse_loops=collapse_loops, raw=raw, collapse=collapse)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     dot_path = base + ".dot"
-    _write_atomic(dot_path, text.encode("ascii"))
+    exe = None if fmt == "dot" else find_renderer()
+    # Each placement is another way to ask for forward | backward | updates (place.py). The
+    # plain one is kept when its drawing has that order (read back from an SVG of it); else
+    # the narrowest drawing of the others that has it.
+    def dot_text(k):
+        return to_dot(what, stage=stage, origins=origins, legend=legend, title=title,
+                      heat=heat, collapse_loops=collapse_loops, raw=raw, collapse=collapse,
+                      placement=k)
+
+    _write_atomic(dot_path, dot_text(0).encode("ascii"))
+    keep = path if fmt == "svg" else None
+    if exe is not None and _holds(exe, dot_path, base, first=True, keep=keep):
+        return path if keep else _run(exe, fmt, dot_path, path) or path
+    if exe is not None:
+        held = [(w, k) for k in range(1, len(P.PLACEMENTS))
+                for w in [_holds(exe, _write_text(base, dot_text(k)), base, temp=True)] if w]
+        if held:
+            _write_atomic(dot_path, dot_text(min(held)[1]).encode("ascii"))
+        else:
+            warnings.warn(f"flowc.render: none of {len(P.PLACEMENTS)} layouts of {path} put "
+                          "the forward column left of the backward one; drawn as Graphviz "
+                          "placed it", RenderWarning, stacklevel=2)
     if fmt == "dot":
         return dot_path
-    exe = find_renderer()
     if exe is None:
         warnings.warn(f"flowc.render: no Graphviz renderer found, so only {dot_path} was "
                       f"written; for {fmt.upper()}: {HOW_TO_GET}", RenderWarning, stacklevel=2)
         return dot_path
     _run(exe, fmt, dot_path, path)
     return path
+
+
+def _write_text(base, text):
+    """`text` in a fresh temp .dot beside `base`; its path."""
+    tmp = _temp_name(base + ".dot")
+    with open(tmp, "x") as f:
+        f.write(text)
+    return tmp
+
+
+def _holds(exe, dot_path, base, first=False, temp=False, keep=None):
+    """The width of dot_path's SVG drawing if its columns are in order, else 0 (and that SVG
+    moved to `keep` if given). A placement Graphviz cannot rank counts as not holding (the
+    plain one, `first`, raises instead: the anchors are not to blame there)."""
+    svg = _temp_name(base + ".svg")
+    try:
+        _run(exe, "svg", dot_path, svg)
+        with open(svg) as f:
+            text = f.read()
+        if not P.in_order(text):
+            return 0
+        if keep:
+            os.replace(svg, keep)
+        m = re.search(r'<svg width="([\d.]+)pt"', text)
+        return float(m.group(1)) if m else 1.0
+    except FlowcError:
+        if first:
+            raise
+        return 0
+    finally:
+        for leftover in (svg, dot_path if temp else None):
+            if leftover and os.path.exists(leftover):
+                os.remove(leftover)
 
 
 def find_renderer():
