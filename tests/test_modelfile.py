@@ -252,7 +252,8 @@ def test_bad_graph_json_is_named(tmp_path):
     bad = json.loads(text)
     bad["nodes"][i]["type"] = "f64"
     with pytest.raises(GraphFileError, match=rf'g.json:\d+: nodes\[{i}\] \(id {nid}\).type: '
-                       r'expected \[dtype, shape\] such as \["float64", \[null, 3\]\], got "f64"'):
+                       r'expected \[dtype, shape\] such as \["float64", \[null, 3\]\] '
+                       r'\(or \["tuple", \[\[dtype, shape\], \.\.\.\]\] for a loop\), got "f64"'):
         loads(json.dumps(bad, indent=1), "g.json")
     bad = json.loads(text)
     bad["graph"]["format"] = "other"

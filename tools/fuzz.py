@@ -1913,9 +1913,47 @@ class SaveLoad:
         return [(spec, msg) for (_, spec), msg in zip(cases, res) if msg]
 
 
+def check_graph_json(spec, stats):
+    """The graph (with a gradient, so backward nodes too) saved as graph JSON and loaded back
+    computes bit for bit what the original does, at O0 and O2, on draws A, B, A."""
+    from flowc.io import graph_json
+    check = "graph-json"
+    if any(spec.nodes[i].op == "custom_vjp" for i in spec.needed()):
+        return   # documented: a custom_vjp's Python rule is not saved as JSON
+    graph, ts, ins = guarded(check, "build", lambda: build(spec))
+    outs = [ts[i] for i in spec.outputs]
+    wrt = float_wrt(spec)[:1]
+    if wrt:
+        R = cotangents(spec, evaluate(spec, {i: draw_leaf(spec, i, 0) for i in spec.leaves()}))
+        if R:
+            with graph:
+                cost = cost_of(ts, R, graph)
+                g = documented(check, "fc.grad", lambda: fc.grad(cost, ts[wrt[0]]))
+            outs += [g] if g is not None else []
+    text = guarded(check, "save", lambda: graph_json.dumps(outs))
+    G2, outs2, _ = guarded(check, "load", lambda: graph_json.loads(text))
+    named = {d.get("name"): n for n, d in G2.nx.nodes(data=True) if d["op"] == "input"}
+    ins2 = [G2.tensor(named[f"x{i}"]) for i in ins]
+    argsets = [call_args(spec, ins, k) for k in (0, 1, 0)]
+    for level in ("O0", "O2"):
+        f1 = guarded(check, f"{level} compile", lambda: fc.function(
+            [ts[i] for i in ins], outs, optimize=level, single_output=False))
+        f2 = guarded(check, f"{level} compile of the loaded graph", lambda: fc.function(
+            ins2, outs2, optimize=level, single_output=False))
+        for c, args in enumerate(argsets):
+            a = guarded(check, f"{level} call {c + 1}", lambda: f1(*args))
+            b = guarded(check, f"{level} call {c + 1} of the loaded graph", lambda: f2(*args))
+            for j, (x, y) in enumerate(zip(a, b)):
+                if not identical(x, y):
+                    raise Finding(check, f"{level} call {c + 1}, output {j}: the loaded graph "
+                                         f"gives other values: {difference(x, y)}")
+    stats["graph-json"] += 1
+
+
 # -- one graph, all checks ------------------------------------------------------------------------
 CHECKS = {"forward": check_forward, "grad": check_grads, "training": check_training,
-          "grad1": lambda spec, stats: check_grads(spec, stats, second=False)}
+          "grad1": lambda spec, stats: check_grads(spec, stats, second=False),
+          "graph-json": check_graph_json}
 
 
 def run_check(name, spec, stats):
@@ -2111,7 +2149,10 @@ def repro(spec, check):
                "grad-of-grad": "gs = fc.grad(sum(fc.sum(g * 0.5) for g in fc.grad(cost, wrt)), wrt)",
                "hessian": "gs = [fc.hessian(cost, wrt[0]), fc.hvp(cost, wrt[0], fc.ones_like(wrt[0]))]",
                "jacobian": "gs = [fc.jacobian(outs[0], wrt[0]), fc.jvp(outs[0], wrt[0], fc.ones_like(wrt[0]))]",
-               "training": "gs = fc.grad(cost, wrt)"}
+               "training": "gs = fc.grad(cost, wrt)",
+               "graph-json": "gs = outs + fc.grad(cost, wrt[:1])  # the check: "
+                             "flowc.io.graph_json.loads(graph_json.dumps(gs)) must compute "
+                             "the same (check_graph_json in tools/fuzz.py)"}
     lines += [targets.get(check, "gs = outs"),
               "res = {}", "for level in ('O0', 'O1', 'O2'):",
               "    f = fc.function(ins, gs, optimize=level, single_output=False)",
@@ -2129,7 +2170,7 @@ def repro(spec, check):
 
 
 # -- the driver -----------------------------------------------------------------------------------------
-def fuzz_one(spec, stats, saver=None, save_p=0.1, train_p=0.3, second_p=1.0):
+def fuzz_one(spec, stats, saver=None, save_p=0.1, train_p=0.3, second_p=1.0, json_p=0.3):
     """Run every check on one spec; a list of Findings (at most one per check)."""
     found = []
     stats["graphs"] += 1
@@ -2145,6 +2186,8 @@ def fuzz_one(spec, stats, saver=None, save_p=0.1, train_p=0.3, second_p=1.0):
                                  for i in train_params(spec)):
         train = False
     names += ["training"] if train and spec.size() <= LONG else []
+    # ~3 in 10 graphs go through graph JSON (flowc/io/graph_json.py) and back
+    names += ["graph-json"] if np.random.default_rng([spec.seed, 11]).random() < json_p else []
     for name in names:
         e = run_check(name, spec, stats)
         if e is not None:
@@ -2225,7 +2268,8 @@ def _fuzz(seed, graphs, minutes, large, skip, verbose, shrink_budget, save_p, tr
 def report(stats, findings, shrink_budget, verbose, out):
     """Counts by check, coverage, and findings grouped by kind with a shrunk repro each."""
     keys = ["graphs", "large graphs", "graphs-checked", "calls", "grads", "grad-vs-fd",
-            "jvp-vs-vjp", "grad-of-grad", "hessian", "jacobian", "training", "save-load", "consts-as-inputs",
+            "jvp-vs-vjp", "grad-of-grad", "hessian", "jacobian", "training", "save-load", "graph-json",
+            "consts-as-inputs",
             "generator errors", "skipped (known)"]
     rate = stats["graphs"] / max(stats["seconds"], 1e-9) * 60
     out(f"fuzz: {stats['graphs']} graphs in {stats['seconds']} s ({rate:.0f} graphs/min)")
@@ -2248,7 +2292,8 @@ def report(stats, findings, shrink_budget, verbose, out):
         check = f.check if f.check in ("forward", "training") else {"consts-as-inputs": "forward",
                                                     "grad-vs-fd": "grad", "jvp-vs-vjp": "grad",
                                                     "grad-of-grad": "grad", "hessian": "grad",
-                                                    "jacobian": "grad"}.get(f.check)
+                                                    "jacobian": "grad",
+                                                    "graph-json": "graph-json"}.get(f.check)
         budget = shrink_budget if not spec.large else shrink_budget // 5   # large: slow tries
         small = shrink(spec, check, kind_of(f), budget) if check and spec.size() <= LONG else spec
         out(f"   minimal repro ({small.size()} nodes):")

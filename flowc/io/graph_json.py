@@ -7,11 +7,15 @@ edges="edges")` writes) with the node attributes of the IR schema.
      "nodes": [{"id": 3, "op": "matmul", "attrs": {}, "type": ["float64", [null, 64]],
                 "name": "dense1", "phase": "forward", "trace": "model.toml:12",
                 "origin": 7, "grad_of": [9, 2],     # backward nodes only
+                "scope": "dense1",                  # made inside a layer or fc.scope
                 "value": {"dtype": "float64", "shape": [64, 64], "data": [[...], ...]}},
                ...],                                # value: const and param nodes only
      "edges": [{"source": 1, "target": 3, "key": 0}, ...]}   # key = operand port
 
 A None dimension is JSON null; const and param values are nested lists with their dtype.
+A loop's or cond's type is ["tuple", [[dtype, shape], ...]] and its body (attrs `body`,
+`cond`, `branches`) the frozen body of flowc/ir/body.py as nested lists; the scopes of the
+nodes inside a body are not kept (bodies carry none).
 Loading builds a MultiDiGraph and passes it through fc.Graph.from_networkx, so the one
 verifier checks it (known ops, ports, attrs, stored types).
 """
@@ -28,13 +32,13 @@ import numpy as np
 from ..ir.errors import FlowcError
 from ..ir.graph import Graph
 from ..ir.tensor import Tensor
-from ..ir.types import TensorType
+from ..ir.types import TensorType, TupleType
 from ..ir.verify import LEAVES
 from ..ops.registry import OPS
 
 FORMAT = "flowc-graph"
 VERSION = 1
-_NODE_KEYS = ("op", "attrs", "type", "name", "phase", "trace", "origin", "grad_of")
+_NODE_KEYS = ("op", "attrs", "type", "name", "phase", "trace", "origin", "grad_of", "scope")
 
 
 class GraphFileError(FlowcError):
@@ -68,7 +72,7 @@ def to_node_link(G: nx.MultiDiGraph, outputs=(), roles=None) -> dict:
         for k in _NODE_KEYS:
             if k in d and d[k] is not None:
                 v = d[k]
-                rec[k] = v.to_json() if isinstance(v, TensorType) else _jsonify(v)
+                rec[k] = v.to_json() if isinstance(v, (TensorType, TupleType)) else _jsonify(v)
         if "value" in d and d["op"] in ("const", "param"):
             rec["value"] = _value(d["value"])
         nodes.append(rec)
@@ -223,17 +227,19 @@ class _Reader:
         data = {k: rec[k] for k in _NODE_KEYS if k in rec}
         t = rec.get("type")
         if t is not None:
-            ok = isinstance(t, list) and len(t) == 2 and isinstance(t[0], str) and \
-                isinstance(t[1], list) and all(d is None or (isinstance(d, int) and d >= 0)
-                                               for d in t[1])
+            ok = _type_json(t) or (isinstance(t, list) and len(t) == 2 and t[0] == "tuple"
+                                   and isinstance(t[1], list) and all(map(_type_json, t[1])))
             try:
                 data["type"] = TensorType.from_json(t) if ok else None
             except TypeError:
                 ok = False
             if not ok:
-                self.fail(f"{f}.type", '[dtype, shape] such as ["float64", [null, 3]]', t, nid)
+                self.fail(f"{f}.type", '[dtype, shape] such as ["float64", [null, 3]] (or '
+                          '["tuple", [[dtype, shape], ...]] for a loop)', t, nid)
         if "attrs" in rec and not isinstance(rec["attrs"], dict):
             self.fail(f"{f}.attrs", "an object", rec["attrs"], nid)
+        if "scope" in rec and not (isinstance(rec["scope"], str) and rec["scope"].isprintable()):
+            self.fail(f"{f}.scope", 'a scope path such as "encoder/inner"', rec["scope"], nid)
         if "grad_of" in rec:
             data["grad_of"] = tuple(rec["grad_of"])
         if "value" in rec:
@@ -245,6 +251,13 @@ class _Reader:
                           v, nid)
             data["value"] = arr
         return nid, data
+
+
+def _type_json(t):
+    """Is t a TensorType's JSON, [dtype, shape]?"""
+    return isinstance(t, list) and len(t) == 2 and isinstance(t[0], str) and t[0] != "tuple" \
+        and isinstance(t[1], list) and all(d is None or (isinstance(d, int) and d >= 0)
+                                           for d in t[1])
 
 
 def _show(v):
