@@ -134,7 +134,7 @@ def run(name, spec, repeats, compile_torch):
                 os.environ.pop("FLOWC_CONV_ALGO", None)
         return go
     names, fns = ["flowc auto"], [lambda: f(x, y)]
-    for algo in kconv.ALGORITHMS:
+    for algo in kconv.ALGORITHMS + ("tune",):
         names.append(f"flowc {algo}")
         fns.append(forced(algo))
     import_ok = torch_step(spec, values, False)
@@ -153,8 +153,10 @@ def run(name, spec, repeats, compile_torch):
     for n, t in zip(names, times):
         print(f"  {n:15s} {t * 1e3:8.2f} ms   {t / times[0]:5.2f}x flowc auto")
     best_forced = min(times[1:1 + len(kconv.ALGORITHMS)])
-    print(f"  auto / best forced: {times[0] / best_forced:.2f}")
+    print(f"  auto / best forced: {times[0] / best_forced:.2f}   tune / best forced: "
+          f"{times[1 + len(kconv.ALGORITHMS)] / best_forced:.2f}")
     kconv.CHOICES.clear()
+    kconv.TUNED.clear()
 
 
 def main():

@@ -19,8 +19,10 @@ import os
 import time
 
 ALGORITHMS = ("im2col", "offsets", "col2im")
-# signature -> chosen algorithm, filled at each signature's first call (explain reads it).
+# signature -> the rule's algorithm (`modelled`), filled at each signature's first call.
 CHOICES: dict = {}
+# signature -> the fastest when timed (FLOWC_CONV_ALGO=tune), per process.
+TUNED: dict = {}
 
 
 def _dilated(xp, x, u):
@@ -161,6 +163,27 @@ def candidates(lhs_dilation):
     return ALGORITHMS if any(u > 1 for u in lhs_dilation) else ALGORITHMS[:2]
 
 
+def modelled(xshape, wshape, groups, lhs_dilation, osz):
+    """The algorithm a shape signature gets by default: a fixed rule, so every process and
+    every run of a Program computes the same bits (the algorithms sum in different orders,
+    and timing them picked by machine and moment: a saved Program rounded differently in
+    another process). Fitted to LeNet's, the digits CNN's and strided input gradients'
+    convs on one BLAS thread (tools/bench_conv.py reports how far it is from the best):
+    - an input-dilated conv: col2im, which multiplies none of the dilation's zeros (2-7x
+      faster), unless there are too few channels per group for its GEMM (< 4);
+    - otherwise offsets, one GEMM per kernel offset, where each GEMM has at least twice as
+      many input as output channels and 64 rows, and there are at most 64 offsets (the
+      accumulation then costs less than writing and reading im2col's scratch); else im2col.
+    FLOWC_CONV_ALGO=tune times the candidates at the first call instead."""
+    cg, og = xshape[1] // groups, wshape[0] // groups
+    if any(u > 1 for u in lhs_dilation):
+        return "col2im" if cg >= 4 else "im2col"
+    rows = xshape[0] * math.prod(osz)
+    if math.prod(wshape[2:]) <= 64 and 2 * og < cg and rows >= 64:
+        return "offsets"
+    return "im2col"
+
+
 def make_conv(xp, choose=True):
     """The conv kernel for array module xp; `choose` times the candidates at each shape
     signature's first call (off on the GPU, where timing needs a sync: im2col there)."""
@@ -200,16 +223,22 @@ def _make_run(xp, choose):
         res = out if out is not None else xp.empty((x.shape[0], w.shape[0]) + osz,
                                                    dtype=x.dtype)
         algo = algorithm or os.environ.get("FLOWC_CONV_ALGO") or None
-        if algo is None and not choose:
+        if algo in (None, "tune") and not choose:
             algo = "im2col"
         sig = (x.shape, w.shape, str(x.dtype), stride, pad, dilation, lhs_dilation, groups)
-        algo = algo or CHOICES.get(sig)
+        if algo is None:
+            algo = CHOICES.get(sig)
+            if algo is None:
+                algo = CHOICES[sig] = modelled(x.shape, w.shape, groups, lhs_dilation, osz)
+        elif algo == "tune":
+            algo = TUNED.get(sig)
         if algo is not None:
             _IMPLS[algo](xp, x, w, a, osz, res)
             return res, algo
-        # First call of this signature: run every candidate once (each result is the
-        # answer, so nothing is wasted but time) and keep the fastest. Timing beats a cost
-        # model here: BLAS speed for small, skinny GEMMs varies by machine and thread count.
+        # FLOWC_CONV_ALGO=tune, first call of this signature: run every candidate (each result
+        # is the answer, so nothing is wasted but time) and keep the fastest. It can beat the
+        # rule (BLAS speed for small, skinny GEMMs varies by machine and thread count), at the
+        # price of results that differ in the last bits between processes.
         # Two rounds, the second in reverse order, best of each: one timing picked a 1.4x
         # slower LeNet step on a loaded machine (the first candidate ran cold).
         names = candidates(lhs_dilation)
@@ -219,7 +248,7 @@ def _make_run(xp, choose):
                 t = time.perf_counter()
                 _IMPLS[name](xp, x, w, a, osz, res)
                 times[name] = min(times[name], time.perf_counter() - t)
-        CHOICES[sig] = best = min(names, key=times.get)
+        TUNED[sig] = best = min(names, key=times.get)
         if best != names[0]:  # res holds the last candidate's rounding: make the first
             _IMPLS[best](xp, x, w, a, osz, res)  # call equal bit for bit to the later ones
         return res, best
