@@ -47,3 +47,4 @@ def test_the_gpu_kernels_follow_the_same_rule(monkeypatch):
                 np.testing.assert_allclose(got.get(), want, rtol=1e-14)
     finally:
         fake_cupy.uninstall()
+

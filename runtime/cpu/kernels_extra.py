@@ -98,7 +98,10 @@ def _put_along_axis_grad(x, idx, g, axis=-1, out=None):
     out.fill(0)
     ax = axis % x.ndim
     idx = np.broadcast_to(idx, g.shape)  # idx may broadcast against x off the axis
-    grids = np.ix_(*[np.arange(d) for d in idx.shape])
+    # Off the axis, a size-1 dim of x that idx broadcasts over takes every row's gradient at
+    # 0 (summed): its grid is all zeros, not 0..n-1 (np.add.at raised IndexError there).
+    grids = np.ix_(*[np.arange(d) if x.shape[i] != 1 else np.zeros(d, np.intp)
+                     for i, d in enumerate(idx.shape)])
     full = tuple(idx if i == ax else np.broadcast_to(grids[i], idx.shape) for i in range(x.ndim))
     if g.dtype.kind == "f" and out.size:
         # bincount sums repeated indices in float64, ~10x faster than np.add.at; a float32

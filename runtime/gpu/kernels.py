@@ -386,7 +386,9 @@ def _put_along_axis_grad(x, idx, g, axis=-1, out=None):
     out.fill(0)
     ax = axis % x.ndim
     idx = cp.broadcast_to(idx, g.shape)  # idx may broadcast against x off the axis
-    grids = cp.ix_(*[cp.arange(d) for d in idx.shape])
+    # A size-1 dim of x that idx broadcasts over sums every row's gradient into row 0.
+    grids = cp.ix_(*[cp.arange(d) if x.shape[i] != 1 else cp.zeros(d, cp.int64)
+                     for i, d in enumerate(idx.shape)])
     full = tuple(idx if i == ax else cp.broadcast_to(grids[i], idx.shape) for i in range(x.ndim))
     cupyx.scatter_add(out, full, g)
     return out
