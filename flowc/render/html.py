@@ -19,6 +19,7 @@ from .layout import layout
 from .select import pick
 
 VIEWS = ("forward", "backward", "optimized")
+COLUMN = {"forward": 0, "backward": 1, "update": 2}   # left to right, as in the pictures
 PAD, HEAD = 12, 30          # a loop box's margin around its body, and its title's height
 CHAR_W, LINE_H = 7, 15      # rough text metrics of the viewer's 12px font
 
@@ -129,7 +130,8 @@ class _Builder:
         for k in keys:
             ops = sorted(((u, p) for u, _, p in G.in_edges(k, keys=True)), key=lambda e: e[1])
             edges += [(u, k) for u, _ in ops if u in keyset]
-        pos, routes, w, h = layout(keys, edges, size)
+        column = {k: COLUMN.get(G.nodes[k].get("phase"), 0) for k in keys} if outer else None
+        pos, routes, w, h = layout(keys, edges, size, column)
         return dict(G=G, keys=keys, size=size, subs=subs, info=info, edges=edges,
                     pos=pos, routes=routes, w=w, h=h)
 

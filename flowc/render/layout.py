@@ -14,8 +14,10 @@ MAX_SPAN = 8            # longer edges get no dummies (drawn straight) so big gr
 SWEEPS = 4
 
 
-def layout(keys, edges, size):
-    """Place boxes: keys in a stable order, edges (u, v) between them, size {key: (w, h)}.
+def layout(keys, edges, size, column=None):
+    """Place boxes: keys in a stable order, edges (u, v) between them, size {key: (w, h)};
+    column {key: 0, 1, 2...} (optional): boxes of a higher column lie wholly to the right of
+    every box of a lower one (forward | backward | updates).
 
     Returns (pos {key: (x, y)} top-left corners, routes {edge index: [(x, y), ...]} bend
     points of the edges that got dummies, width, height).
@@ -53,8 +55,16 @@ def layout(keys, edges, size):
         rows[nodes[k]].append(k)
     rows = [rows[r] for r in sorted(rows)]
     _order(rows, s2, p2)
+    col = {}
+    if column:
+        # A dummy belongs to its edge's source's column; within a row, columns in order.
+        col = {k: column.get(k if k in size else edges[k[1]][0], 0) for k in nodes}
+        for row in rows:
+            row.sort(key=col.get)   # stable: keeps the sweeps' order inside a column
     w = {k: (size[k][0] if k in size else 2) for k in nodes}
     x = _xs(rows, w, s2, p2)
+    if col:
+        _bands(x, w, col)
     ys, y = [], 0.0
     for row in rows:
         ys.append(y)
@@ -68,6 +78,18 @@ def layout(keys, edges, size):
     routes = {e: [(x[d] + 1, ypos[d] + 10) for d in ch] for e, ch in chains.items()}
     width = max(x[k] + w[k] for k in nodes)
     return pos, routes, width, y - GAP_Y
+
+
+def _bands(x, w, col):
+    """Shift each column right, whole, until it clears the columns left of it."""
+    right = float("-inf")
+    for c in sorted(set(col.values())):
+        members = [k for k in x if col[k] == c]
+        left = min(x[k] for k in members)
+        shift = max(0.0, right + 2 * GAP_X - left) if right > float("-inf") else 0.0
+        for k in members:
+            x[k] += shift
+        right = max(x[k] + w[k] for k in members)
 
 
 def _layers(keys, succ, pred, order_of):
