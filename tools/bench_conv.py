@@ -4,8 +4,9 @@ thread env vars set before NumPy is imported):
 
 1. LeNet-5 (batch 64, float32, 28x28x1: conv5x5x6, relu, maxpool2, conv5x5x16, relu,
    maxpool2, dense 120, 84, 10, softmax cross-entropy, SGD) with flowc's automatic conv
-   algorithm against each forced one (FLOWC_CONV_ALGO), and against PyTorch eager and
-   torch.compile when torch imports;
+   algorithm against each forced one (FLOWC_CONV_ALGO), the same step by hand in NumPy
+   (tools/hand_conv.py: the same algorithms), and PyTorch eager and torch.compile when
+   torch imports;
 2. a small digits CNN (batch 32, 8x8x1: conv3x3x8 pad 1, relu, maxpool2, conv3x3x16 pad 1,
    relu, maxpool2, dense 10), the same comparisons.
 
@@ -26,6 +27,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import flowc as fc  # noqa: E402
 import flowc_runtime.cpu.conv as kconv  # noqa: E402  (flowc loads runtime/ under this name)
+from tools.hand_conv import hand_step  # noqa: E402
 
 try:
     from threadpoolctl import threadpool_limits
@@ -137,6 +139,9 @@ def run(name, spec, repeats, compile_torch):
     for algo in kconv.ALGORITHMS + ("tune",):
         names.append(f"flowc {algo}")
         fns.append(forced(algo))
+    hand = hand_step(spec, values)
+    names.append("hand NumPy")
+    fns.append(lambda: hand(x, y))
     import_ok = torch_step(spec, values, False)
     if import_ok is not None:
         import torch
@@ -154,7 +159,8 @@ def run(name, spec, repeats, compile_torch):
         print(f"  {n:15s} {t * 1e3:8.2f} ms   {t / times[0]:5.2f}x flowc auto")
     best_forced = min(times[1:1 + len(kconv.ALGORITHMS)])
     print(f"  auto / best forced: {times[0] / best_forced:.2f}   tune / best forced: "
-          f"{times[1 + len(kconv.ALGORITHMS)] / best_forced:.2f}")
+          f"{times[1 + len(kconv.ALGORITHMS)] / best_forced:.2f}   flowc auto / hand NumPy: "
+          f"{times[0] / times[names.index('hand NumPy')]:.2f}")
     kconv.CHOICES.clear()
     kconv.TUNED.clear()
 
