@@ -42,35 +42,41 @@ def render(what, path, stage="all", origins=None, legend=True, title=None, heat=
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     dot_path = base + ".dot"
     exe = None if fmt == "dot" else find_renderer()
-    # Each placement is another way to ask for forward | backward | updates (place.py). The
-    # plain one is kept when its drawing has that order (read back from an SVG of it); else
-    # the narrowest drawing of the others that has it.
+
     def dot_text(k):
         return to_dot(what, stage=stage, origins=origins, legend=legend, title=title,
                       heat=heat, collapse_loops=collapse_loops, raw=raw, collapse=collapse,
                       placement=k)
 
     _write_atomic(dot_path, dot_text(0).encode("ascii"))
-    keep = path if fmt == "svg" else None
-    if exe is not None and _holds(exe, dot_path, base, first=True, keep=keep):
-        return path if keep else _run(exe, fmt, dot_path, path) or path
-    if exe is not None:
-        held = [(w, k) for k in range(1, len(P.PLACEMENTS))
-                for w in [_holds(exe, _write_text(base, dot_text(k)), base, temp=True)] if w]
-        if held:
-            _write_atomic(dot_path, dot_text(min(held)[1]).encode("ascii"))
-        else:
-            warnings.warn(f"flowc.render: none of {len(P.PLACEMENTS)} layouts of {path} put "
-                          "the forward column left of the backward one; drawn as Graphviz "
-                          "placed it", RenderWarning, stacklevel=2)
-    if fmt == "dot":
-        return dot_path
     if exe is None:
-        warnings.warn(f"flowc.render: no Graphviz renderer found, so only {dot_path} was "
-                      f"written; for {fmt.upper()}: {HOW_TO_GET}", RenderWarning, stacklevel=2)
+        if fmt != "dot":
+            warnings.warn(f"flowc.render: no Graphviz renderer found, so only {dot_path} was "
+                          f"written; for {fmt.upper()}: {HOW_TO_GET}", RenderWarning,
+                          stacklevel=2)
         return dot_path
-    _run(exe, fmt, dot_path, path)
+    # The plain layout is kept when its columns read forward | backward | updates (an SVG
+    # of it, which is the picture itself for .svg); else the narrowest placement that does.
+    if not _holds(exe, dot_path, base, first=True, keep=path if fmt == "svg" else None):
+        _replace_placement(exe, dot_text, dot_path, base, path)
+        if fmt == "svg":
+            _run(exe, fmt, dot_path, path)
+    if fmt != "svg":
+        _run(exe, fmt, dot_path, path)
     return path
+
+
+def _replace_placement(exe, dot_text, dot_path, base, path):
+    """Rewrite dot_path with the narrowest of place.PLACEMENTS[1:] whose drawing holds the
+    column order; warn (and keep the plain one) where none does."""
+    held = [(w, k) for k in range(1, len(P.PLACEMENTS))
+            for w in [_holds(exe, _write_text(base, dot_text(k)), base, temp=True)] if w]
+    if held:
+        _write_atomic(dot_path, dot_text(min(held)[1]).encode("ascii"))
+    else:
+        warnings.warn(f"flowc.render: none of {len(P.PLACEMENTS)} layouts of {path} put the "
+                      "forward column left of the backward one; drawn as Graphviz placed it",
+                      RenderWarning, stacklevel=3)
 
 
 def _write_text(base, text):
