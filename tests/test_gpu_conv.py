@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from flowc_runtime.cpu.conv import _dilated, _padded, _windows
-from flowc_runtime.gpu.conv_codegen import col2im_source, im2col_source
+from flowc_runtime.gpu.conv_codegen import col2im_source, im2col_source, pool_argmax_source
 from tests import gpu_emulator as emu
 from test_conv import random_case
 
@@ -95,6 +95,8 @@ def test_conv_kernels_compile_with_nvcc(tmp_path):
         for index in ("int", "long long"):
             for dtype in (np.float32, np.float64):
                 ks += [k for k, _ in _sources(xs, K, a, dtype, index)]
+                _, ps, pk, pst, pp, pc = _pool_case(seed)
+                ks.append(pool_argmax_source(dtype, ps, pk, pst, pp, pc, index)[0])
     ks = list({k.name: k for k in ks}.values())
     (tmp_path / "all.cu").write_text("\n".join(f"namespace ns_{k.name} {{\n{k.source}}}\n"
                                                for k in ks))
@@ -104,3 +106,34 @@ def test_conv_kernels_compile_with_nvcc(tmp_path):
     assert "all.cu(" not in res.stderr, res.stderr[-4000:]
     ptx = (tmp_path / "all.ptx").read_text()
     assert all(f".entry {k.name}(" in ptx for k in ks)
+
+
+def _pool_case(seed):
+    r = np.random.default_rng(2000 + seed)
+    nd = int(r.integers(1, 4))
+    kernel = tuple(int(k) for k in r.integers(1, 4, nd))
+    stride = tuple(int(s) for s in r.integers(1, 4, nd))
+    padding = tuple(int(r.integers(0, k // 2 + 1)) for k in kernel)
+    S = tuple(int(k + r.integers(0, 4)) for k in kernel)
+    return r, (2, 3) + S, kernel, stride, padding, bool(r.integers(2))
+
+
+@pytest.mark.skipif(not emu.available(), reason="no C++ compiler (g++) for the host emulator")
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pool_argmax_matches_numpy_in_emulation(seed, dtype):
+    from flowc_runtime.cpu.pool import make_pool_argmax
+    r, xs, kernel, stride, padding, ceil = _pool_case(seed)
+    k, n = pool_argmax_source(dtype, xs, kernel, stride, padding, ceil)
+    ref = make_pool_argmax(np)
+    for call in range(3):
+        # Calls 2 and 3 bring ties (small integers), -inf and NaN: the convention's corners.
+        x = r.standard_normal(xs) if call == 0 else r.integers(-2, 2, xs).astype(float)
+        if call == 2:
+            x.flat[r.integers(0, x.size, 3)] = np.nan
+            x.flat[r.integers(0, x.size, 5)] = -np.inf
+        x = x.astype(dtype)
+        want = ref(x, kernel=kernel, stride=stride, padding=padding, ceil_mode=ceil)
+        got = np.full(want.shape, -7, dtype=np.int64)
+        emu.launch(k, (n + 31) // 32, 32, [x, got])
+        np.testing.assert_array_equal(got, want)

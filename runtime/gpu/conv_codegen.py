@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import math
 
-from .codegen import KernelSource, acc_dtype, ctype
+import numpy as np
+
+from .codegen import KernelSource, _inf, acc_dtype, ctype
 
 INT32_LIMIT = 2 ** 31 - 1
 
@@ -123,3 +125,57 @@ def col2im_source(dtype, xshape, K, stride, pad, dilation, lhs_dilation, index=N
            f"i += ({I})gridDim.x * blockDim.x) {{\n"
            + "".join(f"    {ln}\n" for ln in body) + "  }\n}\n")
     return KernelSource(name, src, ((f"const {T}*", "cols"), (f"{T}*", "dx"))), total
+
+
+def pool_argmax_source(dtype, xshape, kernel, stride, padding, ceil_mode, index=None):
+    """One thread per window: the flat spatial index of its first maximum in row-major
+    window order, as runtime/cpu/pool.py's convention: padding reads -inf, a NaN beats any
+    number, a later value wins only when strictly greater, and a window whose best is a
+    padding position reports its first real position."""
+    from ..cpu.pool import out_sizes
+    N, C = xshape[:2]
+    S = tuple(xshape[2:])
+    O = out_sizes(S, kernel, stride, padding, ceil_mode)
+    nd, T = len(S), ctype(dtype)
+    name_ = np.dtype(dtype).name
+    total = N * C * math.prod(O)
+    I = index or index_type(total, math.prod(xshape))
+    ninf = _inf(name_, negative=True)
+    body = _decode("i", [N * C, *O], ["nc"] + [f"o{d}" for d in range(nd)], I)
+    for d in range(nd):
+        body.append(f"const {I} s{d} = o{d} * {stride[d]} - {padding[d]};")
+    body.append(f"{T} best = {ninf}; {I} bi = -1;")
+    body += [f"{I} b{d} = 0;" for d in range(nd)]
+    loops = []
+    for d in range(nd):
+        loops.append("  " * d + f"for ({I} k{d} = 0; k{d} < {kernel[d]}; ++k{d}) {{")
+        loops.append("  " * d + f"  const {I} h{d} = s{d} + k{d};")
+    dep = "  " * nd
+    inside = " && ".join(f"h{d} >= 0 && h{d} < {S[d]}" for d in range(nd))
+    flat = "nc"
+    for d in range(nd):
+        flat = f"({flat}) * {S[d]} + h{d}"
+    loops.append(f"{dep}const {T} v = ({inside}) ? x[{flat}] : {ninf};")
+    # The first offset always sets best (as the CPU's running maximum starts from it).
+    loops.append(f"{dep}if (bi < 0 || v > best || (v != v && best == best)) {{")
+    loops.append(f"{dep}  best = v; bi = 0;" + "".join(f" b{d} = h{d};" for d in range(nd)))
+    loops.append(f"{dep}}}")
+    for d in range(nd - 1, -1, -1):
+        loops.append("  " * d + "}")
+    body += loops
+    # A padding position (only when padding or ceil_mode reach past the input): the window's
+    # first real position instead, dim by dim.
+    body += [f"if (b{d} < 0 || b{d} >= {S[d]}) b{d} = s{d} > 0 ? s{d} : 0;" for d in range(nd)]
+    res = "b0"
+    for d in range(1, nd):
+        res = f"({res}) * {S[d]} + b{d}"
+    body.append(f"out[i] = (long long)({res});")
+    key = repr(("pool_argmax", T, tuple(xshape), tuple(kernel), tuple(stride), tuple(padding),
+                bool(ceil_mode), I))
+    name = _name("pool_argmax", key)
+    src = (f'extern "C" __global__ void {name}(const {T}* __restrict__ x, '
+           f"long long* __restrict__ out) {{\n"
+           f"  for ({I} i = ({I})blockIdx.x * blockDim.x + threadIdx.x; i < ({I}){total}; "
+           f"i += ({I})gridDim.x * blockDim.x) {{\n"
+           + "".join(f"    {ln}\n" for ln in body) + "  }\n}\n")
+    return KernelSource(name, src, ((f"const {T}*", "x"), ("long long*", "out"))), total
