@@ -137,3 +137,25 @@ def test_pool_argmax_matches_numpy_in_emulation(seed, dtype):
         got = np.full(want.shape, -7, dtype=np.int64)
         emu.launch(k, (n + 31) // 32, 32, [x, got])
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.skipif(not emu.available(), reason="no C++ compiler (g++) for the host emulator")
+@pytest.mark.parametrize("seed", range(6))
+def test_generated_conv_on_fake_device_matches_the_reference_path(seed, monkeypatch):
+    from tests import fake_cupy
+    cp = fake_cupy.install(monkeypatch)
+    try:
+        from flowc_runtime.cpu.conv import make_conv
+        from flowc_runtime.gpu import conv_run
+        r, xs, K, a, osz = _case(seed)
+        ws = (a["groups"] * int(r.integers(1, 3)), xs[1] // a["groups"]) + tuple(K)
+        attrs = dict(stride=a["stride"], pad=a["pad"], dilation=a["dilation"],
+                     lhs_dilation=a["lhs_dilation"], groups=a["groups"], flip=a["flip"])
+        ref = make_conv(np, choose=False)
+        for call in range(3):
+            x, w = r.standard_normal(xs), r.standard_normal(ws)
+            got = conv_run.conv(cp.asarray(x), cp.asarray(w), **attrs).get()
+            np.testing.assert_allclose(got, ref(x, w, **attrs), rtol=1e-12, atol=1e-12)
+        assert conv_run._im2col_kernel.cache_info().currsize == 1  # the generated path ran
+    finally:
+        fake_cupy.uninstall()
