@@ -651,7 +651,8 @@ def module():
     return cp, cpx
 
 
-_BOUND = ("flowc_runtime.gpu.kernels", "flowc_runtime.gpu.executable")
+_BOUND = ("flowc_runtime.gpu.kernels", "flowc_runtime.gpu.executable",
+          "flowc_runtime.gpu.conv_run")  # conv_run: the generated conv kernels
 
 
 def reset():

@@ -23,7 +23,7 @@ from ..cpu.kernels import Kernel, _concat_grad, _expand_dims, _index
 from ..cpu.kernels_extra import range_problem, shard_start
 from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape, updated_copy
 from ..cpu.kernels_shape import table as _shape_table
-from ..cpu.conv import make_conv
+from . import conv_run as _conv_run
 from ..cpu.pool import make_pool_argmax
 from ..cpu.loops import make_cond, make_loop
 from ..cpu.gemm import broadcast_gemm
@@ -449,9 +449,10 @@ from ..cpu.kernels_comm import table as _comm_table  # noqa: E402
 
 KERNELS.update({name: Kernel(fn, kind) for name, (fn, kind) in _comm_table(cp).items()})
 KERNELS["select"] = Kernel(lambda t, indices: tuple(t[i] for i in indices), "view")
-# Convolution: the NumPy kernel on device arrays, im2col unless FLOWC_CONV_ALGO forces one
-# (choosing by time would need a device sync per candidate).
-KERNELS["conv"] = Kernel(make_conv(cp, choose=False), "out")
+# Convolution: the generated im2col kernel plus cuBLAS (conv_run.py); FLOWC_GPU_CONV=reference
+# or FLOWC_CONV_ALGO runs the NumPy kernel on device arrays (choosing by time would need a
+# device sync per candidate).
+KERNELS["conv"] = Kernel(_conv_run.conv, "out")
 KERNELS["pool_argmax"] = Kernel(make_pool_argmax(cp), "out")
 
 

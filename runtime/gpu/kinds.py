@@ -26,7 +26,7 @@ def kernel_kind(kernel, dtype="float64") -> str:
     values on the host first) or 'CuPy' for one kernel."""
     if kernel in GENERATED:
         return "generated CUDA"
-    if kernel in ("matmul", "gemm"):
+    if kernel in ("matmul", "gemm", "conv"):  # conv: generated im2col, then cuBLAS
         return "cuBLAS" if np.dtype(dtype).kind in "fc" else "CuPy"
     if kernel in CUSOLVER:
         return "cuSOLVER"

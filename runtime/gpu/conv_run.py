@@ -1,0 +1,55 @@
+"""conv on the GPU: the generated im2col kernel (conv_codegen.py) into a column buffer, then
+one cuBLAS GEMM per group, as the NumPy kernel's im2col algorithm does after its copy.
+
+FLOWC_GPU_CONV=reference (or FLOWC_CONV_ALGO forcing an algorithm, or a dtype the generator
+does not cover) runs the NumPy algorithm through CuPy instead: the reference path.
+"""
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+
+import cupy as cp
+
+from ..cpu.conv import check_operands, make_conv, out_sizes
+from .conv_codegen import im2col_source
+
+_REFERENCE = make_conv(cp, choose=False)
+_BLOCK = 256
+
+
+@lru_cache(maxsize=512)
+def _im2col_kernel(dtype, xshape, K, stride, pad, dilation, lhs_dilation):
+    ks, total = im2col_source(dtype, xshape, K, stride, pad, dilation, lhs_dilation)
+    # Grid-stride loop: a bounded grid covers any size.
+    return cp.RawKernel(ks.source, ks.name), total, min(-(-total // _BLOCK), 65535)
+
+
+def conv(x, w, out=None, stride=(1,), pad=((0, 0),), dilation=(1,), lhs_dilation=(1,),
+         groups=1, flip=False):
+    """The conv kernel on CuPy arrays (generated im2col + cuBLAS)."""
+    if (os.environ.get("FLOWC_GPU_CONV") == "reference" or os.environ.get("FLOWC_CONV_ALGO")
+            or x.dtype.name not in ("float32", "float64") or w.dtype != x.dtype):
+        return _REFERENCE(x, w, out=out, stride=stride, pad=pad, dilation=dilation,
+                          lhs_dilation=lhs_dilation, groups=groups, flip=flip)
+    check_operands(x.shape, w.shape, groups)
+    nd = x.ndim - 2
+    if flip:
+        w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
+    K = tuple(w.shape[2:])
+    osz = out_sizes(x.shape[2:], K, stride, pad, dilation, lhs_dilation)
+    N, C, O = x.shape[0], x.shape[1], w.shape[0]
+    res = out if out is not None else cp.empty((N, O) + osz, dtype=x.dtype)
+    x = cp.ascontiguousarray(x)
+    kern, total, blocks = _im2col_kernel(x.dtype.name, tuple(x.shape), K, tuple(stride),
+                                         tuple(tuple(p) for p in pad), tuple(dilation),
+                                         tuple(lhs_dilation))
+    P, Cg, Og, KK = math.prod(osz), C // groups, O // groups, math.prod(K)
+    cols = cp.empty((N * P, groups, Cg * KK), dtype=x.dtype)
+    if total:
+        kern((blocks,), (_BLOCK,), (x, cols))
+    for g in range(groups):
+        y = cols[:, g] @ w[g * Og:(g + 1) * Og].reshape(Og, Cg * KK).T  # (N * P, Og)
+        res[:, g * Og:(g + 1) * Og] = cp.moveaxis(y.reshape((N,) + osz + (Og,)), -1, 1)
+    return res
