@@ -104,7 +104,7 @@ def test_the_auto_choice_is_cached_per_signature():
     kconv.CHOICES[sig] = "offsets"  # a cached choice is used as is
     np.testing.assert_allclose(conv(x, w, **a), conv(x, w, algorithm="col2im", **a))
     assert kconv.CHOICES[sig] == "offsets"
-    assert kconv.candidates((1, 1)) == ("im2col", "offsets")
+    assert kconv.candidates((1, 1)) == ALGOS
 
 
 def test_explain_and_profile_name_each_convs_algorithm(monkeypatch):
@@ -146,16 +146,36 @@ def test_the_default_choice_is_a_rule_not_a_timing(monkeypatch):
     monkeypatch.setattr(kconv.time, "perf_counter", lambda: pytest.fail("a conv was timed"))
     conv = kconv.make_conv(np)
     r = np.random.default_rng(5)
-    cases = [((64, 1, 28, 28), (6, 1, 5, 5), (1, 1), "im2col"),      # LeNet conv1
-             ((64, 16, 8, 8), (6, 16, 5, 5), (1, 1), "offsets"),     # a wide-in, narrow-out
-             ((32, 16, 8, 8), (32, 16, 3, 3), (2, 2), "col2im"),    # a strided conv's dx
-             ((8, 3, 32, 32), (16, 3, 5, 5), (2, 2), "im2col")]     # too few channels
-    for xs, ws, u, want in cases:
-        a = dict(stride=(1, 1), pad=((2, 2), (2, 2)), dilation=(1, 1), lhs_dilation=u,
+    cases = [((64, 1, 28, 28), (6, 1, 5, 5), (1, 1), 2, "im2col"),      # LeNet conv1
+             ((64, 16, 8, 8), (6, 16, 5, 5), (1, 1), 4, "col2im"),      # its dx: narrow out
+             ((1, 64, 28, 28), (6, 64, 24, 24), (1, 1), 0, "im2col"),   # its dw: few positions
+             ((32, 16, 8, 8), (32, 16, 3, 3), (2, 2), 2, "col2im"),     # a strided conv's dx
+             ((8, 3, 32, 32), (16, 3, 5, 5), (2, 2), 2, "im2col"),      # too few channels
+             ((16, 64, 32, 32), (64, 64, 3, 3), (1, 1), 1, "offsets")]  # a 37 MB scratch
+    for xs, ws, u, p, want in cases:
+        a = dict(stride=(1, 1), pad=((p, p), (p, p)), dilation=(1, 1), lhs_dilation=u,
                  groups=1)
         x, w = r.standard_normal(xs).astype(np.float32), r.standard_normal(ws).astype(np.float32)
         kconv.CHOICES.clear()
         got = conv(x, w, **a)
         sig = (xs, ws, "float32", (1, 1), a["pad"], (1, 1), u, 1)
-        assert kconv.CHOICES[sig] == want
+        assert kconv.CHOICES[sig] == want, (xs, ws)
         np.testing.assert_array_equal(got, conv(x, w, algorithm=want, **a))
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_a_weight_gradients_conv_few_positions_many_offsets(algo):
+    """A weight gradient's conv: the activation is the kernel (many offsets), the output the
+    kernel's few positions; im2col fills it one position at a time. Each algorithm against
+    the loop reference, strided and dilated, with an out= buffer on calls 1-3."""
+    r = np.random.default_rng(7)
+    conv = kconv.make_conv(np)
+    a = dict(stride=(2, 1), pad=((1, 0), (0, 2)), dilation=(1, 2), lhs_dilation=(1, 1),
+             groups=2, flip=True)
+    x, w = r.standard_normal((3, 4, 13, 11)), r.standard_normal((6, 2, 7, 5))
+    want = conv_ref(x, w, **a)
+    assert np.prod(want.shape[2:]) < 7 * 5
+    out = np.empty(want.shape)
+    for _ in range(3):
+        assert conv(x, w, algorithm=algo, out=out, **a) is out
+        np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)

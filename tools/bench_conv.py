@@ -8,7 +8,9 @@ thread env vars set before NumPy is imported):
    (tools/hand_conv.py: the same algorithms), and PyTorch eager and torch.compile when
    torch imports;
 2. a small digits CNN (batch 32, 8x8x1: conv3x3x8 pad 1, relu, maxpool2, conv3x3x16 pad 1,
-   relu, maxpool2, dense 10), the same comparisons.
+   relu, maxpool2, dense 10), the same comparisons;
+3. per conv signature of each step (forward, input and weight gradients), the rule's
+   algorithm against each forced one on the kernel alone.
 
     python tools/bench_conv.py [--repeats 20] [--no-compile]
 """
@@ -161,8 +163,28 @@ def run(name, spec, repeats, compile_torch):
     print(f"  auto / best forced: {times[0] / best_forced:.2f}   tune / best forced: "
           f"{times[1 + len(kconv.ALGORITHMS)] / best_forced:.2f}   flowc auto / hand NumPy: "
           f"{times[0] / times[names.index('hand NumPy')]:.2f}")
+    per_signature(dict(kconv.CHOICES), repeats)
     kconv.CHOICES.clear()
     kconv.TUNED.clear()
+
+
+def per_signature(choices, repeats):
+    """Time the conv kernel alone for each signature the step ran, every algorithm forced,
+    and print the rule's choice against the fastest."""
+    conv, r = kconv.make_conv(np), np.random.default_rng(2)
+    rule_total = best_total = 0.0
+    print("  per conv signature (x, w, pad; ms per algorithm; * the rule's choice):")
+    for (xs, ws, dt, st, pad, dil, lhs, g), chosen in choices.items():
+        x, w = r.standard_normal(xs).astype(dt), r.standard_normal(ws).astype(dt)
+        a = dict(stride=st, pad=pad, dilation=dil, lhs_dilation=lhs, groups=g)
+        fns = [lambda n=n: conv(x, w, algorithm=n, **a) for n in kconv.ALGORITHMS]
+        ts = dict(zip(kconv.ALGORITHMS, best_interleaved(fns, repeats)))
+        rule_total += ts[chosen]
+        best_total += min(ts.values())
+        cells = "  ".join(f"{n} {t * 1e3:6.3f}{'*' if n == chosen else ' '}"
+                          for n, t in ts.items())
+        print(f"    {str(xs):17s} {str(ws):17s} pad {pad[0][0]}  {cells}")
+    print(f"  rule / best per signature, summed: {rule_total / best_total:.2f}")
 
 
 def main():

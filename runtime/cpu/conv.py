@@ -81,14 +81,29 @@ def _windows(xp, x, K, stride, dilation, osz):
             for i, d, s, o in zip(off, dilation, stride, osz))]
 
 
+def _patches(x, K, stride, dilation, osz):
+    """(output position, x~[:, :, p * s + i * d] over the kernel offsets i) for each output
+    position p."""
+    for pos in itertools.product(*(range(o) for o in osz)):
+        yield pos, x[(slice(None), slice(None)) + tuple(
+            slice(p * s, p * s + d * (k - 1) + 1, d)
+            for p, s, d, k in zip(pos, stride, dilation, K))]
+
+
 def _im2col(xp, x, w, a, osz, res):
     x = _padded(xp, _dilated(xp, x, a["lhs_dilation"]), a["pad"])
     K, (N, C), O, groups, nd = w.shape[2:], x.shape[:2], w.shape[0], a["groups"], x.ndim - 2
-    # cols[n, *p, c, *i] = x~[n, c, p * s + i * d]: one strided copy per kernel offset.
+    # cols[n, *p, c, *i] = x~[n, c, p * s + i * d]: one strided copy per kernel offset, or
+    # per output position when there are fewer of those (a weight gradient's conv has the
+    # kernel's few positions and the activation's many offsets: 576 tiny copies otherwise).
     cols = xp.empty((N,) + osz + (C,) + tuple(K), dtype=x.dtype)
-    lead = (slice(None),) * (2 + nd)
-    for off, src in _windows(xp, x, K, a["stride"], a["dilation"], osz):
-        cols[lead + off] = xp.moveaxis(src, 1, -1)
+    if math.prod(osz) < math.prod(K):
+        for pos, src in _patches(x, K, a["stride"], a["dilation"], osz):
+            cols[(slice(None),) + pos] = src
+    else:
+        lead = (slice(None),) * (2 + nd)
+        for off, src in _windows(xp, x, K, a["stride"], a["dilation"], osz):
+            cols[lead + off] = xp.moveaxis(src, 1, -1)
     P, Cg, Og, KK = math.prod(osz), C // groups, O // groups, math.prod(K)
     cols = cols.reshape(N * P, groups, Cg * KK)
     for g in range(groups):
@@ -159,27 +174,39 @@ _IMPLS = {"im2col": _im2col, "offsets": _offsets, "col2im": _col2im}
 
 
 def candidates(lhs_dilation):
-    """The algorithms the auto choice times: col2im only pays when the input is dilated."""
-    return ALGORITHMS if any(u > 1 for u in lhs_dilation) else ALGORITHMS[:2]
+    """The algorithms FLOWC_CONV_ALGO=tune times (every one: each wins somewhere)."""
+    return ALGORITHMS
 
 
-def modelled(xshape, wshape, groups, lhs_dilation, osz):
+SCRATCH_BYTES = 16 << 20  # an im2col scratch above this loses to offsets' small copies
+
+
+def modelled(xshape, wshape, groups, lhs_dilation, osz, itemsize=4):
     """The algorithm a shape signature gets by default: a fixed rule, so every process and
     every run of a Program computes the same bits (the algorithms sum in different orders,
     and timing them picked by machine and moment: a saved Program rounded differently in
-    another process). Fitted to LeNet's, the digits CNN's and strided input gradients'
-    convs on one BLAS thread (tools/bench_conv.py reports how far it is from the best):
+    another process). Fitted on one BLAS thread to LeNet's, the digits CNN's and a dozen
+    ResNet-like convs with their gradients (tools/bench_conv.py reports, per signature, how
+    far it is from the best forced algorithm):
     - an input-dilated conv: col2im, which multiplies none of the dilation's zeros (2-7x
       faster), unless there are too few channels per group for its GEMM (< 4);
-    - otherwise offsets, one GEMM per kernel offset, where each GEMM has at least twice as
-      many input as output channels and 64 rows, and there are at most 64 offsets (the
-      accumulation then costs less than writing and reading im2col's scratch); else im2col.
+    - fewer output positions than kernel offsets (a weight gradient's conv, whose kernel
+      is the activation): im2col, filled one output position at a time;
+    - fewer output than input channels (>= 4 of them): col2im, whose GEMM output and
+      scatter-adds are the narrower side (1.1-3x faster; a full conv's input gradient also
+      skips its padding's zeros);
+    - an im2col scratch over SCRATCH_BYTES with at most 64 offsets: offsets;
+    - else im2col.
     FLOWC_CONV_ALGO=tune times the candidates at the first call instead."""
-    cg, og = xshape[1] // groups, wshape[0] // groups
+    cg, og, KK = xshape[1] // groups, wshape[0] // groups, math.prod(wshape[2:])
     if any(u > 1 for u in lhs_dilation):
         return "col2im" if cg >= 4 else "im2col"
-    rows = xshape[0] * math.prod(osz)
-    if math.prod(wshape[2:]) <= 64 and 2 * og < cg and rows >= 64:
+    P = math.prod(osz)
+    if P < KK:
+        return "im2col"
+    if og < cg and cg >= 4:
+        return "col2im"
+    if xshape[0] * P * xshape[1] * KK * itemsize > SCRATCH_BYTES and KK <= 64:
         return "offsets"
     return "im2col"
 
@@ -229,7 +256,8 @@ def _make_run(xp, choose):
         if algo is None:
             algo = CHOICES.get(sig)
             if algo is None:
-                algo = CHOICES[sig] = modelled(x.shape, w.shape, groups, lhs_dilation, osz)
+                algo = CHOICES[sig] = modelled(x.shape, w.shape, groups, lhs_dilation, osz,
+                                                x.dtype.itemsize)
         elif algo == "tune":
             algo = TUNED.get(sig)
         if algo is not None:
