@@ -6,7 +6,8 @@ thread env vars set before NumPy is imported):
    maxpool2, dense 120, 84, 10, softmax cross-entropy, SGD) with flowc's automatic conv
    algorithm against each forced one (FLOWC_CONV_ALGO), the same step by hand in NumPy
    (tools/hand_conv.py: the same algorithms), and PyTorch eager and torch.compile when
-   torch imports;
+   torch imports (flowc auto: the rule's algorithms and, at O2, each forward conv's im2col
+   columns reused by its weight gradient; forced: every conv runs one algorithm);
 2. a small digits CNN (batch 32, 8x8x1: conv3x3x8 pad 1, relu, maxpool2, conv3x3x16 pad 1,
    relu, maxpool2, dense 10), the same comparisons;
 3. per conv signature of each step (forward, input and weight gradients), the rule's
@@ -130,10 +131,18 @@ def run(name, spec, repeats, compile_torch):
     f = flowc_step(spec, values)
 
     def forced(algo):
+        # Compiled and called with the algorithm forced: every conv runs it (the O2 pass
+        # that shares the forward's im2col columns with the weight gradient stays off).
+        os.environ["FLOWC_CONV_ALGO"] = algo
+        try:
+            g = flowc_step(spec, values)
+        finally:
+            os.environ.pop("FLOWC_CONV_ALGO", None)
+
         def go():
             os.environ["FLOWC_CONV_ALGO"] = algo
             try:
-                f(x, y)
+                g(x, y)
             finally:
                 os.environ.pop("FLOWC_CONV_ALGO", None)
         return go
@@ -156,14 +165,18 @@ def run(name, spec, repeats, compile_torch):
             fns.append(lambda: tc(tx, ty))
     times = best_interleaved(fns, repeats)
     chosen = sorted({v for k, v in kconv.CHOICES.items()})
-    print(f"\n{name}: auto chose {chosen} over {len(kconv.CHOICES)} conv signatures")
+    print(f"\n{name}: auto shares the forward's im2col columns with the weight gradients; "
+          f"its other convs ran {chosen}")
     for n, t in zip(names, times):
         print(f"  {n:15s} {t * 1e3:8.2f} ms   {t / times[0]:5.2f}x flowc auto")
     best_forced = min(times[1:1 + len(kconv.ALGORITHMS)])
     print(f"  auto / best forced: {times[0] / best_forced:.2f}   tune / best forced: "
           f"{times[1 + len(kconv.ALGORITHMS)] / best_forced:.2f}   flowc auto / hand NumPy: "
           f"{times[0] / times[names.index('hand NumPy')]:.2f}")
-    per_signature(dict(kconv.CHOICES), repeats)
+    # Every conv signature the step has without the column sharing (the tune run's).
+    per_signature({sig: kconv.modelled(sig[0], sig[1], sig[7], sig[6], kconv.out_sizes(
+        sig[0][2:], sig[1][2:], sig[3], sig[4], sig[5], sig[6]), np.dtype(sig[2]).itemsize)
+        for sig in kconv.TUNED}, repeats)
     kconv.CHOICES.clear()
     kconv.TUNED.clear()
 

@@ -1267,6 +1267,13 @@ def g_conv(g):
     pad = tuple((int(a), int(b)) for a, b in g.rng.integers(-1, 3, (nd, 2)))
     w = g.leaf("input", (o, c // groups) + k, dtype=g.spec.nodes[x].dtype,
                decl=(o, c // groups) + k)   # conv needs a kernel of known size
+    if g.rng.random() < 0.3:   # a per-channel bias: O2 folds it into the conv's GEMM
+        b = g.leaf("input", (o,), dtype=g.spec.nodes[x].dtype, decl=(o,))
+        bs = (1, -1) + (1,) * nd
+        return g.step("conv_bias", f"fc.conv({{0}}, {{1}}, stride={st}, padding={pad}, "
+                      f"dilation={dil}, groups={groups}) + fc.reshape({{2}}, {bs})",
+                      f"conv_np({{0}}, {{1}}, {st}, {pad}, {dil}, {groups}) + "
+                      f"np.reshape({{2}}, {bs})", [x, w, b])
     return g.step("conv", f"fc.conv({{0}}, {{1}}, stride={st}, padding={pad}, dilation={dil}, "
                   f"groups={groups})", f"conv_np({{0}}, {{1}}, {st}, {pad}, {dil}, {groups})",
                   [x, w])

@@ -180,3 +180,32 @@ register(OpDef("conv", 2, _infer, vjp=_vjp, jvp=_jvp, batch=_batch, unbroadcasts
                       "lhs_dilation": (1,), "groups": 1, "flip": False},
                doc="N-D convolution: stride, pads (negative crops), kernel and input "
                    "dilation, groups, flip; its gradients are conv again"))
+
+
+def bias_channels(ytype, btype):
+    """True when b (btype) broadcasts into y (ytype, N, O, *spatial) along the channel
+    axis alone: shaped (1, O, 1, ...), (O, 1, ...) or (1, ..., 1) with O known."""
+    o, nd = ytype.shape[1], ytype.ndim
+    if o is None or btype.ndim > nd or btype.dtype != ytype.dtype:
+        return False
+    shape = (1,) * (nd - btype.ndim) + tuple(btype.shape)
+    return all(s == 1 for i, s in enumerate(shape) if i != 1) and shape[1] in (1, o)
+
+
+def _bias_infer(types, attrs):
+    x, w, b = types
+    y = _infer([x, w], attrs)
+    if not bias_channels(y, b):
+        raise ShapeError(f"conv_bias needs a bias of {y.dtype} broadcasting along the "
+                         f"channels of {y.short()}, got {b.short()}")
+    return y
+
+
+# conv(x, w) + b for a per-channel b, with b added to the GEMM's rows before the layout
+# copy (made by the O2 specialize pass; like gemm, no derivative rules: it exists only after
+# autodiff).
+register(OpDef("conv_bias", 3, _bias_infer, differentiable=False,
+               attrs={"stride": (1,), "pad": ((0, 0),), "dilation": (1,),
+                      "lhs_dilation": (1,), "groups": 1, "flip": False},
+               doc="conv(x, w) + b with a per-channel b folded into the conv's GEMM (made "
+                   "by the O2 specialize pass)"))

@@ -14,7 +14,8 @@ from ..ir.body import freeze, in_types, inputs_read, reorder_inputs, thaw
 from ..ir.errors import FlowcError
 
 # Products whose per-step calls are worth one call over all steps.
-CONTRACTIONS = frozenset({"matmul", "gemm", "tensordot", "einsum", "dot", "conv"})
+CONTRACTIONS = frozenset({"matmul", "gemm", "tensordot", "einsum", "dot", "conv",
+                          "conv_bias"})
 # Ops never moved: draws (each step's numbers differ), checks that must fail at their step,
 # and nested control flow.
 KEPT = frozenset({"random_uniform", "random_check", "loop", "cond", "part", "select"})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..ir.errors import ArgumentError
 from .cleanup import cse, dce, fold_constants
+from .conv_columns import share_conv_columns
 from .fuse import fuse
 from .shapes import drop_identity_shape_ops
 from .specialize import specialize
@@ -10,7 +11,8 @@ from .stabilize import simplify_and_stabilize
 
 # canonicalize + stabilize (one fixed point over both rule tables) -> fold -> cse ->
 # shape-class cleanup -> both tables again, for what folding and the shape classes exposed;
-# O2 then specializes (GEMM) and fuses. Stabilizing comes before folding: folding
+# O2 then specializes (GEMM, conv bias), shares a conv's im2col columns with its weight
+# gradient, and fuses. Stabilizing comes before folding: folding
 # log(1 - sigmoid(40)) naively gives log(0) = -inf, and a stable form that O1 promises
 # must hold for constants too (the rules see through small constant expressions, so
 # `(2 - 1) - sigmoid(c)` matches as well). build_unit already dropped everything the
@@ -20,7 +22,7 @@ PIPELINES = {
     "O1": (cse, simplify_and_stabilize, fold_constants, cse, drop_identity_shape_ops,
            simplify_and_stabilize),
 }
-PIPELINES["O2"] = PIPELINES["O1"] + (specialize, fuse)
+PIPELINES["O2"] = PIPELINES["O1"] + (specialize, share_conv_columns, fuse)
 
 
 def optimize(G, level="O1", verify=False):

@@ -71,15 +71,17 @@ def builder(G) -> Graph:
     return Graph(G)
 
 
-def add_like(H, n, op, args, attrs, nid):
+def add_like(H, n, op, args, attrs, nid, same_value=True):
     """A new node computing node n's value from `args`; it inherits n's name, phase, line
-    and scope (so a fused group still draws inside its layer or optimizer)."""
+    and scope (so a fused group still draws inside its layer or optimizer). same_value=False:
+    a new intermediate made for n (its phase, line and scope, no name, its own type)."""
     d = H.nodes[n]
     opdef = get_op(op)
     attrs = canonical_attrs(opdef, attrs)
     t = opdef.infer([H.nodes[a]["type"] for a in args], attrs)
-    assert t == d["type"], f"{op} type {t} != {d['type']}"
-    H.add_node(nid, op=op, attrs=attrs, type=t, name=d.get("name"), phase=d["phase"],
+    assert t == d["type"] or not same_value, f"{op} type {t} != {d['type']}"
+    name = d.get("name") if same_value else None
+    H.add_node(nid, op=op, attrs=attrs, type=t, name=name, phase=d["phase"],
                trace=d.get("trace"), **{k: d[k] for k in ("origin", "scope") if k in d})
     for port, a in enumerate(args):
         H.add_edge(a, nid, key=port)

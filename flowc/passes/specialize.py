@@ -1,13 +1,17 @@
-"""Specialization: a matrix product and the scaled add that consumes it become one GEMM.
+"""Specialization: a matrix product and the scaled add that consumes it become one GEMM; a
+conv and the per-channel bias added to it become one conv_bias.
 
 BLAS computes C := alpha * A @ B + beta * C in one call, so `x @ W + b` (a layer) and
 `W - lr * (X.T @ g)` (an SGD update of a weight matrix) need no second pass over the
-product. Transposed operands stay views: the runtime hands BLAS the transpose flags.
+product. Transposed operands stay views: the runtime hands BLAS the transpose flags. A
+conv's bias is added to its GEMM's (N * positions, O) rows before the copy to (N, O, ...)
+layout, in cache, instead of in a pass of its own over the output.
 """
 from __future__ import annotations
 
 import networkx as nx
 
+from ..ops.conv import bias_channels
 from .algebra import _const
 from .cleanup import prune
 from .rewrite import (add_like, copy_graph, fresh_ids, log, move_roots, operands, replace,
@@ -83,15 +87,33 @@ def _gemm_form(H, m, keep):
     return a, b, c, alpha, beta, n, side
 
 
+def _conv_bias_form(H, m, keep):
+    """(bias, add node) when conv m's value flows only into m + b, b per channel."""
+    n = _single_consumer(H, m, keep)
+    if n is None or H.nodes[n]["op"] != "add" or H.nodes[n]["type"] != H.nodes[m]["type"]:
+        return None
+    x, y = operands(H, n)
+    b = y if x == m else x
+    return (b, n) if b != m and bias_channels(H.nodes[m]["type"], H.nodes[b]["type"]) \
+        else None
+
+
+def _candidate(G, m):
+    d = G.nodes[m]
+    if d["op"] == "conv":
+        return True
+    if d["op"] != "matmul" or d["type"].dtype not in ("float32", "float64"):
+        return False
+    return all(G.nodes[a]["type"].ndim == 2 for a in operands(G, m))
+
+
 def specialize(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
     """Fold `C +- k * (A @ B)` (2-D float A, B; C broadcasting into the product) into one
-    gemm node. Guarantee: same values (up to BLAS's rounding) and types."""
+    gemm node, and `conv(x, w) + b` (b per channel) into one conv_bias node. Guarantee:
+    same values (up to BLAS's rounding) and types."""
     H = None
     for m in topo(G):
-        d = G.nodes[m]
-        if d["op"] != "matmul" or d["type"].dtype not in ("float32", "float64"):
-            continue
-        if any(G.nodes[a]["type"].ndim != 2 for a in operands(G, m)):
+        if not _candidate(G, m):
             continue
         if H is None:  # copy on the first match only: no-op passes return their input
             H = copy_graph(G)
@@ -99,6 +121,17 @@ def specialize(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
             ids = fresh_ids(H)
             moved = {}
         if m not in H:
+            continue
+        if H.nodes[m]["op"] == "conv":
+            form = _conv_bias_form(H, m, keep)
+            if form is not None:
+                b, n = form
+                x, w = operands(H, m)
+                new = add_like(H, n, "conv_bias", [x, w, b], dict(H.nodes[m]["attrs"]),
+                               next(ids))
+                _move_shape_readers(H, m, new)
+                replace(H, n, new, moved)
+                log(H, "conv_bias", n)
             continue
         form = _gemm_form(H, m, keep)
         if form is None:

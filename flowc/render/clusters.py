@@ -209,7 +209,7 @@ def _body_node(H, k, dot_name, ind, look):
     if d["op"] == "const":
         label = S.node_label(H, k, "const", {})
         return f"{ind}{dot_name} [{S.attrs_text(S.KINDS['const'][0])}, label={label}];"
-    if d["op"] in ("conv", "fused", "fused_reduce"):  # their own labels: geometry, expression
+    if d["op"] in ("conv", "conv_bias", "fused", "fused_reduce"):  # their own labels: geometry, expression
         label = S.node_label(H, k, "forward", {})
     else:  # no %id: a body's ids are its own and would read as the outer graph's
         note = " ".join(S.attr_texts(d["op"], d.get("attrs") or {}))

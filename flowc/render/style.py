@@ -91,7 +91,7 @@ def node_label(G, n, k, names, stage=None) -> str:
         return _lines(lines, small)
     if d["op"] in ("fused", "fused_reduce"):
         return _fused_label(d, name or names.get(n), n)
-    if d["op"] == "conv":
+    if d["op"] in ("conv", "conv_bias"):
         return _conv_label(G, n, d, name or names.get(n), stage)
     lines = [esc(d["op"])]
     if name or n in names:
@@ -141,7 +141,7 @@ def _conv_label(G, n, d, name, stage):
     attrs = d.get("attrs") or {}
     ws = [G.nodes[u]["type"] for u, _, port in G.in_edges(n, keys=True) if port == 1]
     kernel = tuple(ws[0].shape[2:]) if ws and getattr(ws[0], "shape", None) else ("?",)
-    lines = [esc(conv_text(kernel, attrs))]
+    lines = [esc(conv_text(kernel, attrs) + (" + bias" if d["op"] == "conv_bias" else ""))]
     if name:
         lines.append(i(name))
     if stage == "optimized" and attrs.get("algorithm") is not None:

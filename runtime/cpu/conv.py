@@ -35,6 +35,15 @@ def _dilated(xp, x, u):
     return out
 
 
+def _accumulator(xp, shape, dtype, bias):
+    """A channels-last accumulator starting at zero, or at conv_bias's bias."""
+    if bias is None:
+        return xp.zeros(shape, dtype=dtype)
+    acc = xp.empty(shape, dtype=dtype)
+    acc[...] = bias
+    return acc
+
+
 def _padded(xp, x, pad):
     """x cropped by the negative pads and zero-padded by the positive ones."""
     crop = tuple(slice(max(-lo, 0), n - max(-hi, 0)) for (lo, hi), n in zip(pad, x.shape[2:]))
@@ -90,25 +99,45 @@ def _patches(x, K, stride, dilation, osz):
             for p, s, d, k in zip(pos, stride, dilation, K))]
 
 
-def _im2col(xp, x, w, a, osz, res):
-    x = _padded(xp, _dilated(xp, x, a["lhs_dilation"]), a["pad"])
-    K, (N, C), O, groups, nd = w.shape[2:], x.shape[:2], w.shape[0], a["groups"], x.ndim - 2
-    # cols[n, *p, c, *i] = x~[n, c, p * s + i * d]: one strided copy per kernel offset, or
-    # per output position when there are fewer of those (a weight gradient's conv has the
-    # kernel's few positions and the activation's many offsets: 576 tiny copies otherwise).
-    cols = xp.empty((N,) + osz + (C,) + tuple(K), dtype=x.dtype)
+def columns(xp, x, K, stride, pad, dilation, lhs_dilation, osz, out=None):
+    """The im2col matrix (N * positions, C * kernel) of x: rows (n, *p), columns (c, *i)
+    holding x~[n, c, p * s + i * d] (x~ dilated by lhs_dilation, then padded)."""
+    x = _padded(xp, _dilated(xp, x, lhs_dilation), pad)
+    (N, C), nd = x.shape[:2], x.ndim - 2
+    # One strided copy per kernel offset, or per output position when there are fewer of
+    # those (a weight gradient's conv has the kernel's few positions and the activation's
+    # many offsets: 576 tiny copies otherwise).
+    if out is None:
+        out = xp.empty((N * math.prod(osz), C * math.prod(K)), dtype=x.dtype)
+    cols = out.reshape((N,) + tuple(osz) + (C,) + tuple(K))
     if math.prod(osz) < math.prod(K):
-        for pos, src in _patches(x, K, a["stride"], a["dilation"], osz):
+        for pos, src in _patches(x, K, stride, dilation, osz):
             cols[(slice(None),) + pos] = src
     else:
         lead = (slice(None),) * (2 + nd)
-        for off, src in _windows(xp, x, K, a["stride"], a["dilation"], osz):
+        for off, src in _windows(xp, x, K, stride, dilation, osz):
             cols[lead + off] = xp.moveaxis(src, 1, -1)
-    P, Cg, Og, KK = math.prod(osz), C // groups, O // groups, math.prod(K)
-    cols = cols.reshape(N * P, groups, Cg * KK)
+    return out
+
+
+def from_columns(xp, cols, w, bias, osz, res):
+    """res (N, O, *osz) = the conv of the windows in cols (groups as column blocks) by w,
+    plus bias (per channel, or None)."""
+    O, groups = w.shape[0], cols.shape[1] // math.prod(w.shape[1:])
+    Og, N = O // groups, cols.shape[0] // math.prod(osz)
+    cols = cols.reshape(cols.shape[0], groups, cols.shape[1] // groups)
     for g in range(groups):
-        y = cols[:, g] @ w[g * Og:(g + 1) * Og].reshape(Og, Cg * KK).T  # (N * P, Og)
-        res[:, g * Og:(g + 1) * Og] = xp.moveaxis(y.reshape((N,) + osz + (Og,)), -1, 1)
+        y = cols[:, g] @ w[g * Og:(g + 1) * Og].reshape(Og, -1).T  # (N * P, Og)
+        if bias is not None:  # conv_bias: added in cache, before the layout copy
+            y += bias[g * Og:(g + 1) * Og]
+        res[:, g * Og:(g + 1) * Og] = xp.moveaxis(y.reshape((N,) + tuple(osz) + (Og,)), -1, 1)
+    return res
+
+
+def _im2col(xp, x, w, a, osz, res):
+    cols = columns(xp, x, w.shape[2:], a["stride"], a["pad"], a["dilation"],
+                   a["lhs_dilation"], osz)
+    from_columns(xp, cols, w, a["bias"], osz, res)
 
 
 def _offsets(xp, x, w, a, osz, res):
@@ -116,7 +145,7 @@ def _offsets(xp, x, w, a, osz, res):
     K, (N, C), O, groups = w.shape[2:], x.shape[:2], w.shape[0], a["groups"]
     P, Cg, Og = math.prod(osz), C // groups, O // groups
     # Accumulate channels-last so each offset's product adds into a contiguous block.
-    acc = xp.zeros((N * P, O), dtype=x.dtype)
+    acc = _accumulator(xp, (N * P, O), x.dtype, a["bias"])
     wt = xp.moveaxis(w, 1, -1)  # (O, *K, Cg): w[:, :, off] rows as a (Cg, Og) right factor
     for off, src in _windows(xp, x, K, a["stride"], a["dilation"], osz):
         s = xp.moveaxis(src, 1, -1).reshape(N * P, C)  # the only copy: x's size per offset
@@ -151,7 +180,7 @@ def _col2im(xp, x, w, a, osz, res):
     K, (N, C), O, groups, nd = w.shape[2:], x.shape[:2], w.shape[0], a["groups"], x.ndim - 2
     M, Cg, Og, KK = x.shape[2:], C // groups, O // groups, math.prod(K)
     xs = xp.moveaxis(x, 1, -1).reshape(N * math.prod(M), C)
-    acc = xp.zeros((N,) + osz + (O,), dtype=x.dtype)
+    acc = _accumulator(xp, (N,) + osz + (O,), x.dtype, a["bias"])
     for g in range(groups):
         wg = w[g * Og:(g + 1) * Og].reshape(Og, Cg, KK)
         z = (xs[:, g * Cg:(g + 1) * Cg] @ xp.moveaxis(wg, 1, 0).reshape(Cg, Og * KK))
@@ -211,13 +240,41 @@ def modelled(xshape, wshape, groups, lhs_dilation, osz, itemsize=4):
     return "im2col"
 
 
+def make_column_kernels(xp):
+    """The kernels of the im2col lowering (flowc/ops/conv_cols.py): im2col, conv_cols,
+    conv_wgrad."""
+    def im2col(x, out=None, kernel=(1,), stride=(1,), pad=((0, 0),), dilation=(1,),
+               lhs_dilation=(1,)):
+        osz = out_sizes(x.shape[2:], kernel, stride, pad, dilation, lhs_dilation)
+        return columns(xp, x, kernel, stride, pad, dilation, lhs_dilation, osz, out)
+
+    def conv_cols(cols, w, b=None, out=None, spatial=(1,), flip=False):
+        if flip:
+            w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * (w.ndim - 2)]
+        if b is not None:
+            b = xp.broadcast_to(b.reshape(-1), (w.shape[0],))
+        N = cols.shape[0] // math.prod(spatial)
+        res = out if out is not None else xp.empty((N, w.shape[0]) + tuple(spatial),
+                                                   dtype=w.dtype)
+        return from_columns(xp, cols, w, b, spatial, res)
+
+    def conv_wgrad(cols, gt, out=None, kernel=(1,)):
+        O = gt.shape[0]
+        r = gt.reshape(O, -1) @ cols  # (O, C * KK): the sum over (n, p) in one GEMM
+        res = out if out is not None else xp.empty((cols.shape[1] // math.prod(kernel), O)
+                                                   + tuple(kernel), dtype=gt.dtype)
+        res[...] = xp.swapaxes(r.reshape((O, -1) + tuple(kernel)), 0, 1)
+        return res
+    return {"im2col": im2col, "conv_cols": conv_cols, "conv_wgrad": conv_wgrad}
+
+
 def make_conv(xp, choose=True):
     """The conv kernel for array module xp; `choose` times the candidates at each shape
     signature's first call (off on the GPU, where timing needs a sync: im2col there)."""
     run = _make_run(xp, choose)
 
-    def conv(x, w, out=None, **attrs):
-        return run(x, w, out=out, **attrs)[0]
+    def conv(x, w, b=None, out=None, **attrs):
+        return run(x, w, b, out=out, **attrs)[0]
     return conv
 
 
@@ -227,8 +284,8 @@ def make_prepare(xp, choose=True):
     run = _make_run(xp, choose)
 
     def prepare(**attrs):
-        def conv(x, w, out=None):
-            res, conv.algorithm = run(x, w, out=out, **attrs)
+        def conv(x, w, b=None, out=None):
+            res, conv.algorithm = run(x, w, b, out=out, **attrs)
             return res
         conv.algorithm = None
         return conv
@@ -236,16 +293,19 @@ def make_prepare(xp, choose=True):
 
 
 def _make_run(xp, choose):
-    """run(x, w, out=None, **attrs) -> (result, the algorithm that ran)."""
+    """run(x, w, b=None, out=None, **attrs) -> (result, the algorithm that ran); b: conv_bias's
+    per-channel bias (any shape holding O or 1 values)."""
 
-    def run(x, w, stride=(1,), pad=((0, 0),), dilation=(1,), lhs_dilation=(1,), groups=1,
-            flip=False, out=None, algorithm=None):
+    def run(x, w, b=None, stride=(1,), pad=((0, 0),), dilation=(1,), lhs_dilation=(1,),
+            groups=1, flip=False, out=None, algorithm=None):
         check_operands(x.shape, w.shape, groups)
+        if b is not None:
+            b = xp.broadcast_to(b.reshape(-1), (w.shape[0],))
         nd = x.ndim - 2
         if flip:
             w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
         a = dict(stride=stride, pad=pad, dilation=dilation, lhs_dilation=lhs_dilation,
-                 groups=groups)
+                 groups=groups, bias=b)
         osz = out_sizes(x.shape[2:], w.shape[2:], stride, pad, dilation, lhs_dilation)
         res = out if out is not None else xp.empty((x.shape[0], w.shape[0]) + osz,
                                                    dtype=x.dtype)

@@ -307,6 +307,11 @@ KERNELS["gemm"] = Kernel(_gemm, "out")
 from .conv import make_prepare as _conv_prepare  # noqa: E402
 
 KERNELS["conv"] = Kernel(None, "out", prepare=_conv_prepare(np))
+KERNELS["conv_bias"] = Kernel(None, "out", prepare=_conv_prepare(np))  # + b in the GEMM
+# The im2col lowering whose columns a weight gradient reuses (the O2 pass makes these).
+from .conv import make_column_kernels as _column_kernels  # noqa: E402
+
+KERNELS.update({k: Kernel(fn, "out") for k, fn in _column_kernels(np).items()})
 
 # Max pooling's choice per window: a running maximum over one strided view per offset.
 from .pool import make_pool_argmax  # noqa: E402

@@ -12,10 +12,11 @@ from functools import lru_cache
 
 import cupy as cp
 
-from ..cpu.conv import check_operands, make_conv, out_sizes
+from ..cpu.conv import check_operands, make_column_kernels, make_conv, out_sizes
 from .conv_codegen import im2col_source
 
 _REFERENCE = make_conv(cp, choose=False)
+_COLUMNS = make_column_kernels(cp)  # conv_cols and conv_wgrad: cuBLAS GEMMs as they are
 _BLOCK = 256
 
 
@@ -26,14 +27,17 @@ def _im2col_kernel(dtype, xshape, K, stride, pad, dilation, lhs_dilation):
     return cp.RawKernel(ks.source, ks.name), total, min(-(-total // _BLOCK), 65535)
 
 
-def conv(x, w, out=None, stride=(1,), pad=((0, 0),), dilation=(1,), lhs_dilation=(1,),
-         groups=1, flip=False):
-    """The conv kernel on CuPy arrays (generated im2col + cuBLAS)."""
+def conv(x, w, b=None, out=None, stride=(1,), pad=((0, 0),), dilation=(1,),
+         lhs_dilation=(1,), groups=1, flip=False):
+    """The conv (and conv_bias: b, per channel) kernel on CuPy arrays (generated im2col +
+    cuBLAS)."""
     if (os.environ.get("FLOWC_GPU_CONV") == "reference" or os.environ.get("FLOWC_CONV_ALGO")
             or x.dtype.name not in ("float32", "float64") or w.dtype != x.dtype):
-        return _REFERENCE(x, w, out=out, stride=stride, pad=pad, dilation=dilation,
+        return _REFERENCE(x, w, b, out=out, stride=stride, pad=pad, dilation=dilation,
                           lhs_dilation=lhs_dilation, groups=groups, flip=flip)
     check_operands(x.shape, w.shape, groups)
+    if b is not None:
+        b = cp.broadcast_to(b.reshape(-1), (w.shape[0],))
     nd = x.ndim - 2
     if flip:
         w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
@@ -51,5 +55,29 @@ def conv(x, w, out=None, stride=(1,), pad=((0, 0),), dilation=(1,), lhs_dilation
         kern((blocks,), (_BLOCK,), (x, cols))
     for g in range(groups):
         y = cols[:, g] @ w[g * Og:(g + 1) * Og].reshape(Og, Cg * KK).T  # (N * P, Og)
+        if b is not None:
+            y += b[g * Og:(g + 1) * Og]
         res[:, g * Og:(g + 1) * Og] = cp.moveaxis(y.reshape((N,) + osz + (Og,)), -1, 1)
     return res
+
+
+def im2col(x, out=None, kernel=(1,), stride=(1,), pad=((0, 0),), dilation=(1,),
+           lhs_dilation=(1,)):
+    """The im2col op (the O2 column-sharing lowering) through the generated kernel: the
+    (N * positions, C * kernel) matrix, the layout conv's own column buffer has."""
+    if os.environ.get("FLOWC_GPU_CONV") == "reference" or \
+            x.dtype.name not in ("float32", "float64"):
+        return _COLUMNS["im2col"](x, out=out, kernel=kernel, stride=stride, pad=pad,
+                                  dilation=dilation, lhs_dilation=lhs_dilation)
+    osz = out_sizes(x.shape[2:], kernel, stride, pad, dilation, lhs_dilation)
+    res = out if out is not None else cp.empty(
+        (x.shape[0] * math.prod(osz), x.shape[1] * math.prod(kernel)), dtype=x.dtype)
+    kern, total, blocks = _im2col_kernel(x.dtype.name, tuple(x.shape), tuple(kernel),
+                                         tuple(stride), tuple(tuple(p) for p in pad),
+                                         tuple(dilation), tuple(lhs_dilation))
+    if total:
+        kern((blocks,), (_BLOCK,), (cp.ascontiguousarray(x), res))
+    return res
+
+
+conv_cols, conv_wgrad = _COLUMNS["conv_cols"], _COLUMNS["conv_wgrad"]

@@ -453,6 +453,9 @@ KERNELS["select"] = Kernel(lambda t, indices: tuple(t[i] for i in indices), "vie
 # or FLOWC_CONV_ALGO runs the NumPy kernel on device arrays (choosing by time would need a
 # device sync per candidate).
 KERNELS["conv"] = Kernel(_conv_run.conv, "out")
+KERNELS["conv_bias"] = Kernel(_conv_run.conv, "out")
+KERNELS.update({k: Kernel(getattr(_conv_run, k), "out") for k in ("im2col", "conv_cols",
+                                                                   "conv_wgrad")})
 KERNELS["pool_argmax"] = Kernel(make_pool_argmax(cp), "out")
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import codegen as cg
 
-GENERATED = set(cg.ELEMENTWISE_OPS) | set(cg.REDUCTIONS) | {"fused", "fused_reduce",
+GENERATED = set(cg.ELEMENTWISE_OPS) | set(cg.REDUCTIONS) | {"fused", "fused_reduce", "im2col",
                                                              "random_uniform"}
 CUSOLVER = {"solve", "inv", "slogdet"}
 # Kernels that read values on the host before they launch: integer-array indexing checks its
@@ -26,7 +26,7 @@ def kernel_kind(kernel, dtype="float64") -> str:
     values on the host first) or 'CuPy' for one kernel."""
     if kernel in GENERATED:
         return "generated CUDA"
-    if kernel in ("matmul", "gemm", "conv"):  # conv: generated im2col, then cuBLAS
+    if kernel in ("matmul", "gemm", "conv", "conv_bias", "conv_cols", "conv_wgrad"):  # conv: generated im2col, then cuBLAS
         return "cuBLAS" if np.dtype(dtype).kind in "fc" else "CuPy"
     if kernel in CUSOLVER:
         return "cuSOLVER"

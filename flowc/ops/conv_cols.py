@@ -1,0 +1,74 @@
+"""A conv through explicit im2col columns, so its weight gradient can reuse them (made by
+the O2 `share_conv_columns` pass; like gemm, no derivative rules: they exist only after
+autodiff, and only with every size known).
+
+im2col(x; kernel, stride, pad, dilation, lhs_dilation) -> cols (N * P, C * KK):
+  cols[(n, p), (c, i)] = x~[n, c, p * s + i * d], x~ dilated by lhs_dilation and padded;
+conv_cols(cols, w[, b]; spatial, flip) -> (N, O, *spatial): cols @ w (O, C * KK).T (+ b);
+conv_wgrad(cols, gt; kernel) -> (C, O, *kernel): the weight gradient's conv, the one the
+  vjp of conv(x, w) writes as conv(x transposed, g transposed): gt (O, N, *P) as an
+  (O, N * P) matrix times cols, no second im2col of x.
+"""
+from __future__ import annotations
+
+import math
+
+from ..ir.errors import ShapeError
+from ..ir.types import TensorType
+from .conv import bias_channels
+from .registry import OpDef, register
+
+GEOMETRY = {"kernel": (1,), "stride": (1,), "pad": ((0, 0),), "dilation": (1,),
+            "lhs_dilation": (1,)}
+
+
+def _known(*types):
+    if any(None in t.shape for t in types):
+        raise ShapeError("im2col lowering needs every size known, got "
+                         + ", ".join(t.short() for t in types))
+
+
+def _im2col_infer(types, attrs):
+    (x,) = types
+    _known(x)
+    from .conv import out_size
+    P = math.prod(out_size(h, k, s, p, d, u) for h, k, s, p, d, u in zip(
+        x.shape[2:], attrs["kernel"], attrs["stride"], attrs["pad"], attrs["dilation"],
+        attrs["lhs_dilation"]))
+    return TensorType(x.dtype, (x.shape[0] * P, x.shape[1] * math.prod(attrs["kernel"])))
+
+
+def _conv_cols_infer(types, attrs):
+    cols, w = types[:2]
+    _known(cols, w)
+    P = math.prod(attrs["spatial"])
+    if cols.ndim != 2 or w.ndim < 3 or cols.shape[1] != math.prod(w.shape[1:]) \
+            or cols.shape[0] % P or cols.dtype != w.dtype:
+        raise ShapeError(f"conv_cols needs columns (N * {P}, C * KK) matching w, got "
+                         f"{cols.short()} and {w.short()}")
+    y = TensorType(w.dtype, (cols.shape[0] // P, w.shape[0]) + tuple(attrs["spatial"]))
+    if len(types) == 3 and not bias_channels(y, types[2]):
+        raise ShapeError(f"conv_cols' bias must broadcast along the channels of {y.short()}, "
+                         f"got {types[2].short()}")
+    return y
+
+
+def _conv_wgrad_infer(types, attrs):
+    cols, gt = types
+    _known(cols, gt)
+    KK = math.prod(attrs["kernel"])
+    if cols.ndim != 2 or cols.shape[1] % KK or cols.shape[0] != math.prod(gt.shape[1:]) \
+            or cols.dtype != gt.dtype:
+        raise ShapeError(f"conv_wgrad needs columns (N * P, C * {KK}) and a cotangent "
+                         f"(O, N, *P), got {cols.short()} and {gt.short()}")
+    return TensorType(gt.dtype, (cols.shape[1] // KK, gt.shape[0]) + tuple(attrs["kernel"]))
+
+
+register(OpDef("im2col", 1, _im2col_infer, differentiable=False, attrs=dict(GEOMETRY),
+               doc="a conv's input windows as an (N * positions, C * kernel) matrix"))
+register(OpDef("conv_cols", None, _conv_cols_infer, differentiable=False,
+               attrs={"spatial": (1,), "flip": False},
+               doc="a conv from its im2col columns: one GEMM (+ a per-channel bias)"))
+register(OpDef("conv_wgrad", 2, _conv_wgrad_infer, differentiable=False,
+               attrs={"kernel": (1,)},
+               doc="a conv's weight gradient from the forward's im2col columns: one GEMM"))

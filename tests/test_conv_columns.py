@@ -1,0 +1,134 @@
+"""The O2 lowerings of conv (flowc/passes/conv_columns.py, the specialize pass's conv_bias):
+a forward conv's im2col columns shared with its weight gradient, and a per-channel bias added
+in the conv's GEMM. Each is checked against O0 (the plain conv, bias added after) on calls 1-3
+with fresh inputs, values, gradients and SGD updates, over a grid of geometries; the kernels
+alone against the loop reference; the lowering on the fake GPU against the CPU."""
+import numpy as np
+import pytest
+
+import flowc as fc
+import flowc_runtime.cpu.conv as kconv
+from opinfo import conv_ref
+
+CASES = [  # x shape, w shape, conv kwargs
+    ((2, 3, 9, 8), (4, 3, 3, 3), dict(padding=1)),
+    ((3, 2, 11, 10), (5, 2, 3, 2), dict(stride=(2, 1), padding=((1, 0), (2, 1)),
+                                         dilation=(1, 2))),
+    ((2, 3, 7, 7), (4, 3, 3, 3), dict(stride=2, flip=True, lhs_dilation=2,
+                                       padding=((2, -1), (0, 1)))),
+    ((2, 1, 6, 6), (2, 1, 3, 3), dict(stride=2)),
+    ((4, 2, 13), (3, 2, 4), dict(stride=3, padding=((0, 2),))),          # 1-D
+    ((2, 2, 5, 4, 6), (3, 2, 2, 3, 2), dict(padding=1, dilation=(1, 1, 2))),  # 3-D
+]
+
+
+def step(xs, ws, kw, level, bias=True, batch_known=True):
+    """A tanh conv layer's loss, gradients and an SGD update of w and b."""
+    r = np.random.default_rng(0)
+    x = fc.input("x", xs if batch_known else (None,) + xs[1:])
+    w = fc.param("w", r.standard_normal(ws))
+    b = fc.param("b", np.linspace(-1, 1, ws[0]))
+    z = fc.conv(x, w, **kw)
+    if bias:
+        z = z + fc.reshape(b, (1, -1) + (1,) * (len(xs) - 2))
+    y = fc.tanh(z)
+    loss = fc.sum(y * y) + fc.sum(b * b)
+    gx, gw, gb = fc.grad(loss, [x, w, b])
+    return fc.function([x], [y, loss, gx, gw], updates=[(w, w - 0.1 * gw), (b, b - 0.1 * gb)],
+                       optimize=level)
+
+
+def fired(f):
+    return f.explain().split("fired:")[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("bias", [True, False])
+def test_shared_columns_equal_the_plain_convs(case, bias):
+    xs, ws, kw = CASES[case]
+    f2, f0 = step(xs, ws, kw, "O2", bias), step(xs, ws, kw, "O0", bias)
+    assert "share_conv_columns x1" in fired(f2)
+    assert ("conv_bias x1" in fired(f2)) == bias
+    r = np.random.default_rng(case)
+    for call in range(3):  # the updates move w and b: each call sees new parameters
+        xv = r.standard_normal(xs)
+        for a, c in zip(f2(xv), f0(xv)):
+            np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-11, err_msg=f"call {call}")
+
+
+def test_the_columns_are_a_planned_buffer_and_the_weight_gradient_a_gemm():
+    xs, ws, kw = CASES[0]
+    f = step(xs, ws, kw, "O2")
+    ops = [d["op"] for _, d in f.graph.nodes(data=True)]
+    assert ops.count("im2col") == 1 and ops.count("conv_cols") == 1
+    assert ops.count("conv_wgrad") == 1 and "conv_bias" not in ops  # the bias went in too
+    f(np.ones(xs))
+    mem = f.memory()
+    cols_bytes = 2 * 8 * 9 * 8 * 3 * 9  # (N * P, C * KK) float64
+    assert mem["plan"] >= cols_bytes and mem["plan"] <= 1.2 * mem["lower_bound"] + 1024
+
+
+@pytest.mark.parametrize("why", ["groups", "unknown batch", "forced algorithm"])
+def test_no_sharing_where_it_does_not_apply(why, monkeypatch):
+    xs, ws, kw = CASES[0]
+    if why == "groups":
+        xs, ws, kw = (2, 4, 9, 8), (4, 2, 3, 3), dict(padding=1, groups=2)
+    if why == "forced algorithm":
+        monkeypatch.setenv("FLOWC_CONV_ALGO", "offsets")
+    f2 = step(xs, ws, kw, "O2", batch_known=why != "unknown batch")
+    f0 = step(xs, ws, kw, "O0", batch_known=why != "unknown batch")
+    assert "share_conv_columns" not in fired(f2)
+    xv = np.random.default_rng(1).standard_normal(xs)
+    for _ in range(2):
+        for a, c in zip(f2(xv), f0(xv)):
+            np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-11)
+
+
+def test_the_column_kernels_against_the_loop_reference():
+    """im2col + conv_cols is the conv, conv_wgrad of its columns the weight gradient's conv,
+    for float32 and float64, with an out= buffer, over three calls."""
+    kern = kconv.make_column_kernels(np)
+    r = np.random.default_rng(4)
+    a = dict(stride=(2, 1), pad=((1, 0), (0, 2)), dilation=(1, 2), lhs_dilation=(1, 1))
+    for dtype, tol in (("float64", 1e-12), ("float32", 2e-5)):
+        for _ in range(3):
+            x = r.standard_normal((3, 2, 9, 7)).astype(dtype)
+            w = r.standard_normal((4, 2, 3, 2)).astype(dtype)
+            b = r.standard_normal((1, 4, 1, 1)).astype(dtype)
+            want = conv_ref(x, w, groups=1, flip=True, **a) + b
+            osz = want.shape[2:]
+            cols = kern["im2col"](x, kernel=(3, 2), **a)
+            out = np.full(want.shape, np.nan, dtype)
+            got = kern["conv_cols"](cols, w, b, out=out, spatial=osz, flip=True)
+            assert got is out and got.dtype == dtype
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+            # dw of sum(y * g): conv(x^T, g^T) with stride and dilation exchanged.
+            g = r.standard_normal(want.shape).astype(dtype)
+            gt = np.swapaxes(g, 0, 1)
+            xt = np.swapaxes(x, 0, 1)
+            dw_pad = ((1, (osz[0] - 1) * 2 + 3 - 9 - 1), (0, (osz[1] - 1) + 3 - 7))
+            ref = conv_ref(xt, gt, stride=(1, 2), pad=dw_pad, dilation=(2, 1),
+                           lhs_dilation=(1, 1), groups=1, flip=False)
+            np.testing.assert_allclose(kern["conv_wgrad"](cols, gt, kernel=(3, 2)), ref,
+                                       rtol=tol * 10, atol=tol * 10)
+
+
+def test_the_lowering_on_the_fake_gpu_equals_the_cpu(monkeypatch):
+    from tests import gpu_emulator as emu
+    if not emu.available():
+        pytest.skip("no C++ compiler (g++) for the host emulator")
+    from tests import fake_cupy
+    from tests.test_gpu import host, relink
+    fake_cupy.install(monkeypatch)
+    try:
+        xs, ws, kw = CASES[1]
+        f = step(xs, ws, kw, "O2")
+        assert "share_conv_columns x1" in fired(f)
+        cpu, gpu = relink(f, "cpu"), relink(f, "gpu")
+        r = np.random.default_rng(9)
+        for call in range(3):
+            xv = r.standard_normal(xs)
+            for a, c in zip(host(gpu(xv)), cpu(xv)):
+                np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-11, err_msg=str(call))
+    finally:
+        fake_cupy.uninstall()
