@@ -1063,6 +1063,59 @@ S("conv2d_batch_unknown", lambda x, w: fc.conv2d(x, w, padding=1),
   lambda x, w: conv_ref(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1), 1, False))
 
 
+# -- conv's O2 lowerings (conv_bias by the specialize pass; im2col, conv_cols, conv_wgrad by
+# share_conv_columns; built directly here) ------------------------------------------------------
+_G2 = dict(stride=(2, 1), pad=((1, 0), (0, 2)), dilation=(1, 2), lhs_dilation=(1, 1))
+S("conv_bias_strided_flipped", lambda x, w, b: F.apply("conv_bias", [x, w, b], groups=1,
+                                                        flip=True, **_G2),
+  [A(2, 3, 7, 6), A(4, 3, 3, 2), A(1, 4, 1, 1)],
+  lambda x, w, b: conv_ref(x, w, groups=1, flip=True, **_G2) + b, compiled_only=True)
+S("conv_bias_grouped_f32", lambda x, w, b: F.apply("conv_bias", [x, w, b], groups=2,
+                                                    stride=(1, 1), pad=((1, 1), (1, 1)),
+                                                    dilation=(1, 1), lhs_dilation=(2, 1)),
+  [A(2, 4, 4, 5, dt="float32"), A(6, 2, 3, 3, dt="float32"), A(6, 1, 1, dt="float32")],
+  lambda x, w, b: (conv_ref(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1), (2, 1), 2, False)
+                   + b).astype("float32"), compiled_only=True, rtol=1e-5, atol=1e-5)
+
+
+def im2col_ref(x, kernel, stride, pad, dilation, lhs_dilation):
+    """cols[(n, *p), (c, *k)] = x~[n, c, p * s + k * d] by loops (x~: x dilated, padded)."""
+    nd = x.ndim - 2
+    shape = tuple((h - 1) * u + 1 for h, u in zip(x.shape[2:], lhs_dilation))
+    xd = np.zeros(x.shape[:2] + shape)
+    xd[(slice(None), slice(None)) + tuple(slice(None, None, u) for u in lhs_dilation)] = x
+    xp = np.pad(xd, ((0, 0), (0, 0)) + tuple((max(a, 0), max(b, 0)) for a, b in pad))
+    xp = xp[(slice(None), slice(None)) + tuple(
+        slice(max(-a, 0), xp.shape[2 + i] - max(-b, 0)) for i, (a, b) in enumerate(pad))]
+    osz = [(xp.shape[2 + i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1
+           for i in range(nd)]
+    rows = []
+    for n in range(x.shape[0]):
+        for p in np.ndindex(*osz):
+            rows.append([xp[(n, c) + tuple(pi * s + ki * d for pi, ki, s, d in
+                                           zip(p, k, stride, dilation))]
+                         for c in range(x.shape[1]) for k in np.ndindex(*kernel)])
+    return np.array(rows).reshape(x.shape[0] * int(np.prod(osz)), -1)
+
+
+S("im2col_strided_dilated_padded", lambda x: F.apply("im2col", [x], kernel=(3, 2), **_G2),
+  [A(2, 3, 7, 6)], lambda x: im2col_ref(x, (3, 2), **_G2), compiled_only=True)
+S("im2col_input_dilated_cropped", lambda x: F.apply(
+    "im2col", [x], kernel=(2,), stride=(1,), pad=((-1, 2),), dilation=(1,),
+    lhs_dilation=(2,)),
+  [A(2, 2, 5)], lambda x: im2col_ref(x, (2,), (1,), ((-1, 2),), (1,), (2,)),
+  compiled_only=True)
+S("conv_cols_bias_flipped", lambda c, w, b: F.apply("conv_cols", [c, w, b], spatial=(2, 3),
+                                                    flip=True),
+  [A(2 * 6, 3 * 4), A(5, 3, 2, 2), A(5, 1, 1)],
+  lambda c, w, b: np.moveaxis((c @ w[:, :, ::-1, ::-1].reshape(5, -1).T).reshape(
+      2, 2, 3, 5), -1, 1) + b, compiled_only=True)
+S("conv_wgrad", lambda c, g: F.apply("conv_wgrad", [c, g], kernel=(3, 2)),
+  [A(2 * 4, 3 * 6), A(5, 2, 2, 2)],
+  lambda c, g: np.swapaxes((g.reshape(5, -1) @ c).reshape(5, 3, 3, 2), 0, 1),
+  compiled_only=True)
+
+
 
 def max_pool_ref(x, k, s, p, ceil):
     """Each window's maximum by loops (PyTorch's geometry; padding never wins)."""

@@ -37,3 +37,27 @@ def test_put_along_axis_grad_sums_over_the_dims_x_broadcasts(dtype, monkeypatch)
         np.testing.assert_array_equal(got.get(), want)
     finally:
         fake_cupy.uninstall()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 15])
+def test_the_last_axis_scatter_in_row_chunks_equals_one_bincount(chunk, monkeypatch):
+    """Max pooling's gradient scatters rows at a time (a bounded transient): with repeated
+    and negative indices, every chunk size gives the loops' sums, bit for bit the same on
+    calls 1-3 into a reused out buffer."""
+    from flowc_runtime.cpu import kernels_extra
+    monkeypatch.setattr(kernels_extra, "CHUNK", chunk)
+    put = kernels_extra._put_along_axis_grad
+    r = np.random.default_rng(5)
+    x = np.zeros((3, 4, 6), "float32")
+    out = np.full(x.shape, np.nan, "float32")
+    first = None
+    for call in range(3):
+        idx = r.integers(-6, 6, (3, 4, 9))
+        g = r.standard_normal((3, 4, 9)).astype("float32")
+        got = put(x, idx, g, axis=-1, out=out)
+        assert got is out
+        np.testing.assert_allclose(got, put_reference(x, idx, g, 2), rtol=1e-6, atol=1e-6)
+        if first is None:
+            first = (idx, g, got.copy())
+    monkeypatch.setattr(kernels_extra, "CHUNK", 1 << 30)
+    np.testing.assert_array_equal(put(x, first[0], first[1], axis=-1), first[2])

@@ -11,7 +11,11 @@ thread env vars set before NumPy is imported):
 2. a small digits CNN (batch 32, 8x8x1: conv3x3x8 pad 1, relu, maxpool2, conv3x3x16 pad 1,
    relu, maxpool2, dense 10), the same comparisons;
 3. per conv signature of each step (forward, input and weight gradients), the rule's
-   algorithm against each forced one on the kernel alone.
+   algorithm against each forced one on the kernel alone;
+4. peak memory of flowc's step: its memory plan plus the largest allocation the kernels
+   make outside it during a call (tracemalloc), against the liveness bound of the step's
+   values (f.memory()), and the hand step's peak (everything it allocates) against the
+   same bound.
 
     python tools/bench_conv.py [--repeats 20] [--no-compile]
 """
@@ -21,6 +25,7 @@ import argparse
 import os
 import sys
 import time
+import tracemalloc
 
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")  # before NumPy loads BLAS: one thread for every contender
@@ -173,12 +178,33 @@ def run(name, spec, repeats, compile_torch):
     print(f"  auto / best forced: {times[0] / best_forced:.2f}   tune / best forced: "
           f"{times[1 + len(kconv.ALGORITHMS)] / best_forced:.2f}   flowc auto / hand NumPy: "
           f"{times[0] / times[names.index('hand NumPy')]:.2f}")
+    mem = f.memory()
+    flowc_peak = mem["plan"] + transient_peak(lambda: f(x, y))
+    hand_peak = transient_peak(lambda: hand(x, y))
+    print(f"  peak memory: flowc {flowc_peak / 1e6:.2f} MB = plan {mem['plan'] / 1e6:.2f} + "
+          f"outside it {(flowc_peak - mem['plan']) / 1e6:.2f}; liveness bound "
+          f"{mem['lower_bound'] / 1e6:.2f} MB; flowc / bound "
+          f"{flowc_peak / mem['lower_bound']:.2f}, hand NumPy / bound "
+          f"{hand_peak / mem['lower_bound']:.2f}")
     # Every conv signature the step has without the column sharing (the tune run's).
     per_signature({sig: kconv.modelled(sig[0], sig[1], sig[7], sig[6], kconv.out_sizes(
         sig[0][2:], sig[1][2:], sig[3], sig[4], sig[5], sig[6]), np.dtype(sig[2]).itemsize)
         for sig in kconv.TUNED}, repeats)
     kconv.CHOICES.clear()
     kconv.TUNED.clear()
+
+
+def transient_peak(fn):
+    """The most bytes fn's call holds at once beyond what was allocated before it (NumPy
+    reports its allocations to tracemalloc)."""
+    fn()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
 
 
 def per_signature(choices, repeats):

@@ -19,6 +19,12 @@ import os
 import time
 
 ALGORITHMS = ("im2col", "offsets", "col2im")
+# A GEMM product held outside the memory plan is made about this many bytes at a time (at
+# least one image's or one kernel offset's): col2im's all at once took 11x its output on
+# LeNet's input gradient, and the forward's and weight gradient's GEMMs 4x the output,
+# peaks above the plan (tools/bench_conv.py measures them). Fewer, larger GEMMs measured
+# no faster.
+CHUNK_BYTES = 256 << 10
 # signature -> the rule's algorithm (`modelled`), filled at each signature's first call.
 CHOICES: dict = {}
 # signature -> the fastest when timed (FLOWC_CONV_ALGO=tune), per process.
@@ -123,14 +129,19 @@ def columns(xp, x, K, stride, pad, dilation, lhs_dilation, osz, out=None):
 def from_columns(xp, cols, w, bias, osz, res):
     """res (N, O, *osz) = the conv of the windows in cols (groups as column blocks) by w,
     plus bias (per channel, or None)."""
-    O, groups = w.shape[0], cols.shape[1] // math.prod(w.shape[1:])
-    Og, N = O // groups, cols.shape[0] // math.prod(osz)
+    O, groups, P = w.shape[0], cols.shape[1] // math.prod(w.shape[1:]), math.prod(osz)
+    Og, N = O // groups, cols.shape[0] // P
     cols = cols.reshape(cols.shape[0], groups, cols.shape[1] // groups)
+    per = max(1, CHUNK_BYTES // max(1, P * Og * cols.dtype.itemsize))  # images per GEMM
     for g in range(groups):
-        y = cols[:, g] @ w[g * Og:(g + 1) * Og].reshape(Og, -1).T  # (N * P, Og)
-        if bias is not None:  # conv_bias: added in cache, before the layout copy
-            y += bias[g * Og:(g + 1) * Og]
-        res[:, g * Og:(g + 1) * Og] = xp.moveaxis(y.reshape((N,) + tuple(osz) + (Og,)), -1, 1)
+        wg = w[g * Og:(g + 1) * Og].reshape(Og, -1).T
+        for n0 in range(0, N, per):
+            n1 = min(N, n0 + per)
+            y = cols[n0 * P:n1 * P, g] @ wg  # (images * P, Og)
+            if bias is not None:  # conv_bias: added in cache, before the layout copy
+                y += bias[g * Og:(g + 1) * Og]
+            res[n0:n1, g * Og:(g + 1) * Og] = xp.moveaxis(
+                y.reshape((n1 - n0,) + tuple(osz) + (Og,)), -1, 1)
     return res
 
 
@@ -176,26 +187,33 @@ def _scatter_range(m_len, q_len, u, lo, off, s):
     return m0, m_step, q0, q_step, count
 
 
+
+
 def _col2im(xp, x, w, a, osz, res):
-    K, (N, C), O, groups, nd = w.shape[2:], x.shape[:2], w.shape[0], a["groups"], x.ndim - 2
+    K, (N, C), O, groups = w.shape[2:], x.shape[:2], w.shape[0], a["groups"]
     M, Cg, Og, KK = x.shape[2:], C // groups, O // groups, math.prod(K)
     xs = xp.moveaxis(x, 1, -1).reshape(N * math.prod(M), C)
     acc = _accumulator(xp, (N,) + osz + (O,), x.dtype, a["bias"])
+    offsets = list(itertools.product(*(range(k) for k in K)))
+    per = max(1, CHUNK_BYTES // max(1, xs.shape[0] * Og * x.dtype.itemsize))
     for g in range(groups):
-        wg = w[g * Og:(g + 1) * Og].reshape(Og, Cg, KK)
-        z = (xs[:, g * Cg:(g + 1) * Cg] @ xp.moveaxis(wg, 1, 0).reshape(Cg, Og * KK))
-        z = z.reshape((N,) + tuple(M) + (Og,) + tuple(K))  # z[n, *m, o, *i]
-        for off in itertools.product(*(range(k) for k in K)):
-            r = [_scatter_range(m, q, u, lo, i * d, s) for m, q, u, (lo, _), i, d, s in
-                 zip(M, osz, a["lhs_dilation"], a["pad"], off, a["dilation"], a["stride"])]
-            if any(c == 0 for *_, c in r):
-                continue
-            src = z[(slice(None),) + tuple(slice(m0, m0 + ms * (c - 1) + 1, ms)
-                                           for m0, ms, _, _, c in r)
-                    + (slice(None),) + off]
-            acc[(slice(None),) + tuple(slice(q0, q0 + qs * (c - 1) + 1, qs)
-                                       for _, _, q0, qs, c in r)
-                + (slice(g * Og, (g + 1) * Og),)] += src
+        # (Cg, KK, Og): a run of kernel offsets is a block of columns of the GEMM's factor.
+        wg = xp.moveaxis(w[g * Og:(g + 1) * Og].reshape(Og, Cg, KK), 0, -1)
+        for j0 in range(0, KK, per):
+            j1 = min(KK, j0 + per)
+            z = xs[:, g * Cg:(g + 1) * Cg] @ wg[:, j0:j1].reshape(Cg, (j1 - j0) * Og)
+            z = z.reshape((N,) + tuple(M) + (j1 - j0, Og))  # z[n, *m, offset, o]
+            for j in range(j0, j1):
+                r = [_scatter_range(m, q, u, lo, i * d, s) for m, q, u, (lo, _), i, d, s in
+                     zip(M, osz, a["lhs_dilation"], a["pad"], offsets[j], a["dilation"],
+                         a["stride"])]
+                if any(c == 0 for *_, c in r):
+                    continue
+                src = z[(slice(None),) + tuple(slice(m0, m0 + ms * (c - 1) + 1, ms)
+                                               for m0, ms, _, _, c in r) + (j - j0,)]
+                acc[(slice(None),) + tuple(slice(q0, q0 + qs * (c - 1) + 1, qs)
+                                           for _, _, q0, qs, c in r)
+                    + (slice(g * Og, (g + 1) * Og),)] += src
     res[...] = xp.moveaxis(acc, -1, 1)
 
 
@@ -259,8 +277,19 @@ def make_column_kernels(xp):
         return from_columns(xp, cols, w, b, spatial, res)
 
     def conv_wgrad(cols, gt, out=None, kernel=(1,)):
-        O = gt.shape[0]
-        r = gt.reshape(O, -1) @ cols  # (O, C * KK): the sum over (n, p) in one GEMM
+        O, N = gt.shape[:2]
+        P = math.prod(gt.shape[2:])
+        # (O, C * KK): the sum over (n, p) as GEMMs of a few images' rows each, so the copy
+        # of the transposed cotangent stays small.
+        per = max(1, CHUNK_BYTES // max(1, O * P * gt.dtype.itemsize))
+        r = None
+        for n0 in range(0, max(N, 1), per):
+            n1 = min(N, n0 + per)
+            part = gt[:, n0:n1].reshape(O, -1) @ cols[n0 * P:n1 * P]
+            if r is None:
+                r = part
+            else:
+                r += part
         res = out if out is not None else xp.empty((cols.shape[1] // math.prod(kernel), O)
                                                    + tuple(kernel), dtype=gt.dtype)
         res[...] = xp.swapaxes(r.reshape((O, -1) + tuple(kernel)), 0, 1)

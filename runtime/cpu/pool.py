@@ -86,11 +86,13 @@ def make_pool_argmax(xp):
             # per dim decoding `local` cost more than the running maximum itself).
             table = xp.asarray([sum(i * f for i, f in zip(off, flat_stride))
                                 for off in offsets], dtype=xp.int64)
-            flat = base + xp.take(table, local)
-            if out is None:
-                return flat
-            out[...] = flat
-            return out
+            res = out if out is not None else xp.empty(local.shape, dtype=xp.int64)
+            # Into the output, then the base added in place: no int64 temporaries (2x the
+            # output each); clip: no buffered copy in NumPy (local is in range by making).
+            xp.take(table, local, out=res, **({"mode": "clip"} if xp.__name__ == "numpy"
+                                               else {}))
+            res += base
+            return res
         local = local.astype(xp.int64)
         flat = xp.zeros(local.shape, dtype=xp.int64)
         rest = local
