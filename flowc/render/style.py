@@ -93,6 +93,10 @@ def node_label(G, n, k, names, stage=None) -> str:
         return _fused_label(d, name or names.get(n), n)
     if d["op"] in ("conv", "conv_bias"):
         return _conv_label(G, n, d, name or names.get(n), stage)
+    if d["op"] == "im2col":  # the O2 lowering's window copy: the conv's geometry
+        attrs = d.get("attrs") or {}
+        text = "im2col" + conv_text(attrs.get("kernel", ("?",)), attrs)[len("conv"):]
+        return _lines([esc(text)], f"%{n}")
     lines = [esc(d["op"])]
     if name or n in names:
         lines.append(i(name or names[n]))
