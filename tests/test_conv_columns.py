@@ -132,3 +132,36 @@ def test_the_lowering_on_the_fake_gpu_equals_the_cpu(monkeypatch):
                 np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-11, err_msg=str(call))
     finally:
         fake_cupy.uninstall()
+
+
+def test_max_pooling_on_the_fake_gpu_runs_the_generated_kernel(monkeypatch):
+    """pool_argmax on the device is the generated kernel (one launch, no host read, so the
+    step is captured as a CUDA graph), equal to the CPU's on calls 1-3, with ties, -inf and
+    NaN, padding and ceil mode; its gradient too."""
+    from tests import gpu_emulator as emu
+    if not emu.available():
+        pytest.skip("no C++ compiler (g++) for the host emulator")
+    from tests import fake_cupy
+    from tests.test_gpu import host, relink
+    fake_cupy.install(monkeypatch)
+    try:
+        from flowc_runtime.gpu import conv_run
+        x = fc.input("x", (2, 3, 7, 6))
+        y = fc.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True)
+        f = fc.function([x], [y, fc.grad(fc.sum(y * y), x)])
+        cpu, gpu = relink(f, "cpu"), relink(f, "gpu")
+        graph = relink(f, "gpu", cuda_graph=True)
+        r = np.random.default_rng(3)
+        for call in range(3):
+            xv = r.integers(-2, 3, (2, 3, 7, 6)).astype(float)  # ties
+            if call == 2:
+                xv[0, 0, 1, 1], xv[1, 2, :3, :3] = np.nan, -np.inf
+            want = cpu(xv)
+            for run in (gpu, graph):
+                for a, c in zip(host(run(xv)), want):
+                    np.testing.assert_array_equal(a, c, err_msg=str(call))
+        assert conv_run._pool_kernel.cache_info().currsize >= 1
+        # No host read inside: the step is captured as a CUDA graph.
+        assert list(graph.graph_status().values()) == ["captured"], graph.graph_status()
+    finally:
+        fake_cupy.uninstall()

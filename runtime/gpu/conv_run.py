@@ -13,9 +13,12 @@ from functools import lru_cache
 import cupy as cp
 
 from ..cpu.conv import check_operands, make_column_kernels, make_conv, out_sizes
-from .conv_codegen import im2col_source
+from ..cpu.pool import make_pool_argmax
+from ..cpu.pool import out_sizes as pool_sizes
+from .conv_codegen import im2col_source, pool_argmax_source
 
 _REFERENCE = make_conv(cp, choose=False)
+_REFERENCE_POOL = make_pool_argmax(cp)  # a running maximum over strided views (CuPy ops)
 _COLUMNS = make_column_kernels(cp)  # conv_cols and conv_wgrad: cuBLAS GEMMs as they are
 _BLOCK = 256
 
@@ -81,3 +84,27 @@ def im2col(x, out=None, kernel=(1,), stride=(1,), pad=((0, 0),), dilation=(1,),
 
 
 conv_cols, conv_wgrad = _COLUMNS["conv_cols"], _COLUMNS["conv_wgrad"]
+
+
+@lru_cache(maxsize=512)
+def _pool_kernel(dtype, xshape, kernel, stride, padding, ceil_mode):
+    ks, total = pool_argmax_source(dtype, xshape, kernel, stride, padding, ceil_mode)
+    return cp.RawKernel(ks.source, ks.name), total, min(-(-total // _BLOCK), 65535)
+
+
+def pool_argmax(x, out=None, kernel=(1,), stride=(1,), padding=(0,), ceil_mode=False):
+    """Max pooling's first-maximum indices through the generated kernel (one thread per
+    window; runtime/cpu/pool.py's convention). One launch and no host read: the CuPy
+    reference (FLOWC_GPU_CONV=reference, other dtypes) launches per window offset and reads
+    whether a NaN is there on the host, which a CUDA graph capture cannot hold."""
+    if os.environ.get("FLOWC_GPU_CONV") == "reference" or \
+            x.dtype.name not in ("float32", "float64"):
+        return _REFERENCE_POOL(x, kernel=kernel, stride=stride, padding=padding,
+                               ceil_mode=ceil_mode, out=out)
+    O = pool_sizes(x.shape[2:], kernel, stride, padding, ceil_mode)
+    res = out if out is not None else cp.empty(x.shape[:2] + tuple(O), dtype=cp.int64)
+    kern, total, blocks = _pool_kernel(x.dtype.name, tuple(x.shape), tuple(kernel),
+                                       tuple(stride), tuple(padding), bool(ceil_mode))
+    if total:
+        kern((blocks,), (_BLOCK,), (cp.ascontiguousarray(x), res))
+    return res

@@ -24,7 +24,6 @@ from ..cpu.kernels_extra import range_problem, shard_start
 from ..cpu.kernels_index import check_bounds, index_tuple, specify_shape, updated_copy
 from ..cpu.kernels_shape import table as _shape_table
 from . import conv_run as _conv_run
-from ..cpu.pool import make_pool_argmax
 from ..cpu.loops import make_cond, make_loop
 from ..cpu.gemm import broadcast_gemm
 from ..cpu.prod_others import kernel as _prod_others
@@ -456,7 +455,7 @@ KERNELS["conv"] = Kernel(_conv_run.conv, "out")
 KERNELS["conv_bias"] = Kernel(_conv_run.conv, "out")
 KERNELS.update({k: Kernel(getattr(_conv_run, k), "out") for k in ("im2col", "conv_cols",
                                                                    "conv_wgrad")})
-KERNELS["pool_argmax"] = Kernel(make_pool_argmax(cp), "out")
+KERNELS["pool_argmax"] = Kernel(_conv_run.pool_argmax, "out")  # generated: one launch
 
 
 # -- the CuPy-function evaluation of expressions the generator does not cover (float16, ...) --

@@ -24,7 +24,7 @@ VIEWS = {"part", "select", "reshape", "reshape_like", "transpose", "expand_dims"
 def kernel_kind(kernel, dtype="float64") -> str:
     """'generated CUDA', 'cuBLAS', 'cuSOLVER', 'view' (no launch), 'CuPy, checked' (reads
     values on the host first) or 'CuPy' for one kernel."""
-    if kernel in GENERATED or kernel == "im2col":  # im2col: conv_codegen's, not the fuser's
+    if kernel in GENERATED or kernel in ("im2col", "pool_argmax"):  # conv_codegen's kernels
         return "generated CUDA"
     if kernel in ("matmul", "gemm", "conv", "conv_bias", "conv_cols", "conv_wgrad"):  # conv: generated im2col, then cuBLAS
         return "cuBLAS" if np.dtype(dtype).kind in "fc" else "CuPy"
