@@ -165,3 +165,36 @@ def test_max_pooling_on_the_fake_gpu_runs_the_generated_kernel(monkeypatch):
         assert list(graph.graph_status().values()) == ["captured"], graph.graph_status()
     finally:
         fake_cupy.uninstall()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_an_input_dilated_conv_on_the_fake_gpu_runs_col2im(seed, monkeypatch):
+    """A strided conv's input gradient (the conv op with lhs_dilation > 1) runs as one GEMM
+    of the undilated input and the generated gathering col2im on the device, equal to the
+    NumPy reference over random geometries (strides, dilations, negative pads, groups,
+    flip, 1-3 spatial dims, a bias), on calls 1-3."""
+    from tests import gpu_emulator as emu
+    if not emu.available():
+        pytest.skip("no C++ compiler (g++) for the host emulator")
+    from test_conv_algorithms import random_case
+    from tests import fake_cupy
+    cp = fake_cupy.install(monkeypatch)
+    try:
+        from flowc_runtime.gpu import conv_run
+        r = np.random.default_rng(3000 + seed)
+        while True:
+            xs, ws, a = random_case(r, depthwise=seed % 4 == 3)
+            if any(u > 1 for u in a["lhs_dilation"]):
+                break
+        ref = kconv.make_conv(np, choose=False)
+        conv_run._col2im_kernel.cache_clear()
+        for call in range(3):
+            x, w = r.standard_normal(xs), r.standard_normal(ws)
+            b = r.standard_normal(ws[0]) if call == 2 else None
+            want = ref(x, w, b, **a)
+            got = conv_run.conv(cp.asarray(x), cp.asarray(w),
+                                None if b is None else cp.asarray(b), **a).get()
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=str(a))
+        assert conv_run._col2im_kernel.cache_info().currsize == 1
+    finally:
+        fake_cupy.uninstall()

@@ -15,7 +15,7 @@ import cupy as cp
 from ..cpu.conv import check_operands, make_column_kernels, make_conv, out_sizes
 from ..cpu.pool import make_pool_argmax
 from ..cpu.pool import out_sizes as pool_sizes
-from .conv_codegen import im2col_source, pool_argmax_source
+from .conv_codegen import col2im_source, im2col_source, pool_argmax_source
 
 _REFERENCE = make_conv(cp, choose=False)
 _REFERENCE_POOL = make_pool_argmax(cp)  # a running maximum over strided views (CuPy ops)
@@ -48,6 +48,8 @@ def conv(x, w, b=None, out=None, stride=(1,), pad=((0, 0),), dilation=(1,),
     osz = out_sizes(x.shape[2:], K, stride, pad, dilation, lhs_dilation)
     N, C, O = x.shape[0], x.shape[1], w.shape[0]
     res = out if out is not None else cp.empty((N, O) + osz, dtype=x.dtype)
+    if any(u > 1 for u in lhs_dilation) and res.flags.c_contiguous:
+        return _col2im_conv(x, w, b, res, osz, stride, pad, dilation, lhs_dilation, groups)
     x = cp.ascontiguousarray(x)
     kern, total, blocks = _im2col_kernel(x.dtype.name, tuple(x.shape), K, tuple(stride),
                                          tuple(tuple(p) for p in pad), tuple(dilation),
@@ -61,6 +63,44 @@ def conv(x, w, b=None, out=None, stride=(1,), pad=((0, 0),), dilation=(1,),
         if b is not None:
             y += b[g * Og:(g + 1) * Og]
         res[:, g * Og:(g + 1) * Og] = cp.moveaxis(y.reshape((N,) + osz + (Og,)), -1, 1)
+    return res
+
+
+@lru_cache(maxsize=512)
+def _col2im_kernel(dtype, xshape, K, stride, pad, dilation, lhs_dilation):
+    ks, total = col2im_source(dtype, xshape, K, stride, pad, dilation, lhs_dilation)
+    return cp.RawKernel(ks.source, ks.name), total, min(-(-total // _BLOCK), 65535)
+
+
+def _col2im_conv(x, w, b, res, osz, stride, pad, dilation, lhs_dilation, groups):
+    """An input-dilated conv (a strided conv's input gradient) without multiplying the
+    dilation's zeros: one GEMM per group of the undilated x by every kernel offset, then
+    the generated gathering col2im, which sums each output element's products in
+    kernel-offset order (no atomics). x (N, C, *M) spread by u = lhs_dilation is the
+    output side of a forward conv F of stride u, input dilation `stride`, low pad
+    Ke - 1 - lo; y is that F's input gradient for columns x_rows @ w (kernel flipped)."""
+    N, C, M = x.shape[0], x.shape[1], tuple(x.shape[2:])
+    O, K, nd = w.shape[0], tuple(w.shape[2:]), x.ndim - 2
+    Cg, Og, KK, R = C // groups, O // groups, math.prod(K), N * math.prod(M)
+    Ke = [d * (k - 1) + 1 for d, k in zip(dilation, K)]
+    lo = [Ke[i] - 1 - pad[i][0] for i in range(nd)]
+    # F's high pad: whatever makes its output sizes exactly M (the columns' layout).
+    hi = [(M[i] - 1) * lhs_dilation[i] + Ke[i] - ((osz[i] - 1) * stride[i] + 1) - lo[i]
+          for i in range(nd)]
+    wf = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
+    xs = cp.moveaxis(x, 1, -1).reshape(R, C)
+    cols = cp.empty((R, O, KK), dtype=x.dtype)  # (N, *M, O, *K): F's column layout
+    for g in range(groups):
+        wg = cp.ascontiguousarray(cp.moveaxis(wf[g * Og:(g + 1) * Og].reshape(Og, Cg, KK),
+                                              1, 0)).reshape(Cg, Og * KK)
+        cols[:, g * Og:(g + 1) * Og] = (xs[:, g * Cg:(g + 1) * Cg] @ wg).reshape(R, Og, KK)
+    kern, total, blocks = _col2im_kernel(
+        x.dtype.name, (N, O) + tuple(osz), K, tuple(lhs_dilation),
+        tuple(zip(lo, hi)), tuple(dilation), tuple(stride))
+    if total:
+        kern((blocks,), (_BLOCK,), (cols, res))
+    if b is not None:
+        res += b.reshape((1, O) + (1,) * nd)
     return res
 
 
