@@ -25,7 +25,9 @@ CASES = [  # x shape, w shape, conv kwargs
 def step(xs, ws, kw, level, bias=True, batch_known=True):
     """A tanh conv layer's loss, gradients and an SGD update of w and b."""
     r = np.random.default_rng(0)
-    x = fc.input("x", xs if batch_known else (None,) + xs[1:])
+    # batch_known: True (every size), False (the batch at run time), None (the channels only)
+    decl = {True: xs, False: (None,) + xs[1:], None: (None, xs[1]) + (None,) * (len(xs) - 2)}
+    x = fc.input("x", decl[batch_known])
     w = fc.param("w", r.standard_normal(ws))
     b = fc.param("b", np.linspace(-1, 1, ws[0]))
     z = fc.conv(x, w, **kw)
@@ -68,15 +70,31 @@ def test_the_columns_are_a_planned_buffer_and_the_weight_gradient_a_gemm():
     assert mem["plan"] >= cols_bytes and mem["plan"] <= 1.2 * mem["lower_bound"] + 1024
 
 
-@pytest.mark.parametrize("why", ["groups", "unknown batch", "forced algorithm"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_shared_columns_with_a_batch_known_only_at_run_time(case):
+    """A model file's batch is symbolic: the columns are shared all the same, and calls with
+    different batch sizes (a last, smaller batch) equal O0."""
+    xs, ws, kw = CASES[case]
+    f2 = step(xs, ws, kw, "O2", batch_known=False)
+    f0 = step(xs, ws, kw, "O0", batch_known=False)
+    assert "share_conv_columns x1" in fired(f2)
+    r = np.random.default_rng(case)
+    for n in (xs[0], 1, xs[0] + 2):
+        xv = r.standard_normal((n,) + xs[1:])
+        for a, c in zip(f2(xv), f0(xv)):
+            np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-11, err_msg=f"batch {n}")
+
+
+@pytest.mark.parametrize("why", ["groups", "unknown sizes", "forced algorithm"])
 def test_no_sharing_where_it_does_not_apply(why, monkeypatch):
     xs, ws, kw = CASES[0]
     if why == "groups":
         xs, ws, kw = (2, 4, 9, 8), (4, 2, 3, 3), dict(padding=1, groups=2)
     if why == "forced algorithm":
         monkeypatch.setenv("FLOWC_CONV_ALGO", "offsets")
-    f2 = step(xs, ws, kw, "O2", batch_known=why != "unknown batch")
-    f0 = step(xs, ws, kw, "O0", batch_known=why != "unknown batch")
+    known = None if why == "unknown sizes" else True  # None: only the channels known
+    f2 = step(xs, ws, kw, "O2", batch_known=known)
+    f0 = step(xs, ws, kw, "O0", batch_known=known)
     assert "share_conv_columns" not in fired(f2)
     xv = np.random.default_rng(1).standard_normal(xs)
     for _ in range(2):

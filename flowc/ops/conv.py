@@ -120,10 +120,14 @@ def _vjp(c):
         dx = dx[(slice(None), slice(None)) + tuple(slice(None, xs[2 + i]) for i in range(nd))]
     # dw: x (channels within a group as the batch) convolved with g (its batch as channels).
     Og = tuple(g.shape[2:]) if not known else tuple(O)
-    xt = F.transpose(x.reshape((n, G, cg) + tuple(xs[2:])), (2, 1, 0) + sp)
-    xt = xt.reshape((cg, -1) + tuple(xs[2:]))
-    gt = F.transpose(g.reshape((n, G, og) + Og), (1, 2, 0) + sp)
-    gt = gt.reshape((o, -1) + Og)
+    if G == 1:  # plain transposes: no sizes needed (the O2 column sharing matches them)
+        xt = F.transpose(x, (1, 0) + tuple(range(2, 2 + nd)))
+        gt = F.transpose(g, (1, 0) + tuple(range(2, 2 + nd)))
+    else:
+        xt = F.transpose(x.reshape((n, G, cg) + tuple(xs[2:])), (2, 1, 0) + sp)
+        xt = xt.reshape((cg, -1) + tuple(xs[2:]))
+        gt = F.transpose(g.reshape((n, G, og) + Og), (1, 2, 0) + sp)
+        gt = gt.reshape((o, -1) + Og)
     r = conv(xt, gt, stride=tuple(d), dilation=tuple(s), lhs_dilation=tuple(u), groups=G,
              flip=False, pad=tuple((pad[i][0], dw_hi[i]) for i in range(nd)))
     dw = F.transpose(r, (1, 0) + tuple(range(2, 2 + nd)))

@@ -1,6 +1,6 @@
 """A conv through explicit im2col columns, so its weight gradient can reuse them (made by
 the O2 `share_conv_columns` pass; like gemm, no derivative rules: they exist only after
-autodiff, and only with every size known).
+autodiff, and only with every size known but the batch).
 
 im2col(x; kernel, stride, pad, dilation, lhs_dilation) -> cols (N * P, C * KK):
   cols[(n, p), (c, i)] = x~[n, c, p * s + i * d], x~ dilated by lhs_dilation and padded;
@@ -22,31 +22,38 @@ GEOMETRY = {"kernel": (1,), "stride": (1,), "pad": ((0, 0),), "dilation": (1,),
             "lhs_dilation": (1,)}
 
 
-def _known(*types):
-    if any(None in t.shape for t in types):
-        raise ShapeError("im2col lowering needs every size known, got "
-                         + ", ".join(t.short() for t in types))
+def _known(*types, batch=()):
+    """Every size known, except the dims named in `batch` (type index, dim) pairs."""
+    for i, t in enumerate(types):
+        if any(d is None and (i, k) not in batch for k, d in enumerate(t.shape)):
+            raise ShapeError("im2col lowering needs every size known but the batch, got "
+                             + ", ".join(t.short() for t in types))
+
+
+def _times(a, b):
+    return None if a is None or b is None else a * b
 
 
 def _im2col_infer(types, attrs):
     (x,) = types
-    _known(x)
+    _known(x, batch={(0, 0)})
     from .conv import out_size
     P = math.prod(out_size(h, k, s, p, d, u) for h, k, s, p, d, u in zip(
         x.shape[2:], attrs["kernel"], attrs["stride"], attrs["pad"], attrs["dilation"],
         attrs["lhs_dilation"]))
-    return TensorType(x.dtype, (x.shape[0] * P, x.shape[1] * math.prod(attrs["kernel"])))
+    return TensorType(x.dtype, (_times(x.shape[0], P), x.shape[1] * math.prod(attrs["kernel"])))
 
 
 def _conv_cols_infer(types, attrs):
     cols, w = types[:2]
-    _known(cols, w)
+    _known(cols, w, batch={(0, 0)})
     P = math.prod(attrs["spatial"])
     if cols.ndim != 2 or w.ndim < 3 or cols.shape[1] != math.prod(w.shape[1:]) \
-            or cols.shape[0] % P or cols.dtype != w.dtype:
+            or (cols.shape[0] is not None and cols.shape[0] % P) or cols.dtype != w.dtype:
         raise ShapeError(f"conv_cols needs columns (N * {P}, C * KK) matching w, got "
                          f"{cols.short()} and {w.short()}")
-    y = TensorType(w.dtype, (cols.shape[0] // P, w.shape[0]) + tuple(attrs["spatial"]))
+    n = None if cols.shape[0] is None else cols.shape[0] // P
+    y = TensorType(w.dtype, (n, w.shape[0]) + tuple(attrs["spatial"]))
     if len(types) == 3 and not bias_channels(y, types[2]):
         raise ShapeError(f"conv_cols' bias must broadcast along the channels of {y.short()}, "
                          f"got {types[2].short()}")
@@ -55,10 +62,11 @@ def _conv_cols_infer(types, attrs):
 
 def _conv_wgrad_infer(types, attrs):
     cols, gt = types
-    _known(cols, gt)
+    _known(cols, gt, batch={(0, 0), (1, 1)})
     KK = math.prod(attrs["kernel"])
-    if cols.ndim != 2 or cols.shape[1] % KK or cols.shape[0] != math.prod(gt.shape[1:]) \
-            or cols.dtype != gt.dtype:
+    rows = None if gt.shape[1] is None else math.prod(gt.shape[1:])
+    if cols.ndim != 2 or cols.shape[1] % KK or cols.dtype != gt.dtype or \
+            (None not in (rows, cols.shape[0]) and cols.shape[0] != rows):
         raise ShapeError(f"conv_wgrad needs columns (N * P, C * {KK}) and a cotangent "
                          f"(O, N, *P), got {cols.short()} and {gt.short()}")
     return TensorType(gt.dtype, (cols.shape[1] // KK, gt.shape[0]) + tuple(attrs["kernel"]))

@@ -9,7 +9,8 @@ run im2col anyway (the shape rule, runtime/cpu/conv.py `modelled`), the pass mak
 
 one window copy and two GEMMs (a hand-written layer keeps its columns the same way). The
 columns are a value of the graph, so the memory plan places them in the arena. Only with
-every size known, groups == 1, and no FLOWC_CONV_ALGO forcing an algorithm.
+every size known but the batch (a batch known only at run time is taken as TYPICAL_BATCH
+for the rule), groups == 1, and no FLOWC_CONV_ALGO forcing an algorithm.
 """
 from __future__ import annotations
 
@@ -26,39 +27,78 @@ from .rewrite import add_like, copy_graph, fresh_ids, log, move_roots, operands,
 VIEWS = ("reshape", "transpose")
 
 
-def _known(t):
-    return None not in t.shape
+def _known(t, batch=None):
+    """Every size of t known, but dim `batch`."""
+    return all(d is not None for k, d in enumerate(t.shape) if k != batch)
 
 
 def _through_views(G, n):
-    """(root, flat index into the root of each element of n): n followed back through
-    reshapes and transposes of static shape; None when an index array would be too big."""
+    """How n reads the node it views: (root, ("perm", axes)) through transposes alone (any
+    sizes), or (root, ("index", shape, flat index into the root of each element)) through
+    reshapes and transposes of static shape; None otherwise."""
     chain = []
     while G.nodes[n]["op"] in VIEWS and G.in_degree(n) == 1:
         chain.append(n)
         n = operands(G, n)[0]
-    shape = G.nodes[n]["type"].shape
-    if not _known(G.nodes[n]["type"]) or np.prod(shape) > 1 << 24:
+    t = G.nodes[n]["type"]
+    if all(G.nodes[v]["op"] == "transpose" for v in chain):
+        axes = tuple(range(t.ndim))
+        for v in reversed(chain):
+            axes = tuple(axes[a] for a in G.nodes[v]["attrs"]["axes"])
+        return n, ("perm", axes)
+    if not _known(t) or np.prod(t.shape) > 1 << 24:
         return None
-    idx = np.arange(int(np.prod(shape))).reshape(shape)
+    idx = np.arange(int(np.prod(t.shape)), dtype=np.int64).reshape(t.shape)
     for v in reversed(chain):
         a = G.nodes[v]["attrs"]
         idx = idx.reshape(a["shape"]) if G.nodes[v]["op"] == "reshape" \
             else idx.transpose(a["axes"])
-    return n, idx
+    return n, ("index", idx.shape, idx.tobytes())
+
+
+def _swap_of(G, n, by_x):
+    """The forward convs whose x node n is, through transposes alone, with axes 0 and 1
+    exchanged (the vjp's form when groups == 1; sizes need not be known)."""
+    axes = tuple(range(G.nodes[n]["type"].ndim))
+    swap = (1, 0) + axes[2:]
+    while True:
+        if axes == swap and n in by_x:
+            return by_x[n]
+        if G.nodes[n]["op"] != "transpose" or G.in_degree(n) != 1:
+            return []
+        a = G.nodes[n]["attrs"]["axes"]
+        axes = tuple(a[p] for p in axes)
+        n = operands(G, n)[0]
+
+
+def _swapped(view):
+    """The view with its first two axes exchanged (a dw conv's x is its forward's x so)."""
+    kind, *rest = view
+    if kind == "perm":
+        axes = rest[0]
+        return "perm", (axes[1], axes[0]) + axes[2:]
+    shape, data = rest
+    idx = np.frombuffer(data, dtype=np.int64)
+    idx = np.swapaxes(idx.reshape(shape), 0, 1)
+    return "index", idx.shape, np.ascontiguousarray(idx).tobytes()
+
+
+TYPICAL_BATCH = 64  # the rule's batch for a conv whose batch is known only at run time
 
 
 def _forward(G, n):
-    """A conv (or conv_bias) whose rule picks im2col, with every size known: its x."""
+    """A forward-phase conv (or conv_bias) whose rule picks im2col, with every size known
+    but the batch: its x."""
     d = G.nodes[n]
     if d["op"] not in ("conv", "conv_bias") or d["attrs"]["groups"] != 1 or \
             d["phase"] != "forward":
         return None
     x, w = operands(G, n)[:2]
     tx, tw, ty = G.nodes[x]["type"], G.nodes[w]["type"], d["type"]
-    if not (_known(tx) and _known(tw) and _known(ty)):
+    if not (_known(tx, 0) and _known(tw) and _known(ty, 0)):
         return None
-    algo = modelled(tx.shape, tw.shape, 1, d["attrs"]["lhs_dilation"], ty.shape[2:],
+    xshape = (tx.shape[0] or TYPICAL_BATCH,) + tx.shape[1:]
+    algo = modelled(xshape, tw.shape, 1, d["attrs"]["lhs_dilation"], ty.shape[2:],
                     np.dtype(tx.dtype).itemsize)
     return x if algo == "im2col" else None
 
@@ -79,7 +119,7 @@ def _is_weight_grad_of(G, D, F):
     K = G.nodes[operands(G, F)[1]]["type"].shape[2:]
     P = G.nodes[F]["type"].shape[2:]
     g = G.nodes[operands(G, D)[1]]["type"]
-    return G.nodes[D]["type"].shape[2:] == K and _known(g) and g.shape[2:] == P
+    return G.nodes[D]["type"].shape[2:] == K and _known(g, 1) and g.shape[2:] == P
 
 
 def share_conv_columns(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
@@ -88,30 +128,29 @@ def share_conv_columns(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
     order of the GEMMs' sums) and types."""
     if os.environ.get("FLOWC_CONV_ALGO"):
         return G
-    forwards = {}  # (root, index bytes) of a forward conv's x -> the conv
+    by_x, by_view = {}, {}  # F's x node, and (root, how F's x views it) -> forward convs
     for n in topo(G):
         x = _forward(G, n)
         if x is None:
             continue
+        by_x.setdefault(x, []).append(n)
         seen = _through_views(G, x)
-        if seen is not None:
-            root, idx = seen
-            forwards.setdefault((root, idx.shape, idx.tobytes()), []).append(n)
-    if not forwards:
+        if seen is not None and seen[1][0] == "index":
+            by_view.setdefault(seen, []).append(n)
+    if not by_x:
         return G
     pairs = []
     for D in topo(G):
         if G.nodes[D]["op"] != "conv" or G.nodes[D]["phase"] == "forward":
             continue
-        seen = _through_views(G, operands(G, D)[0])
-        if seen is None or seen[1].ndim < 3:
-            continue
-        root, idx = seen
-        xidx = np.swapaxes(idx, 0, 1)  # what F's x would be: batch and channels back
-        for F in forwards.get((root, xidx.shape, np.ascontiguousarray(xidx).tobytes()), []):
-            if _is_weight_grad_of(G, D, F):
-                pairs.append((F, D))
-                break
+        found = [F for F in _swap_of(G, operands(G, D)[0], by_x) if _is_weight_grad_of(G, D, F)]
+        if not found and by_view:  # through reshapes too, where every size is known
+            seen = _through_views(G, operands(G, D)[0])
+            if seen is not None and seen[1][0] == "index":
+                found = [F for F in by_view.get((seen[0], _swapped(seen[1])), [])
+                         if _is_weight_grad_of(G, D, F)]
+        if found:
+            pairs.append((found[0], D))
     if not pairs:
         return G
     H, ids, moved, cols = copy_graph(G), None, {}, {}
