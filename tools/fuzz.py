@@ -3,6 +3,7 @@
 
     python tools/fuzz.py --graphs 500 --seed 1          # a fixed number of graphs
     python tools/fuzz.py --minutes 10 --seed 7 --large 0.2 --skip B1,EQ
+    python tools/fuzz.py --minutes 5 --seed 9 --fake-gpu 0.3  # also on the fake GPU
 
 A graph is a `Spec`: a list of nodes, each a leaf (input, constant or param) or a step whose
 flowc expression and NumPy reference are short code strings. The same strings build the graph,
@@ -13,7 +14,8 @@ third must equal the first bit for bit, and the first call's arrays must not cha
 the same graph with constants fed as inputs; gradients at every level against central
 differences (a random direction); jvp against vjp; grad of grad; hessian against hvp; a few
 training steps with `updates=` at O0 against O2; save -> `runtime.load` in a fresh process
-that cannot import flowc. A finding is shrunk (ops cut into inputs, outputs dropped, layouts
+that cannot import flowc; with --fake-gpu P, that share of graphs (and a gradient) linked
+for the fake GPU (tests/fake_cupy.py) against the CPU. A finding is shrunk (ops cut into inputs, outputs dropped, layouts
 simplified) and printed as a Python snippet.
 """
 from __future__ import annotations
@@ -1957,10 +1959,63 @@ def check_graph_json(spec, stats):
     stats["graph-json"] += 1
 
 
+FAKE_GPU = {"p": 0.0, "cp": None}  # --fake-gpu: share of graphs, and the installed fake
+
+
+def install_fake_gpu():
+    """Put tests/fake_cupy.py (CuPy's API over NumPy, strict as CuPy; generated kernels run
+    in the host emulator) in place of `import cupy` for the rest of the run, or say why not."""
+    sys.path.insert(0, ROOT)
+    from tests import fake_cupy
+    from tests import gpu_emulator as emu
+    if not emu.available():
+        return "no C++ compiler (g++) for the host emulator"
+    import pytest
+    FAKE_GPU["cp"] = fake_cupy.install(pytest.MonkeyPatch())
+    return None
+
+
+def check_fake_gpu(spec, stats):
+    """The graph and a gradient compiled at O2, its Program linked for the (fake) GPU:
+    values equal the CPU's within the dtype's tolerance (the GPU's reductions sum in
+    another order) on draws A, B, A; the generated kernels, cuBLAS calls and the GPU's
+    conv and pooling paths against the NumPy runtime."""
+    import flowc_runtime as runtime
+    check = "fake-gpu"
+    graph, ts, ins = guarded(check, "build", lambda: build(spec))
+    outs = [ts[i] for i in spec.outputs]
+    wrt = float_wrt(spec)[:1]
+    if wrt:
+        R = cotangents(spec, evaluate(spec, {i: draw_leaf(spec, i, 0) for i in spec.leaves()}))
+        if R:
+            with graph:
+                cost = cost_of(ts, R, graph)
+                g = documented(check, "fc.grad", lambda: fc.grad(cost, ts[wrt[0]]))
+            outs += [g] if g is not None else []
+    f = guarded(check, "O2 compile", lambda: fc.function(
+        [ts[i] for i in ins], outs, single_output=False))
+    from flowc_runtime.storage import Cell
+    # Cells of its own with the parameters' first values (a random stream's counter, too).
+    cells = [Cell(np.array(f.program.values[f"param{i}"]))
+             for i in range(len(f.program.params))]
+    gpu = guarded(check, "link for the GPU", lambda: runtime.link(
+        f.program, device="gpu", cells=cells, single=False))
+    for c, k in enumerate((0, 1, 0)):
+        args = call_args(spec, ins, k)
+        want = guarded(check, f"CPU call {c + 1}", lambda: f(*args))
+        got = guarded(check, f"GPU call {c + 1}", lambda: gpu(*args))
+        for j, (x, y) in enumerate(zip(got, want)):
+            x = x.get() if hasattr(x, "get") else np.asarray(x)
+            m = mismatch(x, np.asarray(y))
+            if m is not None:
+                raise Finding(check, f"call {c + 1}, output {j}: the GPU gives {m}")
+    stats["fake-gpu"] += 1
+
+
 # -- one graph, all checks ------------------------------------------------------------------------
 CHECKS = {"forward": check_forward, "grad": check_grads, "training": check_training,
           "grad1": lambda spec, stats: check_grads(spec, stats, second=False),
-          "graph-json": check_graph_json}
+          "graph-json": check_graph_json, "fake-gpu": check_fake_gpu}
 
 
 def run_check(name, spec, stats):
@@ -2159,7 +2214,10 @@ def repro(spec, check):
                "training": "gs = fc.grad(cost, wrt)",
                "graph-json": "gs = outs + fc.grad(cost, wrt[:1])  # the check: "
                              "flowc.io.graph_json.loads(graph_json.dumps(gs)) must compute "
-                             "the same (check_graph_json in tools/fuzz.py)"}
+                             "the same (check_graph_json in tools/fuzz.py)",
+               "fake-gpu": "gs = outs + fc.grad(cost, wrt[:1])  # the check: "
+                           "flowc_runtime.link(f.program, device='gpu') on tests/fake_cupy.py "
+                           "must compute what f does (check_fake_gpu in tools/fuzz.py)"}
     lines += [targets.get(check, "gs = outs"),
               "res = {}", "for level in ('O0', 'O1', 'O2'):",
               "    f = fc.function(ins, gs, optimize=level, single_output=False)",
@@ -2195,6 +2253,9 @@ def fuzz_one(spec, stats, saver=None, save_p=0.1, train_p=0.3, second_p=1.0, jso
     names += ["training"] if train and spec.size() <= LONG else []
     # ~3 in 10 graphs go through graph JSON (flowc/io/graph_json.py) and back
     names += ["graph-json"] if np.random.default_rng([spec.seed, 11]).random() < json_p else []
+    if FAKE_GPU["cp"] is not None and np.random.default_rng([spec.seed, 13]).random() < \
+            FAKE_GPU["p"]:
+        names.append("fake-gpu")
     for name in names:
         e = run_check(name, spec, stats)
         if e is not None:
@@ -2276,7 +2337,7 @@ def report(stats, findings, shrink_budget, verbose, out):
     """Counts by check, coverage, and findings grouped by kind with a shrunk repro each."""
     keys = ["graphs", "large graphs", "graphs-checked", "calls", "grads", "grad-vs-fd",
             "jvp-vs-vjp", "grad-of-grad", "hessian", "jacobian", "training", "save-load", "graph-json",
-            "consts-as-inputs",
+            "consts-as-inputs", "fake-gpu",
             "generator errors", "skipped (known)"]
     rate = stats["graphs"] / max(stats["seconds"], 1e-9) * 60
     out(f"fuzz: {stats['graphs']} graphs in {stats['seconds']} s ({rate:.0f} graphs/min)")
@@ -2300,7 +2361,8 @@ def report(stats, findings, shrink_budget, verbose, out):
                                                     "grad-vs-fd": "grad", "jvp-vs-vjp": "grad",
                                                     "grad-of-grad": "grad", "hessian": "grad",
                                                     "jacobian": "grad",
-                                                    "graph-json": "graph-json"}.get(f.check)
+                                                    "graph-json": "graph-json",
+                                                    "fake-gpu": "fake-gpu"}.get(f.check)
         budget = shrink_budget if not spec.large else shrink_budget // 5   # large: slow tries
         small = shrink(spec, check, kind_of(f), budget) if check and spec.size() <= LONG else spec
         out(f"   minimal repro ({small.size()} nodes):")
@@ -2322,7 +2384,15 @@ def main(argv=None):
     p.add_argument("--verbose", action="store_true", help="print the op coverage table")
     p.add_argument("--cover", action="store_true",
                    help="after --graphs, go on (up to twice as many) until every op is compiled")
+    p.add_argument("--fake-gpu", type=float, default=0.0,
+                   help="share of graphs also run on the fake GPU (tests/fake_cupy.py) and "
+                        "checked against the CPU")
     a = p.parse_args(argv)
+    if a.fake_gpu > 0:
+        why = install_fake_gpu()
+        if why:
+            p.error(f"--fake-gpu: {why}")
+        FAKE_GPU["p"] = a.fake_gpu
     if a.graphs is None and a.minutes is None:
         a.graphs = 200
     skip = frozenset(s.strip().upper() for s in a.skip.split(",") if s.strip())
