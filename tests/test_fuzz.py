@@ -76,3 +76,36 @@ def test_the_documented_conv_refusal_is_recognised():
     cost = fc.sum(fc.conv(x, w) ** 2)
     gw = fc.grad(cost, w)
     assert fuzz.documented("grad-of-grad", "fc.grad", lambda: fc.grad(fc.sum(gw * gw), x)) is None
+
+
+def test_the_fake_gpu_check_runs_and_catches_a_wrong_gpu_kernel(monkeypatch):
+    """check_fake_gpu links a graph's O2 Program for the fake GPU and compares it with the
+    CPU: it passes on generated graphs, and wrong GPU results are a finding."""
+    import pytest
+    from tests import gpu_emulator as emu
+    if not emu.available():
+        pytest.skip("no C++ compiler (g++) for the host emulator")
+    from tests import fake_cupy
+    fake_cupy.install(monkeypatch)
+    try:
+        stats = fuzz.Counter()
+        for seed in range(6):
+            assert fuzz.run_check("fake-gpu", fuzz.generate(seed), stats) is None
+        assert stats["fake-gpu"] == 6
+        # A GPU whose results are off by one in the last place is caught (the comparison
+        # is live, not only the link).
+        import flowc_runtime as runtime
+        link = runtime.link
+
+        def off(*a, **k):
+            exe = link(*a, **k)
+            if k.get("device") != "gpu":
+                return exe
+            return lambda *args: [r + abs(r) * 1e-3 + 1e-3 for r in exe(*args)]
+        monkeypatch.setattr(runtime, "link", off)
+        spec = next(s for s in map(fuzz.generate, range(20))
+                    if s.nodes[s.outputs[0]].dtype.startswith("float"))
+        e = fuzz.run_check("fake-gpu", spec, stats)
+        assert e is not None and "the GPU gives" in str(e), e
+    finally:
+        fake_cupy.uninstall()
