@@ -216,3 +216,39 @@ def test_an_input_dilated_conv_on_the_fake_gpu_runs_col2im(seed, monkeypatch):
         assert conv_run._col2im_kernel.cache_info().currsize == 1
     finally:
         fake_cupy.uninstall()
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_a_conv_without_its_weight_gradient_is_lowered_alone(case):
+    """Inference (no gradient), and grouped convs: every conv the rule runs as im2col
+    becomes im2col + conv_cols (its window copy a planned buffer), equal bit for bit to the
+    conv kernel's im2col on calls 1-3 with the batch changing."""
+    xs, ws, kw = CASES[case]
+    r = np.random.default_rng(case)
+    x = fc.input("x", (None,) + xs[1:])
+    w = fc.param("w", r.standard_normal(ws))
+    y = fc.tanh(fc.conv(x, w, **kw))
+    f2, f1 = fc.function([x], y), fc.function([x], y, optimize="O1")
+    ops = [d["op"] for _, d in f2.graph.nodes(data=True)]
+    if "conv" in ops:  # the rule picks another algorithm: nothing to lower
+        assert "conv_columns" not in fired(f2)
+        return
+    assert "conv_columns x1" in fired(f2) and ops.count("im2col") == 1
+    for n in (xs[0], 1, xs[0] + 1):
+        xv = r.standard_normal((n,) + xs[1:])
+        np.testing.assert_array_equal(f2(xv), f1(xv))
+
+
+def test_grouped_convs_are_lowered_with_their_gradients():
+    r = np.random.default_rng(2)
+    xs, ws = (3, 4, 7, 6), (6, 2, 3, 3)
+    x = fc.input("x", xs)
+    w = fc.param("w", r.standard_normal(ws))
+    loss = fc.sum(fc.tanh(fc.conv2d(x, w, padding=1, groups=2, stride=(2, 1))) ** 2)
+    outs = [loss] + fc.grad(loss, [x, w])
+    f2, f0 = fc.function([x], outs), fc.function([x], outs, optimize="O0")
+    assert "conv_columns" in fired(f2)
+    for _ in range(3):
+        xv = r.standard_normal(xs)
+        for a, c in zip(f2(xv), f0(xv)):
+            np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-11)

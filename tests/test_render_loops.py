@@ -193,12 +193,15 @@ def test_conv_nodes_are_labelled_by_geometry_and_algorithm():
     y = fc.conv(img, fc.param("k", np.ones((4, 3, 5, 5))), stride=2, padding=1)
     text = fc.to_dot(y, stage="forward")
     assert "label=<conv 5&#215;5 /2 pad 1<BR/>" in text and "stride=" not in text
-    f = fc.function([img], y)
+    f = fc.function([img], y, optimize="O1")  # O1 keeps the conv a conv
     n = next(n for n in f.graph if f.graph.nodes[n]["op"] == "conv")
     f.graph.nodes[n]["attrs"]["algorithm"] = "im2col"  # as an algorithm-choosing pass would
     opt = fc.to_dot(f, stage="optimized")
     assert "algorithm im2col" in opt and "conv 5&#215;5 /2 pad 1" in opt
     assert "algorithm" not in fc.to_dot(f, stage="forward")
+    # O2 lowers it to its im2col window copy (labelled with the geometry) and a GEMM.
+    opt2 = fc.to_dot(fc.function([img], y), stage="optimized")
+    assert "label=<im2col 5&#215;5 /2 pad 1<BR/>" in opt2 and "conv_cols" in opt2
 
 
 @pytest.mark.skipif(files.find_renderer() is None, reason="no Graphviz renderer installed")

@@ -4,7 +4,8 @@ autodiff, and only with every size known but the batch).
 
 im2col(x; kernel, stride, pad, dilation, lhs_dilation) -> cols (N * P, C * KK):
   cols[(n, p), (c, i)] = x~[n, c, p * s + i * d], x~ dilated by lhs_dilation and padded;
-conv_cols(cols, w[, b]; spatial, flip) -> (N, O, *spatial): cols @ w (O, C * KK).T (+ b);
+conv_cols(cols, w[, b]; spatial, flip, groups) -> (N, O, *spatial): per group, the group's
+  column block @ its w rows (O / groups, C / groups * KK).T (+ b);
 conv_wgrad(cols, gt; kernel) -> (C, O, *kernel): the weight gradient's conv, the one the
   vjp of conv(x, w) writes as conv(x transposed, g transposed): gt (O, N, *P) as an
   (O, N * P) matrix times cols, no second im2col of x.
@@ -47,11 +48,12 @@ def _im2col_infer(types, attrs):
 def _conv_cols_infer(types, attrs):
     cols, w = types[:2]
     _known(cols, w, batch={(0, 0)})
-    P = math.prod(attrs["spatial"])
-    if cols.ndim != 2 or w.ndim < 3 or cols.shape[1] != math.prod(w.shape[1:]) \
-            or (cols.shape[0] is not None and cols.shape[0] % P) or cols.dtype != w.dtype:
-        raise ShapeError(f"conv_cols needs columns (N * {P}, C * KK) matching w, got "
-                         f"{cols.short()} and {w.short()}")
+    P, g = math.prod(attrs["spatial"]), attrs["groups"]
+    if cols.ndim != 2 or w.ndim < 3 or cols.shape[1] != g * math.prod(w.shape[1:]) \
+            or w.shape[0] % g or (cols.shape[0] is not None and cols.shape[0] % P) \
+            or cols.dtype != w.dtype:
+        raise ShapeError(f"conv_cols needs columns (N * {P}, C * KK) matching w in {g} "
+                         f"group(s), got {cols.short()} and {w.short()}")
     n = None if cols.shape[0] is None else cols.shape[0] // P
     y = TensorType(w.dtype, (n, w.shape[0]) + tuple(attrs["spatial"]))
     if len(types) == 3 and not bias_channels(y, types[2]):
@@ -75,7 +77,7 @@ def _conv_wgrad_infer(types, attrs):
 register(OpDef("im2col", 1, _im2col_infer, differentiable=False, attrs=dict(GEOMETRY),
                doc="a conv's input windows as an (N * positions, C * kernel) matrix"))
 register(OpDef("conv_cols", None, _conv_cols_infer, differentiable=False,
-               attrs={"spatial": (1,), "flip": False},
+               attrs={"spatial": (1,), "flip": False, "groups": 1},
                doc="a conv from its im2col columns: one GEMM (+ a per-channel bias)"))
 register(OpDef("conv_wgrad", 2, _conv_wgrad_infer, differentiable=False,
                attrs={"kernel": (1,)},

@@ -7,8 +7,9 @@ run im2col anyway (the shape rule, runtime/cpu/conv.py `modelled`), the pass mak
 
     cols = im2col(x);  y = conv_cols(cols, w[, b]);  dw' = conv_wgrad(cols, g')
 
-one window copy and two GEMMs (a hand-written layer keeps its columns the same way). The
-columns are a value of the graph, so the memory plan places them in the arena. Only with
+one window copy and two GEMMs (a hand-written layer keeps its columns the same way). Every
+other conv the rule runs as im2col becomes im2col + conv_cols alone. The columns are a
+value of the graph, so the memory plan places them in the arena. Only with
 every size known but the batch (a batch known only at run time is taken as TYPICAL_BATCH
 for the rule), groups == 1, and no FLOWC_CONV_ALGO forcing an algorithm.
 """
@@ -86,21 +87,29 @@ def _swapped(view):
 TYPICAL_BATCH = 64  # the rule's batch for a conv whose batch is known only at run time
 
 
-def _forward(G, n):
-    """A forward-phase conv (or conv_bias) whose rule picks im2col, with every size known
-    but the batch: its x."""
+def _lowerable(G, n):
+    """A conv (or conv_bias) whose rule picks im2col, with every size known but the batch:
+    its x."""
     d = G.nodes[n]
-    if d["op"] not in ("conv", "conv_bias") or d["attrs"]["groups"] != 1 or \
-            d["phase"] != "forward":
+    if d["op"] not in ("conv", "conv_bias"):
         return None
     x, w = operands(G, n)[:2]
     tx, tw, ty = G.nodes[x]["type"], G.nodes[w]["type"], d["type"]
     if not (_known(tx, 0) and _known(tw) and _known(ty, 0)):
         return None
     xshape = (tx.shape[0] or TYPICAL_BATCH,) + tx.shape[1:]
-    algo = modelled(xshape, tw.shape, 1, d["attrs"]["lhs_dilation"], ty.shape[2:],
-                    np.dtype(tx.dtype).itemsize)
+    algo = modelled(xshape, tw.shape, d["attrs"]["groups"], d["attrs"]["lhs_dilation"],
+                    ty.shape[2:], np.dtype(tx.dtype).itemsize)
     return x if algo == "im2col" else None
+
+
+def _forward(G, n):
+    """A forward-phase, one-group conv that _lowerable takes: its x."""
+    d = G.nodes[n]
+    if d["op"] not in ("conv", "conv_bias") or d["attrs"]["groups"] != 1 or \
+            d["phase"] != "forward":
+        return None
+    return _lowerable(G, n)
 
 
 def _is_weight_grad_of(G, D, F):
@@ -124,8 +133,9 @@ def _is_weight_grad_of(G, D, F):
 
 def share_conv_columns(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
     """Rewrite each forward conv whose weight gradient's conv is in the unit into im2col +
-    conv_cols + conv_wgrad sharing one columns value. Guarantee: same values (up to the
-    order of the GEMMs' sums) and types."""
+    conv_cols + conv_wgrad sharing one columns value, and every other conv the rule runs as
+    im2col into im2col + conv_cols. Guarantee: same values (up to the order of the GEMMs'
+    sums; bit for bit the kernel's im2col) and types."""
     if os.environ.get("FLOWC_CONV_ALGO"):
         return G
     by_x, by_view = {}, {}  # F's x node, and (root, how F's x views it) -> forward convs
@@ -137,10 +147,8 @@ def share_conv_columns(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
         seen = _through_views(G, x)
         if seen is not None and seen[1][0] == "index":
             by_view.setdefault(seen, []).append(n)
-    if not by_x:
-        return G
     pairs = []
-    for D in topo(G):
+    for D in topo(G) if by_x else ():
         if G.nodes[D]["op"] != "conv" or G.nodes[D]["phase"] == "forward":
             continue
         found = [F for F in _swap_of(G, operands(G, D)[0], by_x) if _is_weight_grad_of(G, D, F)]
@@ -151,25 +159,36 @@ def share_conv_columns(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
                          if _is_weight_grad_of(G, D, F)]
         if found:
             pairs.append((found[0], D))
-    if not pairs:
+    paired = {n for pair in pairs for n in pair}
+    # Every other conv the rule runs as im2col: the same two steps, so its window copy is a
+    # buffer of the memory plan too, not the kernel's own allocation.
+    alone = [n for n in topo(G) if n not in paired and _lowerable(G, n) is not None]
+    if not pairs and not alone:
         return G
-    H, ids, moved, cols = copy_graph(G), None, {}, {}
+    H, moved, cols = copy_graph(G), {}, {}
     ids = fresh_ids(H)
+
+    def lower(F, why):
+        a = H.nodes[F]["attrs"]
+        x, w, *b = operands(H, F)
+        K = tuple(H.nodes[w]["type"].shape[2:])
+        c = add_like(H, F, "im2col", [x], dict(
+            kernel=K, stride=a["stride"], pad=a["pad"], dilation=a["dilation"],
+            lhs_dilation=a["lhs_dilation"]), next(ids), same_value=False)
+        new = add_like(H, F, "conv_cols", [c, w] + b, dict(
+            spatial=tuple(H.nodes[F]["type"].shape[2:]), flip=a["flip"], groups=a["groups"]),
+            next(ids))
+        replace(H, F, new, moved)
+        log(H, why, F)
+        return c, K
+
     for F, D in pairs:
         if F not in cols:
-            a = H.nodes[F]["attrs"]
-            x, w, *b = operands(H, F)
-            K = tuple(H.nodes[w]["type"].shape[2:])
-            c = add_like(H, F, "im2col", [x], dict(
-                kernel=K, stride=a["stride"], pad=a["pad"], dilation=a["dilation"],
-                lhs_dilation=a["lhs_dilation"]), next(ids), same_value=False)
-            new = add_like(H, F, "conv_cols", [c, w] + b, dict(
-                spatial=tuple(H.nodes[F]["type"].shape[2:]), flip=a["flip"]), next(ids))
-            replace(H, F, new, moved)
-            log(H, "share_conv_columns", F)
-            cols[F] = c, K
+            cols[F] = lower(F, "share_conv_columns")
         c, K = cols[F]
         new = add_like(H, D, "conv_wgrad", [c, operands(H, D)[1]], dict(kernel=K), next(ids))
         replace(H, D, new, moved)
+    for n in alone:
+        lower(n, "conv_columns")
     move_roots(H, moved)
     return prune(H)

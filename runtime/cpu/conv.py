@@ -266,7 +266,7 @@ def make_column_kernels(xp):
         osz = out_sizes(x.shape[2:], kernel, stride, pad, dilation, lhs_dilation)
         return columns(xp, x, kernel, stride, pad, dilation, lhs_dilation, osz, out)
 
-    def conv_cols(cols, w, b=None, out=None, spatial=(1,), flip=False):
+    def conv_cols(cols, w, b=None, out=None, spatial=(1,), flip=False, groups=1):
         if flip:
             w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * (w.ndim - 2)]
         if b is not None:
