@@ -1239,7 +1239,10 @@ def g_conv(g):
     sp = tuple(int(v) for v in g.rng.integers(3, 7, nd))
     decl = (None if g.rng.random() < 0.3 else n, c) + sp   # the batch may be unknown
     pool = g.rng.random() < 0.3
-    if g.rng.random() < 0.25:   # so may the spatial sizes
+    # A per-channel bias: O2 folds it into the conv's GEMM (conv_cols where the conv is
+    # lowered to im2col, conv_bias where it stays a conv, as with run-time spatial sizes).
+    bias = not pool and g.rng.random() < 0.4
+    if g.rng.random() < (0.5 if bias else 0.25):   # so may the spatial sizes
         decl = decl[:2] + (None,) * nd
     x = g.leaf("input", (n, c) + sp, decl=decl)
     if pool:
@@ -1269,7 +1272,7 @@ def g_conv(g):
     pad = tuple((int(a), int(b)) for a, b in g.rng.integers(-1, 3, (nd, 2)))
     w = g.leaf("input", (o, c // groups) + k, dtype=g.spec.nodes[x].dtype,
                decl=(o, c // groups) + k)   # conv needs a kernel of known size
-    if g.rng.random() < 0.3:   # a per-channel bias: O2 folds it into the conv's GEMM
+    if bias:
         b = g.leaf("input", (o,), dtype=g.spec.nodes[x].dtype, decl=(o,))
         bs = (1, -1) + (1,) * nd
         return g.step("conv_bias", f"fc.conv({{0}}, {{1}}, stride={st}, padding={pad}, "
@@ -1285,7 +1288,7 @@ GENERATORS = [(g_unary, 6), (g_binary, 5), (g_compare, 1), (g_reduce, 2.5), (g_m
               (g_linalg, 0.5), (g_shape, 2.5), (g_const, 1.0), (g_random, 0.15),
               (g_round, 0.2), (g_divmod, 0.2), (g_xlogx, 0.15), (g_advindex, 0.3), (g_update, 0.5),
               (g_sort, 0.2), (g_compose, 0.4), (g_specify, 0.1), (g_stream, 0.3),
-              (g_sizes, 0.3), (g_loop, 0.2), (g_gates, 0.2), (g_conv, 0.3)]
+              (g_sizes, 0.3), (g_loop, 0.2), (g_gates, 0.2), (g_conv, 0.45)]
 
 
 def generate(seed, large=False, skip=frozenset(), chain=None):
