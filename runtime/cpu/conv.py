@@ -25,6 +25,14 @@ ALGORITHMS = ("im2col", "offsets", "col2im")
 # peaks above the plan (tools/bench_conv.py measures them). Fewer, larger GEMMs measured
 # no faster.
 CHUNK_BYTES = 256 << 10
+MIN_CHUNK_BYTES = 32 << 10
+
+
+def chunk_bytes(nbytes):
+    """The bytes a product is made in: half the size it is measured against (the output,
+    or the operand copied), within [MIN_CHUNK_BYTES, CHUNK_BYTES], so a small step's
+    temporaries stay small next to its values too."""
+    return min(CHUNK_BYTES, max(MIN_CHUNK_BYTES, nbytes // 2))
 # signature -> the rule's algorithm (`modelled`), filled at each signature's first call.
 CHOICES: dict = {}
 # signature -> the fastest when timed (FLOWC_CONV_ALGO=tune), per process.
@@ -132,7 +140,7 @@ def from_columns(xp, cols, w, bias, osz, res):
     O, groups, P = w.shape[0], cols.shape[1] // math.prod(w.shape[1:]), math.prod(osz)
     Og, N = O // groups, cols.shape[0] // P
     cols = cols.reshape(cols.shape[0], groups, cols.shape[1] // groups)
-    per = max(1, CHUNK_BYTES // max(1, P * Og * cols.dtype.itemsize))  # images per GEMM
+    per = max(1, chunk_bytes(res.nbytes) // max(1, P * Og * cols.dtype.itemsize))  # images
     for g in range(groups):
         wg = w[g * Og:(g + 1) * Og].reshape(Og, -1).T
         for n0 in range(0, N, per):
@@ -195,7 +203,7 @@ def _col2im(xp, x, w, a, osz, res):
     xs = xp.moveaxis(x, 1, -1).reshape(N * math.prod(M), C)
     acc = _accumulator(xp, (N,) + osz + (O,), x.dtype, a["bias"])
     offsets = list(itertools.product(*(range(k) for k in K)))
-    per = max(1, CHUNK_BYTES // max(1, xs.shape[0] * Og * x.dtype.itemsize))
+    per = max(1, chunk_bytes(res.nbytes) // max(1, xs.shape[0] * Og * x.dtype.itemsize))
     for g in range(groups):
         # (Cg, KK, Og): a run of kernel offsets is a block of columns of the GEMM's factor.
         wg = xp.moveaxis(w[g * Og:(g + 1) * Og].reshape(Og, Cg, KK), 0, -1)
@@ -281,7 +289,7 @@ def make_column_kernels(xp):
         P = math.prod(gt.shape[2:])
         # (O, C * KK): the sum over (n, p) as GEMMs of a few images' rows each, so the copy
         # of the transposed cotangent stays small.
-        per = max(1, CHUNK_BYTES // max(1, O * P * gt.dtype.itemsize))
+        per = max(1, chunk_bytes(gt.nbytes) // max(1, O * P * gt.dtype.itemsize))
         r = None
         for n0 in range(0, max(N, 1), per):
             n1 = min(N, n0 + per)

@@ -93,7 +93,8 @@ def _take_along_axis(x, idx, axis=-1):
     return np.take_along_axis(x, idx, axis=axis)
 
 
-CHUNK = 1 << 15  # elements of a scatter-add's float64 sums made at a time
+CHUNK = 1 << 15  # elements of a scatter-add's float64 sums made at a time: half the
+MIN_CHUNK = 1 << 12  # output's, within these bounds
 
 
 def _scatter_rows(out, idx, g):
@@ -109,7 +110,7 @@ def _scatter_rows(out, idx, g):
             raise IndexError(f"index out of range for axis {out.ndim - 1} of size {n}")
     k = idx.shape[-1]
     idx, g, o = idx.reshape(-1, k), g.reshape(-1, k), out.reshape(-1)
-    rows = max(1, CHUNK // max(n, k, 1))
+    rows = max(1, min(CHUNK, max(MIN_CHUNK, out.size // 2)) // max(n, k, 1))
     for r0 in range(0, idx.shape[0], rows):
         r1 = min(idx.shape[0], r0 + rows)
         flat = idx[r0:r1] % n if lo < 0 else idx[r0:r1].astype(np.int64)
