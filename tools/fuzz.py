@@ -1925,13 +1925,9 @@ class SaveLoad:
         return [(spec, msg) for (_, spec), msg in zip(cases, res) if msg]
 
 
-def check_graph_json(spec, stats):
-    """The graph (with a gradient, so backward nodes too) saved as graph JSON and loaded back
-    computes bit for bit what the original does, at O0 and O2, on draws A, B, A."""
-    from flowc.io import graph_json
-    check = "graph-json"
-    if any(spec.nodes[i].op == "custom_vjp" for i in spec.needed()):
-        return   # documented: a custom_vjp's Python rule is not saved as JSON
+def outputs_and_a_gradient(spec, check):
+    """spec built: (tensors, input ids, its outputs plus the gradient of a random
+    contraction of them with respect to its first float input, when it has one)."""
     graph, ts, ins = guarded(check, "build", lambda: build(spec))
     outs = [ts[i] for i in spec.outputs]
     wrt = float_wrt(spec)[:1]
@@ -1942,6 +1938,17 @@ def check_graph_json(spec, stats):
                 cost = cost_of(ts, R, graph)
                 g = documented(check, "fc.grad", lambda: fc.grad(cost, ts[wrt[0]]))
             outs += [g] if g is not None else []
+    return ts, ins, outs
+
+
+def check_graph_json(spec, stats):
+    """The graph (with a gradient, so backward nodes too) saved as graph JSON and loaded back
+    computes bit for bit what the original does, at O0 and O2, on draws A, B, A."""
+    from flowc.io import graph_json
+    check = "graph-json"
+    if any(spec.nodes[i].op == "custom_vjp" for i in spec.needed()):
+        return   # documented: a custom_vjp's Python rule is not saved as JSON
+    ts, ins, outs = outputs_and_a_gradient(spec, check)
     text = guarded(check, "save", lambda: graph_json.dumps(outs))
     G2, outs2, _ = guarded(check, "load", lambda: graph_json.loads(text))
     named = {d.get("name"): n for n, d in G2.nx.nodes(data=True) if d["op"] == "input"}
@@ -1985,16 +1992,7 @@ def check_fake_gpu(spec, stats):
     conv and pooling paths against the NumPy runtime."""
     import flowc_runtime as runtime
     check = "fake-gpu"
-    graph, ts, ins = guarded(check, "build", lambda: build(spec))
-    outs = [ts[i] for i in spec.outputs]
-    wrt = float_wrt(spec)[:1]
-    if wrt:
-        R = cotangents(spec, evaluate(spec, {i: draw_leaf(spec, i, 0) for i in spec.leaves()}))
-        if R:
-            with graph:
-                cost = cost_of(ts, R, graph)
-                g = documented(check, "fc.grad", lambda: fc.grad(cost, ts[wrt[0]]))
-            outs += [g] if g is not None else []
+    ts, ins, outs = outputs_and_a_gradient(spec, check)
     f = guarded(check, "O2 compile", lambda: fc.function(
         [ts[i] for i in ins], outs, single_output=False))
     from flowc_runtime.storage import Cell
