@@ -1019,8 +1019,12 @@ def g_sort(g):
         if x is None:
             return None
         ax = _axis(g, x) if g.rng.random() < 0.8 else None
+        # Sorting is linear between ties; among thousands of draws two lie closer than the
+        # central differences' step (fuzz seed 1315: 4,095 values), so only small sorts
+        # count as smooth.
+        n = int(np.prod(g.shape(x))) if ax is None else g.shape(x)[ax]
         return g.step("sort", f"fc.sort({{0}}, axis={ax})", f"np.sort({{0}}, axis={ax}, kind='stable')",
-                      [x])
+                      [x], n <= 256)
     x = g.leaf("input", g.base_shape() or (3,), domain="rng.integers(-2, 3, {shape})",
                dtype=g.fdtype if g.rng.random() < 0.7 else "int64")
     ax = _axis(g, x) if g.rng.random() < 0.8 else None
