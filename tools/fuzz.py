@@ -15,8 +15,8 @@ the same graph with constants fed as inputs; gradients at every level against ce
 differences (a random direction); jvp against vjp; grad of grad; hessian against hvp; a few
 training steps with `updates=` at O0 against O2; save -> `runtime.load` in a fresh process
 that cannot import flowc; with --fake-gpu P, that share of graphs (and a gradient) linked
-for the fake GPU (tests/fake_cupy.py) against the CPU. A finding is shrunk (ops cut into inputs, outputs dropped, layouts
-simplified) and printed as a Python snippet.
+for the fake GPU (tests/fake_cupy.py) against the CPU. A finding is shrunk (ops cut into
+inputs, outputs dropped, layouts simplified) and printed as a Python snippet.
 """
 from __future__ import annotations
 

@@ -34,19 +34,13 @@ def _known(t, batch=None):
 
 
 def _through_views(G, n):
-    """How n reads the node it views: (root, ("perm", axes)) through transposes alone (any
-    sizes), or (root, ("index", shape, flat index into the root of each element)) through
-    reshapes and transposes of static shape; None otherwise."""
+    """(root, (shape, flat index into the root of each element of n)): n followed back
+    through reshapes and transposes of static shape; None where a size is unknown."""
     chain = []
     while G.nodes[n]["op"] in VIEWS and G.in_degree(n) == 1:
         chain.append(n)
         n = operands(G, n)[0]
     t = G.nodes[n]["type"]
-    if all(G.nodes[v]["op"] == "transpose" for v in chain):
-        axes = tuple(range(t.ndim))
-        for v in reversed(chain):
-            axes = tuple(axes[a] for a in G.nodes[v]["attrs"]["axes"])
-        return n, ("perm", axes)
     if not _known(t) or np.prod(t.shape) > 1 << 24:
         return None
     idx = np.arange(int(np.prod(t.shape)), dtype=np.int64).reshape(t.shape)
@@ -54,7 +48,7 @@ def _through_views(G, n):
         a = G.nodes[v]["attrs"]
         idx = idx.reshape(a["shape"]) if G.nodes[v]["op"] == "reshape" \
             else idx.transpose(a["axes"])
-    return n, ("index", idx.shape, idx.tobytes())
+    return n, (idx.shape, idx.tobytes())
 
 
 def _swap_of(G, n, by_x):
@@ -74,14 +68,9 @@ def _swap_of(G, n, by_x):
 
 def _swapped(view):
     """The view with its first two axes exchanged (a dw conv's x is its forward's x so)."""
-    kind, *rest = view
-    if kind == "perm":
-        axes = rest[0]
-        return "perm", (axes[1], axes[0]) + axes[2:]
-    shape, data = rest
-    idx = np.frombuffer(data, dtype=np.int64)
-    idx = np.swapaxes(idx.reshape(shape), 0, 1)
-    return "index", idx.shape, np.ascontiguousarray(idx).tobytes()
+    shape, data = view
+    idx = np.swapaxes(np.frombuffer(data, dtype=np.int64).reshape(shape), 0, 1)
+    return idx.shape, np.ascontiguousarray(idx).tobytes()
 
 
 TYPICAL_BATCH = 64  # the rule's batch for a conv whose batch is known only at run time
@@ -138,14 +127,14 @@ def share_conv_columns(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
     sums; bit for bit the kernel's im2col) and types."""
     if os.environ.get("FLOWC_CONV_ALGO"):
         return G
-    by_x, by_view = {}, {}  # F's x node, and (root, how F's x views it) -> forward convs
+    by_x, by_view = {}, {}  # F's x node, and (root, how F's x indexes it) -> forward convs
     for n in topo(G):
         x = _forward(G, n)
         if x is None:
             continue
         by_x.setdefault(x, []).append(n)
         seen = _through_views(G, x)
-        if seen is not None and seen[1][0] == "index":
+        if seen is not None:
             by_view.setdefault(seen, []).append(n)
     pairs = []
     for D in topo(G) if by_x else ():
@@ -154,7 +143,7 @@ def share_conv_columns(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
         found = [F for F in _swap_of(G, operands(G, D)[0], by_x) if _is_weight_grad_of(G, D, F)]
         if not found and by_view:  # through reshapes too, where every size is known
             seen = _through_views(G, operands(G, D)[0])
-            if seen is not None and seen[1][0] == "index":
+            if seen is not None:
                 found = [F for F in by_view.get((seen[0], _swapped(seen[1])), [])
                          if _is_weight_grad_of(G, D, F)]
         if found:

@@ -49,6 +49,16 @@ def _dilated(xp, x, u):
     return out
 
 
+def flipped(w):
+    """w with its kernel reversed along every spatial dim (a true convolution's kernel)."""
+    return w[(slice(None), slice(None)) + (slice(None, None, -1),) * (w.ndim - 2)]
+
+
+def channel_bias(xp, b, O):
+    """conv_bias's bias (any shape holding O values, or one) as an O-vector, or None."""
+    return None if b is None else xp.broadcast_to(b.reshape(-1), (O,))
+
+
 def _accumulator(xp, shape, dtype, bias):
     """A channels-last accumulator starting at zero, or at conv_bias's bias."""
     if bias is None:
@@ -134,13 +144,19 @@ def columns(xp, x, K, stride, pad, dilation, lhs_dilation, osz, out=None):
     return out
 
 
-def from_columns(xp, cols, w, bias, osz, res):
+def _per(budget, unit, whole):
+    """How many units of `unit` bytes make a product of about `budget` bytes (all `whole`
+    of them when budget is None: the GPU, whose memory the plan does not bound)."""
+    return max(1, whole if budget is None else budget // max(1, unit))
+
+
+def from_columns(xp, cols, w, bias, osz, res, chunked=True):
     """res (N, O, *osz) = the conv of the windows in cols (groups as column blocks) by w,
-    plus bias (per channel, or None)."""
+    plus bias (per channel, or None); the products a few images at a time when chunked."""
     O, groups, P = w.shape[0], cols.shape[1] // math.prod(w.shape[1:]), math.prod(osz)
     Og, N = O // groups, cols.shape[0] // P
     cols = cols.reshape(cols.shape[0], groups, cols.shape[1] // groups)
-    per = max(1, chunk_bytes(res.nbytes) // max(1, P * Og * cols.dtype.itemsize))  # images
+    per = _per(chunk_bytes(res.nbytes) if chunked else None, P * Og * cols.dtype.itemsize, N)
     for g in range(groups):
         wg = w[g * Og:(g + 1) * Og].reshape(Og, -1).T
         for n0 in range(0, N, per):
@@ -193,8 +209,6 @@ def _scatter_range(m_len, q_len, u, lo, off, s):
         return 0, 1, 0, 1, 0
     count = min((m_len - 1 - m0) // m_step, (q_len - 1 - q0) // q_step) + 1
     return m0, m_step, q0, q_step, count
-
-
 
 
 def _col2im(xp, x, w, a, osz, res):
@@ -266,30 +280,28 @@ def modelled(xshape, wshape, groups, lhs_dilation, osz, itemsize=4):
     return "im2col"
 
 
-def make_column_kernels(xp):
+def make_column_kernels(xp, chunked=True):
     """The kernels of the im2col lowering (flowc/ops/conv_cols.py): im2col, conv_cols,
-    conv_wgrad."""
+    conv_wgrad; `chunked`: GEMM products a few images at a time (the CPU)."""
     def im2col(x, out=None, kernel=(1,), stride=(1,), pad=((0, 0),), dilation=(1,),
                lhs_dilation=(1,)):
         osz = out_sizes(x.shape[2:], kernel, stride, pad, dilation, lhs_dilation)
         return columns(xp, x, kernel, stride, pad, dilation, lhs_dilation, osz, out)
 
     def conv_cols(cols, w, b=None, out=None, spatial=(1,), flip=False, groups=1):
-        if flip:
-            w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * (w.ndim - 2)]
-        if b is not None:
-            b = xp.broadcast_to(b.reshape(-1), (w.shape[0],))
+        w = flipped(w) if flip else w
+        b = channel_bias(xp, b, w.shape[0])
         N = cols.shape[0] // math.prod(spatial)
         res = out if out is not None else xp.empty((N, w.shape[0]) + tuple(spatial),
                                                    dtype=w.dtype)
-        return from_columns(xp, cols, w, b, spatial, res)
+        return from_columns(xp, cols, w, b, spatial, res, chunked)
 
     def conv_wgrad(cols, gt, out=None, kernel=(1,)):
         O, N = gt.shape[:2]
         P = math.prod(gt.shape[2:])
         # (O, C * KK): the sum over (n, p) as GEMMs of a few images' rows each, so the copy
         # of the transposed cotangent stays small.
-        per = max(1, chunk_bytes(gt.nbytes) // max(1, O * P * gt.dtype.itemsize))
+        per = _per(chunk_bytes(gt.nbytes) if chunked else None, O * P * gt.dtype.itemsize, N)
         r = None
         for n0 in range(0, max(N, 1), per):
             n1 = min(N, n0 + per)
@@ -336,11 +348,8 @@ def _make_run(xp, choose):
     def run(x, w, b=None, stride=(1,), pad=((0, 0),), dilation=(1,), lhs_dilation=(1,),
             groups=1, flip=False, out=None, algorithm=None):
         check_operands(x.shape, w.shape, groups)
-        if b is not None:
-            b = xp.broadcast_to(b.reshape(-1), (w.shape[0],))
-        nd = x.ndim - 2
-        if flip:
-            w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
+        b = channel_bias(xp, b, w.shape[0])
+        w = flipped(w) if flip else w
         a = dict(stride=stride, pad=pad, dilation=dilation, lhs_dilation=lhs_dilation,
                  groups=groups, bias=b)
         osz = out_sizes(x.shape[2:], w.shape[2:], stride, pad, dilation, lhs_dilation)

@@ -12,64 +12,64 @@ from functools import lru_cache
 
 import cupy as cp
 
-from ..cpu.conv import check_operands, make_column_kernels, make_conv, out_sizes
+from ..cpu.conv import (channel_bias, check_operands, flipped, from_columns, make_column_kernels,
+                        make_conv, out_sizes)
 from ..cpu.pool import make_pool_argmax
 from ..cpu.pool import out_sizes as pool_sizes
 from .conv_codegen import col2im_source, im2col_source, pool_argmax_source
 
 _REFERENCE = make_conv(cp, choose=False)
 _REFERENCE_POOL = make_pool_argmax(cp)  # a running maximum over strided views (CuPy ops)
-_COLUMNS = make_column_kernels(cp)  # conv_cols and conv_wgrad: cuBLAS GEMMs as they are
+_COLUMNS = make_column_kernels(cp, chunked=False)  # conv_cols, conv_wgrad: whole cuBLAS GEMMs
 _BLOCK = 256
+
+
+def _compiled(ks, total):
+    """(kernel, elements, blocks) for generated source ks; a grid-stride loop, so a bounded
+    grid covers any size."""
+    return cp.RawKernel(ks.source, ks.name), total, min(-(-total // _BLOCK), 65535)
+
+
+def _launch(compiled, *args):
+    kern, total, blocks = compiled
+    if total:
+        kern((blocks,), (_BLOCK,), args)
+
+
+def _reference(x):
+    """Whether x's conv or pooling runs the NumPy algorithm through CuPy (forced, or a dtype
+    the generator does not cover)."""
+    return os.environ.get("FLOWC_GPU_CONV") == "reference" or \
+        x.dtype.name not in ("float32", "float64")
 
 
 @lru_cache(maxsize=512)
 def _im2col_kernel(dtype, xshape, K, stride, pad, dilation, lhs_dilation):
-    ks, total = im2col_source(dtype, xshape, K, stride, pad, dilation, lhs_dilation)
-    # Grid-stride loop: a bounded grid covers any size.
-    return cp.RawKernel(ks.source, ks.name), total, min(-(-total // _BLOCK), 65535)
+    return _compiled(*im2col_source(dtype, xshape, K, stride, pad, dilation, lhs_dilation))
 
 
 def conv(x, w, b=None, out=None, stride=(1,), pad=((0, 0),), dilation=(1,),
          lhs_dilation=(1,), groups=1, flip=False):
     """The conv (and conv_bias: b, per channel) kernel on CuPy arrays (generated im2col +
     cuBLAS)."""
-    if (os.environ.get("FLOWC_GPU_CONV") == "reference" or os.environ.get("FLOWC_CONV_ALGO")
-            or x.dtype.name not in ("float32", "float64") or w.dtype != x.dtype):
+    if _reference(x) or os.environ.get("FLOWC_CONV_ALGO") or w.dtype != x.dtype:
         return _REFERENCE(x, w, b, out=out, stride=stride, pad=pad, dilation=dilation,
                           lhs_dilation=lhs_dilation, groups=groups, flip=flip)
     check_operands(x.shape, w.shape, groups)
-    if b is not None:
-        b = cp.broadcast_to(b.reshape(-1), (w.shape[0],))
-    nd = x.ndim - 2
-    if flip:
-        w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
+    b = channel_bias(cp, b, w.shape[0])
+    w = flipped(w) if flip else w
     K = tuple(w.shape[2:])
     osz = out_sizes(x.shape[2:], K, stride, pad, dilation, lhs_dilation)
-    N, C, O = x.shape[0], x.shape[1], w.shape[0]
-    res = out if out is not None else cp.empty((N, O) + osz, dtype=x.dtype)
+    res = out if out is not None else cp.empty((x.shape[0], w.shape[0]) + osz, dtype=x.dtype)
     if any(u > 1 for u in lhs_dilation) and res.flags.c_contiguous:
         return _col2im_conv(x, w, b, res, osz, stride, pad, dilation, lhs_dilation, groups)
-    x = cp.ascontiguousarray(x)
-    kern, total, blocks = _im2col_kernel(x.dtype.name, tuple(x.shape), K, tuple(stride),
-                                         tuple(tuple(p) for p in pad), tuple(dilation),
-                                         tuple(lhs_dilation))
-    P, Cg, Og, KK = math.prod(osz), C // groups, O // groups, math.prod(K)
-    cols = cp.empty((N * P, groups, Cg * KK), dtype=x.dtype)
-    if total:
-        kern((blocks,), (_BLOCK,), (x, cols))
-    for g in range(groups):
-        y = cols[:, g] @ w[g * Og:(g + 1) * Og].reshape(Og, Cg * KK).T  # (N * P, Og)
-        if b is not None:
-            y += b[g * Og:(g + 1) * Og]
-        res[:, g * Og:(g + 1) * Og] = cp.moveaxis(y.reshape((N,) + osz + (Og,)), -1, 1)
-    return res
+    cols = im2col(x, None, K, stride, pad, dilation, lhs_dilation)
+    return from_columns(cp, cols, w, b, osz, res, chunked=False)  # one cuBLAS GEMM a group
 
 
 @lru_cache(maxsize=512)
 def _col2im_kernel(dtype, xshape, K, stride, pad, dilation, lhs_dilation):
-    ks, total = col2im_source(dtype, xshape, K, stride, pad, dilation, lhs_dilation)
-    return cp.RawKernel(ks.source, ks.name), total, min(-(-total // _BLOCK), 65535)
+    return _compiled(*col2im_source(dtype, xshape, K, stride, pad, dilation, lhs_dilation))
 
 
 def _col2im_conv(x, w, b, res, osz, stride, pad, dilation, lhs_dilation, groups):
@@ -87,18 +87,15 @@ def _col2im_conv(x, w, b, res, osz, stride, pad, dilation, lhs_dilation, groups)
     # F's high pad: whatever makes its output sizes exactly M (the columns' layout).
     hi = [(M[i] - 1) * lhs_dilation[i] + Ke[i] - ((osz[i] - 1) * stride[i] + 1) - lo[i]
           for i in range(nd)]
-    wf = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
+    wf = flipped(w)
     xs = cp.moveaxis(x, 1, -1).reshape(R, C)
     cols = cp.empty((R, O, KK), dtype=x.dtype)  # (N, *M, O, *K): F's column layout
     for g in range(groups):
         wg = cp.ascontiguousarray(cp.moveaxis(wf[g * Og:(g + 1) * Og].reshape(Og, Cg, KK),
                                               1, 0)).reshape(Cg, Og * KK)
         cols[:, g * Og:(g + 1) * Og] = (xs[:, g * Cg:(g + 1) * Cg] @ wg).reshape(R, Og, KK)
-    kern, total, blocks = _col2im_kernel(
-        x.dtype.name, (N, O) + tuple(osz), K, tuple(lhs_dilation),
-        tuple(zip(lo, hi)), tuple(dilation), tuple(stride))
-    if total:
-        kern((blocks,), (_BLOCK,), (cols, res))
+    _launch(_col2im_kernel(x.dtype.name, (N, O) + tuple(osz), K, tuple(lhs_dilation),
+                           tuple(zip(lo, hi)), tuple(dilation), tuple(stride)), cols, res)
     if b is not None:
         res += b.reshape((1, O) + (1,) * nd)
     return res
@@ -108,19 +105,17 @@ def im2col(x, out=None, kernel=(1,), stride=(1,), pad=((0, 0),), dilation=(1,),
            lhs_dilation=(1,)):
     """The im2col op (the O2 column-sharing lowering) through the generated kernel: the
     (N * positions, C * kernel) matrix, the layout conv's own column buffer has."""
-    if os.environ.get("FLOWC_GPU_CONV") == "reference" or \
-            x.dtype.name not in ("float32", "float64"):
+    if _reference(x):
         return _COLUMNS["im2col"](x, out=out, kernel=kernel, stride=stride, pad=pad,
                                   dilation=dilation, lhs_dilation=lhs_dilation)
     osz = out_sizes(x.shape[2:], kernel, stride, pad, dilation, lhs_dilation)
     res = out if out is not None else cp.empty(
         (x.shape[0] * math.prod(osz), x.shape[1] * math.prod(kernel)), dtype=x.dtype)
-    kern, total, blocks = _im2col_kernel(x.dtype.name, tuple(x.shape), tuple(kernel),
-                                         tuple(stride), tuple(tuple(p) for p in pad),
-                                         tuple(dilation), tuple(lhs_dilation))
-    if total:
-        kern((blocks,), (_BLOCK,), (cp.ascontiguousarray(x), res))
+    _launch(_im2col_kernel(x.dtype.name, tuple(x.shape), tuple(kernel), tuple(stride),
+                           tuple(tuple(p) for p in pad), tuple(dilation), tuple(lhs_dilation)),
+            cp.ascontiguousarray(x), res)
     return res
+
 
 
 conv_cols, conv_wgrad = _COLUMNS["conv_cols"], _COLUMNS["conv_wgrad"]
@@ -128,8 +123,7 @@ conv_cols, conv_wgrad = _COLUMNS["conv_cols"], _COLUMNS["conv_wgrad"]
 
 @lru_cache(maxsize=512)
 def _pool_kernel(dtype, xshape, kernel, stride, padding, ceil_mode):
-    ks, total = pool_argmax_source(dtype, xshape, kernel, stride, padding, ceil_mode)
-    return cp.RawKernel(ks.source, ks.name), total, min(-(-total // _BLOCK), 65535)
+    return _compiled(*pool_argmax_source(dtype, xshape, kernel, stride, padding, ceil_mode))
 
 
 def pool_argmax(x, out=None, kernel=(1,), stride=(1,), padding=(0,), ceil_mode=False):
@@ -137,14 +131,11 @@ def pool_argmax(x, out=None, kernel=(1,), stride=(1,), padding=(0,), ceil_mode=F
     window; runtime/cpu/pool.py's convention). One launch and no host read: the CuPy
     reference (FLOWC_GPU_CONV=reference, other dtypes) launches per window offset and reads
     whether a NaN is there on the host, which a CUDA graph capture cannot hold."""
-    if os.environ.get("FLOWC_GPU_CONV") == "reference" or \
-            x.dtype.name not in ("float32", "float64"):
+    if _reference(x):
         return _REFERENCE_POOL(x, kernel=kernel, stride=stride, padding=padding,
                                ceil_mode=ceil_mode, out=out)
     O = pool_sizes(x.shape[2:], kernel, stride, padding, ceil_mode)
     res = out if out is not None else cp.empty(x.shape[:2] + tuple(O), dtype=cp.int64)
-    kern, total, blocks = _pool_kernel(x.dtype.name, tuple(x.shape), tuple(kernel),
-                                       tuple(stride), tuple(padding), bool(ceil_mode))
-    if total:
-        kern((blocks,), (_BLOCK,), (cp.ascontiguousarray(x), res))
+    _launch(_pool_kernel(x.dtype.name, tuple(x.shape), tuple(kernel), tuple(stride),
+                         tuple(padding), bool(ceil_mode)), cp.ascontiguousarray(x), res)
     return res
