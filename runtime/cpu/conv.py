@@ -13,6 +13,7 @@ copies the view anyway (numpy#12132); the copies here are explicit and the produ
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -211,32 +212,49 @@ def _scatter_range(m_len, q_len, u, lo, off, s):
     return m0, m_step, q0, q_step, count
 
 
+@functools.lru_cache(maxsize=512)
+def _scatter_moves(M, osz, K, stride, pad, dilation, lhs_dilation):
+    """Per kernel offset: (its slices of the input positions, of the output positions they
+    add into), or None where it reaches no output (per geometry: the Python of a small
+    conv's scatter cost as much as its adds)."""
+    moves = []
+    for off in itertools.product(*(range(k) for k in K)):
+        r = [_scatter_range(m, q, u, lo, i * d, s) for m, q, u, (lo, _), i, d, s in
+             zip(M, osz, lhs_dilation, pad, off, dilation, stride)]
+        moves.append((tuple(slice(m0, m0 + ms * (c - 1) + 1, ms) for m0, ms, _, _, c in r),
+                      tuple(slice(q0, q0 + qs * (c - 1) + 1, qs) for _, _, q0, qs, c in r))
+                     if all(c for *_, c in r) else None)
+    return moves
+
+
 def _col2im(xp, x, w, a, osz, res):
+    """res = the conv as products then scatter-adds: per group and run of kernel offsets,
+    z[n, (offset, o), m] = w[o, :, offset] . x[n, :, m] (one GEMM per image of x as it
+    lies, so no copy of x), and each offset's slab of z added where its windows land in
+    res (channels-first, so no layout copy of res either)."""
     K, (N, C), O, groups = w.shape[2:], x.shape[:2], w.shape[0], a["groups"]
     M, Cg, Og, KK = x.shape[2:], C // groups, O // groups, math.prod(K)
-    xs = xp.moveaxis(x, 1, -1).reshape(N * math.prod(M), C)
-    acc = _accumulator(xp, (N,) + osz + (O,), x.dtype, a["bias"])
-    offsets = list(itertools.product(*(range(k) for k in K)))
-    per = max(1, chunk_bytes(res.nbytes) // max(1, xs.shape[0] * Og * x.dtype.itemsize))
+    xs = x.reshape(N, C, math.prod(M))
+    if a["bias"] is None:
+        res[...] = 0
+    else:
+        res[...] = a["bias"].reshape((O,) + (1,) * len(osz))
+    moves = _scatter_moves(tuple(M), tuple(osz), tuple(K), tuple(a["stride"]), tuple(a["pad"]),
+                           tuple(a["dilation"]), tuple(a["lhs_dilation"]))
+    per = max(1, chunk_bytes(res.nbytes) // max(1, xs.shape[0] * xs.shape[2] * Og
+                                                   * x.dtype.itemsize))
     for g in range(groups):
-        # (Cg, KK, Og): a run of kernel offsets is a block of columns of the GEMM's factor.
-        wg = xp.moveaxis(w[g * Og:(g + 1) * Og].reshape(Og, Cg, KK), 0, -1)
+        # (KK, Og, Cg): a run of kernel offsets is a block of rows of the GEMM's factor.
+        wg = xp.moveaxis(w[g * Og:(g + 1) * Og].reshape(Og, Cg, KK), -1, 0)
         for j0 in range(0, KK, per):
             j1 = min(KK, j0 + per)
-            z = xs[:, g * Cg:(g + 1) * Cg] @ wg[:, j0:j1].reshape(Cg, (j1 - j0) * Og)
-            z = z.reshape((N,) + tuple(M) + (j1 - j0, Og))  # z[n, *m, offset, o]
+            z = xp.matmul(wg[j0:j1].reshape((j1 - j0) * Og, Cg), xs[:, g * Cg:(g + 1) * Cg])
+            z = z.reshape((N, j1 - j0, Og) + tuple(M))  # z[n, offset, o, *m]
             for j in range(j0, j1):
-                r = [_scatter_range(m, q, u, lo, i * d, s) for m, q, u, (lo, _), i, d, s in
-                     zip(M, osz, a["lhs_dilation"], a["pad"], offsets[j], a["dilation"],
-                         a["stride"])]
-                if any(c == 0 for *_, c in r):
-                    continue
-                src = z[(slice(None),) + tuple(slice(m0, m0 + ms * (c - 1) + 1, ms)
-                                               for m0, ms, _, _, c in r) + (j - j0,)]
-                acc[(slice(None),) + tuple(slice(q0, q0 + qs * (c - 1) + 1, qs)
-                                           for _, _, q0, qs, c in r)
-                    + (slice(g * Og, (g + 1) * Og),)] += src
-    res[...] = xp.moveaxis(acc, -1, 1)
+                if moves[j] is not None:
+                    src, dst = moves[j]
+                    res[(slice(None), slice(g * Og, (g + 1) * Og)) + dst] += \
+                        z[(slice(None), j - j0, slice(None)) + src]
 
 
 _IMPLS = {"im2col": _im2col, "offsets": _offsets, "col2im": _col2im}
