@@ -65,7 +65,10 @@ def _put_batch(c):
                                                                   c.out.ndim)[0] + 1)
 
 
-register(OpDef("put_along_axis_grad", 3, lambda ts, a: ts[0], attrs={"axis": -1}, linear=True,
+# unique: the indices of each row are distinct (the O2 specialize pass sets it where they
+# are max pooling's picks from disjoint windows), so the kernel assigns instead of summing.
+register(OpDef("put_along_axis_grad", 3, lambda ts, a: ts[0],
+               attrs={"axis": -1, "unique": False}, linear=True,
                vjp=lambda c: [None, None, L.take_along_axis(c.g, c.inputs[1], c.attrs["axis"])],
                jvp=lambda c: None if c.tangents[2] is None else
                apply("put_along_axis_grad", [c.inputs[0], c.inputs[1], c.tangents[2]],

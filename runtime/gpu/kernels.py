@@ -374,12 +374,17 @@ def _topk_indices(x, k, axis=-1, largest=True):
     return cp.take(order, cp.arange(k), axis=axis).astype(cp.int64, copy=False)
 
 
-def _take_along_axis(x, idx, axis=-1):
+def _take_along_axis(x, idx, axis=-1, out=None):
     check_bounds(idx, x.shape[axis], axis % x.ndim, cp)  # CuPy would wrap
-    return cp.take_along_axis(x, idx, axis=axis)
+    r = cp.take_along_axis(x, idx, axis=axis)
+    if out is None:
+        return r
+    out[...] = r
+    return out
 
 
-def _put_along_axis_grad(x, idx, g, axis=-1, out=None):
+def _put_along_axis_grad(x, idx, g, axis=-1, out=None, unique=False):
+    # unique (distinct indices per row) needs no other path: the scatter-add is one launch.
     check_bounds(idx, x.shape[axis], axis % x.ndim, cp)
     out = cp.zeros_like(x) if out is None else out
     out.fill(0)
@@ -420,6 +425,7 @@ KERNELS.update({name: Kernel(fn, "out") for name, fn in {
     "diag_part_grad": _diag_part_grad, "diag_embed": _diag_embed, "norm2": _norm2,
     "put_along_axis_grad": _put_along_axis_grad, "index_add": _index_add,
     "index_set": _index_set, "prod_others": _prod_others(cp),
+    "take_along_axis": _take_along_axis,
 }.items()})
 KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "argmax": _arg(cp.argmax), "argmin": _arg(cp.argmin), "count": _count,
@@ -433,7 +439,6 @@ KERNELS.update({name: Kernel(fn, "view") for name, fn in {
     "getitem": lambda x, index: x[_index(index)], "concat_grad": _concat_grad,
     "slogdet": _slogdet, "diag_part": lambda x, k=0: cp.diagonal(x, offset=k, axis1=-2, axis2=-1),
     "topk_indices": _topk_indices,
-    "take_along_axis": _take_along_axis,
     "basis": _basis, "advindex": _advindex, "specify_shape": specify_shape,
     "argsort": lambda x, axis=-1: cp.argsort(x, axis=axis).astype(cp.int64, copy=False),
     "random_check": _random_check, "stop_gradient": lambda x: x,
