@@ -9,8 +9,11 @@ is then its first maximum.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+
+import numpy as np
 
 
 def out_sizes(spatial, kernel, stride, padding, ceil_mode):
@@ -29,11 +32,11 @@ def out_sizes(spatial, kernel, stride, padding, ceil_mode):
     return tuple(sizes)
 
 
-def _first_maxima(xp, window, offsets, best, local, small, nan):
+def _first_maxima(xp, window, n_off, best, local, small, nan):
     """The running maximum over the window offsets after the first (into best), and the
     window-local index of each window's first maximum (NaNs counted when `nan`)."""
-    for j, off in enumerate(offsets[1:], 1):
-        v = window(off)
+    for j in range(1, n_off):
+        v = window(j)
         take = v > best
         if nan:
             take |= xp.isnan(v) & ~xp.isnan(best)
@@ -43,14 +46,37 @@ def _first_maxima(xp, window, offsets, best, local, small, nan):
     return local
 
 
+@functools.lru_cache(maxsize=256)
+def _plan(S, kernel, stride, padding, ceil_mode):
+    """What a geometry's call needs beyond the values (computed once: for a small pooling
+    its Python and index arithmetic cost as much as the running maximum): the output
+    sizes, the high-side padding for ceil_mode, each offset's window slices, and the flat
+    input position of each window's first element."""
+    nd = len(S)
+    O = out_sizes(S, kernel, stride, padding, ceil_mode)
+    hi = tuple((o - 1) * s + k - h - p for o, s, k, h, p in zip(O, stride, kernel, S, padding))
+    offsets = list(itertools.product(*(range(k) for k in kernel)))
+    windows = [(slice(None), slice(None)) + tuple(
+        slice(i, i + s * (o - 1) + 1, s) for i, s, o in zip(off, stride, O)) for off in offsets]
+    flat_stride = [math.prod(S[d + 1:]) for d in range(nd)]
+    # Each window's first input position, flat: sum over dims of o * s * (dim's stride).
+    base = sum(np.arange(O[d], dtype=np.int64).reshape((1,) * d + (O[d],) + (1,) * (nd - 1 - d))
+               * (stride[d] * flat_stride[d]) for d in range(nd))
+    table = np.array([sum(i * f for i, f in zip(off, flat_stride)) for off in offsets],
+                     dtype=np.int64)
+    padded = any(padding) or any(h > 0 for h in hi)
+    return O, hi, windows, np.asarray(base, dtype=np.int64), table, padded
+
+
 def make_pool_argmax(xp):
     """The kernel for array module xp."""
+    on_host = {}  # geometry -> (base, table) as xp arrays
+
     def pool_argmax(x, kernel=(1,), stride=(1,), padding=(0,), ceil_mode=False, out=None):
-        S, nd = x.shape[2:], x.ndim - 2
-        O = out_sizes(S, kernel, stride, padding, ceil_mode)
-        # Enough padding on the high side for ceil_mode's last window.
-        hi = [(o - 1) * s + k - h - p for o, s, k, h, p in zip(O, stride, kernel, S, padding)]
-        if any(padding) or any(h > 0 for h in hi):
+        S, nd = tuple(x.shape[2:]), x.ndim - 2
+        key = (S, tuple(kernel), tuple(stride), tuple(padding), bool(ceil_mode))
+        O, hi, windows, base, table, padded = _plan(*key)
+        if padded:
             xp_ = xp.full(x.shape[:2] + tuple(h + p + max(q, 0) for h, p, q in
                                               zip(S, padding, hi)), -xp.inf, dtype=x.dtype)
             xp_[(slice(None), slice(None)) + tuple(slice(p, p + h) for p, h in
@@ -58,40 +84,35 @@ def make_pool_argmax(xp):
         else:
             xp_ = x
 
-        def window(off):  # every window's element at this offset: one strided view
-            return xp_[(slice(None), slice(None)) + tuple(
-                slice(i, i + s * (o - 1) + 1, s) for i, s, o in zip(off, stride, O))]
+        def window(j):  # every window's element at offset j: one strided view
+            return xp_[windows[j]]
         # A running maximum over the offsets (row-major), replaced only by a strictly greater
         # value, or by a NaN where the best so far is not one: the first maximum, without
         # copying the windows out (argmax over a short last axis is slow in NumPy).
-        offsets = list(itertools.product(*(range(k) for k in kernel)))
-        best = window(offsets[0]).copy()
-        small = xp.int8 if len(offsets) < 128 else xp.int64  # a quarter of the traffic
+        n_off = len(windows)
+        best = window(0).copy()
+        small = xp.int8 if n_off < 128 else xp.int64  # a quarter of the traffic
         local = xp.zeros(best.shape, dtype=small)
         # NaN handling only where a NaN is there: the running maximum propagates it into
         # `best`, so a second pass with it runs only then (no extra pass over x otherwise).
-        local = _first_maxima(xp, window, offsets, best, local, small, False)
+        local = _first_maxima(xp, window, n_off, best, local, small, False)
         if bool(xp.isnan(best).any()):
-            best = window(offsets[0]).copy()
-            local = _first_maxima(xp, window, offsets, best, xp.zeros_like(local), small, True)
-
-        flat_stride = [math.prod(S[d + 1:]) for d in range(nd)]
-        # Each window's first input position, flat: sum over dims of o * s * (dim's stride).
-        base = xp.zeros((1,) * nd, dtype=xp.int64)
-        for d in range(nd):
-            base = base + (xp.arange(O[d]) * (stride[d] * flat_stride[d])).reshape(
-                (1,) * d + (O[d],) + (1,) * (nd - 1 - d))
-        if not any(padding) and not any(h > 0 for h in hi):
+            best = window(0).copy()
+            local = _first_maxima(xp, window, n_off, best, xp.zeros_like(local), small, True)
+        if not padded:
             # No padding: the offset's flat distance by table lookup (an integer division
             # per dim decoding `local` cost more than the running maximum itself).
-            table = xp.asarray([sum(i * f for i, f in zip(off, flat_stride))
-                                for off in offsets], dtype=xp.int64)
+            if key not in on_host:
+                if len(on_host) >= 256:  # bounded, as _plan's cache is
+                    on_host.clear()
+                on_host[key] = (xp.asarray(base), xp.asarray(table))
+            b, t = on_host[key]
             res = out if out is not None else xp.empty(local.shape, dtype=xp.int64)
             # Into the output, then the base added in place: no int64 temporaries (2x the
             # output each); clip: no buffered copy in NumPy (local is in range by making).
-            xp.take(table, local, out=res, **({"mode": "clip"} if xp.__name__ == "numpy"
-                                               else {}))
-            res += base
+            xp.take(t, local, out=res, **({"mode": "clip"} if xp.__name__ == "numpy"
+                                          else {}))
+            res += b
             return res
         local = local.astype(xp.int64)
         flat = xp.zeros(local.shape, dtype=xp.int64)
