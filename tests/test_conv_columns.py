@@ -252,3 +252,21 @@ def test_grouped_convs_are_lowered_with_their_gradients():
         xv = r.standard_normal(xs)
         for a, c in zip(f2(xv), f0(xv)):
             np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-11)
+
+
+def test_a_reversing_transpose_of_a_conv_in_the_gradient():
+    """x.T (a transpose with every axis reversed, axes=None) on a conv's output puts an
+    axes-less transpose where the pass walks back from a weight gradient's input (fuzz seed
+    1309: O2 compile crashed); O2 equals O0 on calls 1-3."""
+    r = np.random.default_rng(3)
+    x = fc.input("x", (2, 1, 6, 6))
+    w = fc.input("w", (1, 1, 1, 3))
+    c = fc.input("c", (1, 1, 8, 2))
+    y = fc.conv(x, w, stride=(1, 2), padding=((2, 0), (2, 0)), dilation=(1, 2))
+    loss = fc.sum(fc.exp(fc.tanh(c - y.T)))
+    outs = [loss] + fc.grad(loss, [x, w, c])
+    f2, f0 = fc.function([x, w, c], outs), fc.function([x, w, c], outs, optimize="O0")
+    for _ in range(3):
+        args = [r.uniform(-2, 2, s) for s in ((2, 1, 6, 6), (1, 1, 1, 3), (1, 1, 8, 2))]
+        for a, b in zip(f2(*args), f0(*args)):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)

@@ -62,6 +62,8 @@ def _swap_of(G, n, by_x):
         if G.nodes[n]["op"] != "transpose" or G.in_degree(n) != 1:
             return []
         a = G.nodes[n]["attrs"]["axes"]
+        if a is None:  # x.T: every axis reversed (fuzz seed 1309 crashed here)
+            a = tuple(reversed(range(len(axes))))
         axes = tuple(a[p] for p in axes)
         n = operands(G, n)[0]
 
