@@ -115,33 +115,38 @@ def _windows(xp, x, K, stride, dilation, osz):
             for i, d, s, o in zip(off, dilation, stride, osz))]
 
 
-def _patches(x, K, stride, dilation, osz):
-    """(output position, x~[:, :, p * s + i * d] over the kernel offsets i) for each output
-    position p."""
-    for pos in itertools.product(*(range(o) for o in osz)):
-        yield pos, x[(slice(None), slice(None)) + tuple(
-            slice(p * s, p * s + d * (k - 1) + 1, d)
-            for p, s, d, k in zip(pos, stride, dilation, K))]
+@functools.lru_cache(maxsize=512)
+def _column_copies(K, stride, dilation, osz):
+    """im2col's copies for one geometry: [(index into the (N, *P, C, *K) columns, index
+    into the padded x)] and the axes that bring the x view to the columns' order (computed
+    once: for a small conv, building the slices and moveaxis's Python cost as much as the
+    copies). One strided copy per kernel offset, or per output position when there are
+    fewer of those (a weight gradient's conv has the kernel's few positions and the
+    activation's many offsets: 576 tiny copies otherwise)."""
+    nd = len(K)
+    if math.prod(osz) < math.prod(K):
+        return [((slice(None),) + pos, (slice(None), slice(None)) + tuple(
+            slice(p * s, p * s + d * (k - 1) + 1, d) for p, s, d, k in
+            zip(pos, stride, dilation, K))) for pos in itertools.product(*map(range, osz))], \
+            None
+    lead = (slice(None),) * (2 + nd)
+    return [(lead + off, (slice(None), slice(None)) + tuple(
+        slice(i * d, i * d + s * (o - 1) + 1, s) for i, d, s, o in
+        zip(off, dilation, stride, osz))) for off in itertools.product(*map(range, K))], \
+        (0,) + tuple(range(2, 2 + nd)) + (1,)
 
 
 def columns(xp, x, K, stride, pad, dilation, lhs_dilation, osz, out=None):
     """The im2col matrix (N * positions, C * kernel) of x: rows (n, *p), columns (c, *i)
     holding x~[n, c, p * s + i * d] (x~ dilated by lhs_dilation, then padded)."""
     x = _padded(xp, _dilated(xp, x, lhs_dilation), pad)
-    (N, C), nd = x.shape[:2], x.ndim - 2
-    # One strided copy per kernel offset, or per output position when there are fewer of
-    # those (a weight gradient's conv has the kernel's few positions and the activation's
-    # many offsets: 576 tiny copies otherwise).
+    N, C = x.shape[:2]
     if out is None:
         out = xp.empty((N * math.prod(osz), C * math.prod(K)), dtype=x.dtype)
     cols = out.reshape((N,) + tuple(osz) + (C,) + tuple(K))
-    if math.prod(osz) < math.prod(K):
-        for pos, src in _patches(x, K, stride, dilation, osz):
-            cols[(slice(None),) + pos] = src
-    else:
-        lead = (slice(None),) * (2 + nd)
-        for off, src in _windows(xp, x, K, stride, dilation, osz):
-            cols[lead + off] = xp.moveaxis(src, 1, -1)
+    copies, axes = _column_copies(tuple(K), tuple(stride), tuple(dilation), tuple(osz))
+    for dst, src in copies:
+        cols[dst] = x[src] if axes is None else x[src].transpose(axes)
     return out
 
 
@@ -158,6 +163,7 @@ def from_columns(xp, cols, w, bias, osz, res, chunked=True):
     Og, N = O // groups, cols.shape[0] // P
     cols = cols.reshape(cols.shape[0], groups, cols.shape[1] // groups)
     per = _per(chunk_bytes(res.nbytes) if chunked else None, P * Og * cols.dtype.itemsize, N)
+    last_first = (0, len(osz) + 1) + tuple(range(1, len(osz) + 1))  # (n, *p, o) -> (n, o, *p)
     for g in range(groups):
         wg = w[g * Og:(g + 1) * Og].reshape(Og, -1).T
         for n0 in range(0, N, per):
@@ -165,8 +171,8 @@ def from_columns(xp, cols, w, bias, osz, res, chunked=True):
             y = cols[n0 * P:n1 * P, g] @ wg  # (images * P, Og)
             if bias is not None:  # conv_bias: added in cache, before the layout copy
                 y += bias[g * Og:(g + 1) * Og]
-            res[n0:n1, g * Og:(g + 1) * Og] = xp.moveaxis(
-                y.reshape((n1 - n0,) + tuple(osz) + (Og,)), -1, 1)
+            res[n0:n1, g * Og:(g + 1) * Og] = y.reshape(
+                (n1 - n0,) + tuple(osz) + (Og,)).transpose(last_first)
     return res
 
 
@@ -182,13 +188,16 @@ def _offsets(xp, x, w, a, osz, res):
     P, Cg, Og = math.prod(osz), C // groups, O // groups
     # Accumulate channels-last so each offset's product adds into a contiguous block.
     acc = _accumulator(xp, (N * P, O), x.dtype, a["bias"])
-    wt = xp.moveaxis(w, 1, -1)  # (O, *K, Cg): w[:, :, off] rows as a (Cg, Og) right factor
+    nd = len(K)
+    last = (0,) + tuple(range(2, 2 + nd)) + (1,)  # (n, c, *sp) -> (n, *sp, c): transpose,
+    # not moveaxis, whose Python costs microseconds a call
+    wt = w.transpose(last)  # (O, *K, Cg): w[:, :, off] rows as a (Cg, Og) right factor
     for off, src in _windows(xp, x, K, a["stride"], a["dilation"], osz):
-        s = xp.moveaxis(src, 1, -1).reshape(N * P, C)  # the only copy: x's size per offset
+        s = src.transpose(last).reshape(N * P, C)  # the only copy: x's size per offset
         for g in range(groups):
             acc[:, g * Og:(g + 1) * Og] += s[:, g * Cg:(g + 1) * Cg] @ \
                 wt[(slice(g * Og, (g + 1) * Og),) + off].T
-    res[...] = xp.moveaxis(acc.reshape((N,) + osz + (O,)), -1, 1)
+    res[...] = acc.reshape((N,) + osz + (O,)).transpose((0, nd + 1) + tuple(range(1, nd + 1)))
 
 
 def _scatter_range(m_len, q_len, u, lo, off, s):
@@ -245,7 +254,7 @@ def _col2im(xp, x, w, a, osz, res):
                                                    * x.dtype.itemsize))
     for g in range(groups):
         # (KK, Og, Cg): a run of kernel offsets is a block of rows of the GEMM's factor.
-        wg = xp.moveaxis(w[g * Og:(g + 1) * Og].reshape(Og, Cg, KK), -1, 0)
+        wg = w[g * Og:(g + 1) * Og].reshape(Og, Cg, KK).transpose(2, 0, 1)
         for j0 in range(0, KK, per):
             j1 = min(KK, j0 + per)
             z = xp.matmul(wg[j0:j1].reshape((j1 - j0) * Og, Cg), xs[:, g * Cg:(g + 1) * Cg])
