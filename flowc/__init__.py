@@ -35,7 +35,7 @@ from .ops.api_conv import (conv, conv1d, conv2d, conv3d, conv_transpose, conv_tr
                            conv_transpose2d, conv_transpose3d)
 from .ops.api_pool import (avg_pool, avg_pool1d, avg_pool2d, avg_pool3d, global_avg_pool,
                            global_max_pool, max_pool, max_pool1d, max_pool2d, max_pool3d)
-from .ops.api_norm import batch_norm, layer_norm
+from .ops.api_norm import batch_norm, layer_norm, std, var
 from .ops.api_vocab import (argsort, dimshuffle, flatten, join, one_hot, repeat, sort,
                             specify_shape, tile)
 from .ops.api_linalg import (diag, eye, inv, norm, outer, slogdet, solve, take_along_axis, topk,

@@ -1258,6 +1258,9 @@ def g_conv(g):
                       f"pool_np({{0}}, {k}, {st}, {pd}, '{kind}')", [x], kind != "max")
     if g.rng.random() < 0.15:   # layer_norm of a picked value (a composition: its grads)
         v = g.pick(lambda i: len(g.shape(i)) >= 1 and g.shape(i)[-1] >= 2)
+        if v is not None and g.rng.random() < 0.3:   # or its unbiased variance (fc.var)
+            return g.step("var", "fc.var({0}, axis=-1, ddof=1)", "np.var({0}, axis=-1, ddof=1)",
+                          [v])
         if v is not None:
             return g.step("layer_norm", "fc.layer_norm({0}, axes=-1)", "layer_norm_np({0})",
                           [v])

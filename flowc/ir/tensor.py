@@ -278,13 +278,15 @@ class Tensor:
         from ..ops.api_vocab import argsort
         return argsort(self, axis)
 
-    def var(self, axis=None, keepdims=False):
-        """Population variance (NumPy's default, ddof=0)."""
-        m = self.mean(axis, keepdims=True)
-        return _ops().mean(_ops().square(self - m), axis, keepdims)
+    def var(self, axis=None, keepdims=False, ddof=0):
+        """Variance (fc.var: population by default, ddof=0 as NumPy's)."""
+        from ..ops.api_norm import var
+        return var(self, axis, ddof, keepdims)
 
-    def std(self, axis=None, keepdims=False):
-        return _ops().sqrt(self.var(axis, keepdims))
+    def std(self, axis=None, keepdims=False, ddof=0):
+        """Standard deviation (fc.std)."""
+        from ..ops.api_norm import std
+        return std(self, axis, ddof, keepdims)
 
     def norm(self, L=2, axis=None):
         """Theano's x.norm(L): (sum |x|^L)^(1/L) over axis (all axes when None)."""

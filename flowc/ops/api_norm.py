@@ -1,12 +1,14 @@
-"""Normalization as users write it: fc.batch_norm (given statistics, PyTorch's eval-mode
-F.batch_norm) and fc.layer_norm, compositions of reductions and elementwise ops, so their
-gradients, batching and fusion come from those ops' rules."""
+"""Normalization and statistics as users write them: fc.batch_norm (given statistics,
+PyTorch's eval-mode F.batch_norm), fc.layer_norm, fc.var and fc.std, compositions of
+reductions and elementwise ops, so their gradients, batching and fusion come from those
+ops' rules."""
 from __future__ import annotations
 
 import numbers
 
 from . import api as F
-from .build import as_tensor, op_error
+from ..ir.errors import ArgumentError
+from .build import as_tensor, op_axes, op_error
 
 
 def _check_eps(eps, fn, x):
@@ -107,3 +109,25 @@ def layer_norm(x, normalized_shape=None, weight=None, bias=None, eps=1e-5, axes=
     if bias is not None:
         y = y + _affine(bias, "bias", x, axes, fn)
     return y
+
+
+def var(x, axis=None, ddof=0, keepdims=False):
+    """Variance over `axis` (all axes if None), NumPy's np.var: the mean of squared
+    deviations from the mean (two passes: E[x^2] - E[x]^2 cancels when |mean| >> std),
+    divided by n - ddof instead of n (ddof=1: the unbiased estimate). n may be known only
+    at run time; n - ddof <= 0 gives inf or nan, as NumPy does."""
+    x = as_tensor(x)
+    if isinstance(ddof, bool) or not isinstance(ddof, numbers.Real):
+        raise op_error("var", [x], f"ddof must be a number, got {ddof!r}", cls=ArgumentError)
+    axes = None if axis is None else op_axes("var", x, axis)
+    m = F.mean(x, axis=axes, keepdims=True)
+    v = F.mean(F.square(x - m), axis=axes, keepdims=keepdims)
+    if ddof:
+        n = F.count(x, axis=axes, dtype=v.dtype if v.dtype.startswith("float") else "float64")
+        v = v * (n / (n - float(ddof)))
+    return v
+
+
+def std(x, axis=None, ddof=0, keepdims=False):
+    """Standard deviation over `axis`: sqrt(var(x, axis, ddof)), NumPy's np.std."""
+    return F.sqrt(var(x, axis, ddof, keepdims))

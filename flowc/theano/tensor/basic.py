@@ -185,9 +185,12 @@ def as_tensor_variable(x, name=None, ndim=None):
     return t
 
 
-def var(x, axis=None, keepdims=False):
-    return as_tensor(x).var(axis, keepdims)
+def var(input, axis=None, ddof=0, keepdims=False, corrected=False):
+    """Theano's T.var; `corrected` (its compensated two-pass sum) changes only rounding:
+    flowc's variance is always the two-pass mean of squared deviations."""
+    return as_tensor(input).var(axis, keepdims, ddof)
 
 
-def std(x, axis=None, keepdims=False):
-    return as_tensor(x).std(axis, keepdims)
+def std(input, axis=None, ddof=0, keepdims=False, corrected=False):
+    """Theano's T.std."""
+    return as_tensor(input).std(axis, keepdims, ddof)
