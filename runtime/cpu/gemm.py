@@ -17,6 +17,12 @@ import numpy as np
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 _CBLAS = {}
+# Below this many output elements, matmul and one or two passes beat the one BLAS call:
+# ctypes' conversion of 14 arguments costs ~10 us a call (a digits CNN's dense layer,
+# (32, 64) @ (64, 10) + b: 13 us through ctypes, 4 us by matmul + add; an SGD update of a
+# (256, 120) weight: 68 us against 50 us); the two meet near 50K elements and the call
+# wins by 5-10 % from 400K (tools/bench_conv.py and bench_suite.py's W2).
+BLAS_MIN_ELEMENTS = 1 << 16
 
 
 def _library_gemm(dtype):
@@ -83,7 +89,8 @@ def gemm(a, b, c, alpha=1.0, beta=1.0, out=None):
         return broadcast_gemm(np, a, b, c, alpha, beta, out)
     if out is None:
         out = np.empty((m, n), dtype)
-    fn = blas_gemm(dtype) if a.dtype == b.dtype == out.dtype == dtype else None
+    fn = blas_gemm(dtype) if a.dtype == b.dtype == out.dtype == dtype and \
+        m * n >= BLAS_MIN_ELEMENTS else None
     if fn is None or 0 in (m, n, k) or not out.flags.c_contiguous:
         prod = np.matmul(a, b)
         if alpha != 1.0:
