@@ -56,8 +56,12 @@ def flipped(w):
 
 
 def channel_bias(xp, b, O):
-    """conv_bias's bias (any shape holding O values, or one) as an O-vector, or None."""
-    return None if b is None else xp.broadcast_to(b.reshape(-1), (O,))
+    """conv_bias's bias (any shape holding O values, or one) as an O-vector, or None
+    (broadcast_to only for one value: it costs several microseconds a call)."""
+    if b is None:
+        return None
+    b = b.reshape(-1)
+    return b if b.shape[0] == O else xp.broadcast_to(b, (O,))
 
 
 def _accumulator(xp, shape, dtype, bias):
