@@ -102,46 +102,45 @@ CHUNK = 1 << 15  # elements of a scatter-add's float64 sums made at a time: half
 MIN_CHUNK = 1 << 12  # output's, within these bounds
 
 
-def _scatter_rows(out, idx, g):
-    """out[..., idx[..., j]] += g[..., j] along the last axis of a C-ordered out whose
-    leading shape idx has. Rows at a time, so the flat indices and float64 sums take about
-    CHUNK elements, not out's size (max pooling's gradient: 2.7 MB on LeNet's first layer,
-    its step's largest transient); bincount sums repeats ~10x faster than np.add.at, in
-    float64, then rounds once."""
+def _row_chunks(out, idx, g, sums):
+    """(rows r0:r1, their flat indices into out from row `r0` on, g's rows) a few rows at
+    a time, for out[..., idx[..., j]] along the last axis of a C-ordered out whose leading
+    shape idx has (checked in range; negative ones count back). About CHUNK elements a
+    chunk: of the float64 sums when `sums` (out's rows), else of the indices (g's rows)."""
     n, lo = out.shape[-1], 0
     if idx.size:
         lo, hi = idx.min(), idx.max()
         if hi >= n or lo < -n:
             raise IndexError(f"index out of range for axis {out.ndim - 1} of size {n}")
     k = idx.shape[-1]
-    idx, g, o = idx.reshape(-1, k), g.reshape(-1, k), out.reshape(-1)
-    rows = max(1, min(CHUNK, max(MIN_CHUNK, out.size // 2)) // max(n, k, 1))
+    idx, g = idx.reshape(-1, k), g.reshape(-1, k)
+    per_row, whole = (max(n, k, 1), out.size) if sums else (max(k, 1), g.size)
+    rows = max(1, min(CHUNK, max(MIN_CHUNK, whole // 2)) // per_row)
     for r0 in range(0, idx.shape[0], rows):
         r1 = min(idx.shape[0], r0 + rows)
         flat = idx[r0:r1] % n if lo < 0 else idx[r0:r1].astype(np.int64)
         flat += np.arange(0, (r1 - r0) * n, n, dtype=np.int64)[:, None]
-        o[r0 * n:r1 * n] = np.bincount(flat.ravel(), weights=g[r0:r1].ravel(),
+        yield r0, r1, flat, g[r0:r1]
+
+
+def _scatter_rows(out, idx, g):
+    """out[..., idx[..., j]] += g[..., j] along the last axis (see _row_chunks). Rows at a
+    time, so the flat indices and float64 sums take about CHUNK elements, not out's size
+    (max pooling's gradient: 2.7 MB on LeNet's first layer, its step's largest transient);
+    bincount sums repeats ~10x faster than np.add.at, in float64, then rounds once."""
+    n, o = out.shape[-1], out.reshape(-1)
+    for r0, r1, flat, gr in _row_chunks(out, idx, g, True):
+        o[r0 * n:r1 * n] = np.bincount(flat.ravel(), weights=gr.ravel(),
                                        minlength=(r1 - r0) * n)
 
 
 def _assign_rows(out, idx, g):
-    """out[..., idx[..., j]] = g[..., j] along the last axis of a C-ordered out whose
-    leading shape idx has, for indices distinct within each row (nothing to sum): one flat
-    assignment per few rows, 5x faster than the float64 bincount and with a quarter of its
-    transients."""
-    n, lo = out.shape[-1], 0
-    if idx.size:
-        lo, hi = idx.min(), idx.max()
-        if hi >= n or lo < -n:
-            raise IndexError(f"index out of range for axis {out.ndim - 1} of size {n}")
-    k = idx.shape[-1]
-    idx, g, o = idx.reshape(-1, k), g.reshape(-1, k), out.reshape(-1)
-    rows = max(1, min(CHUNK, max(MIN_CHUNK, g.size // 2)) // max(k, 1))
-    for r0 in range(0, idx.shape[0], rows):
-        r1 = min(idx.shape[0], r0 + rows)
-        flat = idx[r0:r1] % n if lo < 0 else idx[r0:r1].astype(np.int64)
-        flat += np.arange(r0 * n, r1 * n, n, dtype=np.int64)[:, None]
-        o[flat.ravel()] = g[r0:r1].ravel()
+    """out[..., idx[..., j]] = g[..., j] along the last axis, for indices distinct within
+    each row (nothing to sum): one flat assignment per few rows, 5x faster than the
+    float64 bincount and with a quarter of its transients."""
+    n, o = out.shape[-1], out.reshape(-1)
+    for r0, r1, flat, gr in _row_chunks(out, idx, g, False):
+        o[r0 * n:r1 * n][flat.ravel()] = gr.ravel()
 
 
 def _put_along_axis_grad(x, idx, g, axis=-1, out=None, unique=False):
