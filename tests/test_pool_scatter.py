@@ -129,3 +129,21 @@ def test_col2im_scatter_plan_is_reused_across_calls():
             want = conv(x, w, b, algorithm="im2col", **a)
             np.testing.assert_allclose(conv(x, w, b, algorithm="col2im", **a), want,
                                        rtol=1e-12, atol=1e-12)
+
+
+def test_a_cnn_layer_with_a_run_time_batch_is_marked():
+    """conv -> relu -> max pooling with the batch known only at run time: the pooling's
+    batch is read from another tensor of its shape class (the conv's columns), and the
+    scatter is still marked (its rows are the pooled input's own (N, C)); O2 equals O0
+    on calls 1-3 with the batch changing."""
+    r = np.random.default_rng(12)
+    x = fc.input("x", (None, 3, 9, 9))
+    w = fc.param("w", r.standard_normal((4, 3, 3, 3)))
+    z = fc.max_pool2d(fc.relu(fc.conv2d(x, w, padding=1)), 2)
+    outs = [fc.sum(z * z), fc.grad(fc.sum(z * z), w)]
+    f2, f0 = fc.function([x], outs), fc.function([x], outs, optimize="O0")
+    assert _marked(f2)
+    for n in (2, 5, 1):
+        xv = r.standard_normal((n, 3, 9, 9))
+        for a, b in zip(f2(xv), f0(xv)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

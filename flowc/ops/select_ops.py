@@ -65,8 +65,9 @@ def _put_batch(c):
                                                                   c.out.ndim)[0] + 1)
 
 
-# unique: the indices of each row are distinct (the O2 specialize pass sets it where they
-# are max pooling's picks from disjoint windows), so the kernel assigns instead of summing.
+# unique: the indices of each row are distinct wherever their leading shape is x's (the O2
+# specialize pass sets it where they are max pooling's picks from disjoint windows and x is
+# the pooled input as (N, C, -1)), so the kernel assigns there instead of summing.
 register(OpDef("put_along_axis_grad", 3, lambda ts, a: ts[0],
                attrs={"axis": -1, "unique": False}, linear=True,
                vjp=lambda c: [None, None, L.take_along_axis(c.g, c.inputs[1], c.attrs["axis"])],

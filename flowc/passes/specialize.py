@@ -104,25 +104,34 @@ def _conv_bias_form(H, m, keep):
 
 def _disjoint_picks(H, m):
     """Whether put_along_axis_grad m scatters at max pooling's picks from windows that do
-    not overlap, each row of its indices one (image, channel) of them: the indices are
-    pool_argmax's (N, C, *out) reshaped to (N, C, -1), which model code and
-    flowc.max_pool write, with N read from the pooled input when only known at run time."""
+    not overlap into rows that are the pooled input's (image, channel) pairs: the indices
+    are pool_argmax's reshaped to rank 3, and the scattered-into value is the pooled input
+    reshaped to (N, C, -1) with its own N and C, as flowc.max_pool writes them. The kernel
+    assigns only where the indices' leading shape is then that (N, C) too, so each of
+    their rows is one (image, channel) of the picks: distinct."""
     d = H.nodes[m]
-    _, idx, _ = operands(H, m)
-    if d["attrs"].get("unique") or d["type"].ndim != 3 or d["attrs"]["axis"] % 3 != 2 or \
-            H.nodes[idx]["op"] not in ("reshape", "reshape_dyn"):
+    x3, idx, _ = operands(H, m)
+    if d["attrs"].get("unique") or d["type"].ndim != 3 or d["attrs"]["axis"] % 3 != 2:
         return False
-    shape, args = H.nodes[idx]["attrs"]["shape"], operands(H, idx)
-    pool = args[0]
-    if H.nodes[pool]["op"] != "pool_argmax" or len(shape) != 3 or shape[2] != -1:
+    views = ("reshape", "reshape_dyn")
+    if H.nodes[idx]["op"] not in views or H.nodes[x3]["op"] not in views:
         return False
-    a, (n, c) = H.nodes[pool]["attrs"], H.nodes[pool]["type"].shape[:2]
-    if any(s < k for k, s in zip(a["kernel"], a["stride"])) or c is None or shape[1] != c:
+    pool = operands(H, idx)[0]
+    if H.nodes[pool]["op"] != "pool_argmax" or H.nodes[idx]["type"].ndim != 3:
         return False
-    if shape[0] == "arg":  # the batch from a dim node: dim 0 of the pooled input
+    a, x = H.nodes[pool]["attrs"], operands(H, pool)[0]
+    if any(s < k for k, s in zip(a["kernel"], a["stride"])):
+        return False
+    shape, args = H.nodes[x3]["attrs"]["shape"], operands(H, x3)
+    n, c = H.nodes[x]["type"].shape[:2]
+    if args[0] != x or len(shape) != 3 or shape[2] != -1 or c is None or shape[1] != c:
+        return False
+    if shape[0] == ("dim", 0):  # the batch of x3's own operand, x
+        return True
+    if shape[0] == "arg":  # the batch from a dim node: dim 0 of x
         dim = args[1]
         return H.nodes[dim]["op"] == "dim" and H.nodes[dim]["attrs"]["axis"] == 0 and \
-            operands(H, dim)[0] == operands(H, pool)[0]
+            operands(H, dim)[0] == x
     return n is not None and shape[0] == n
 
 
