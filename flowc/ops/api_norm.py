@@ -120,10 +120,9 @@ def var(x, axis=None, ddof=0, keepdims=False):
     if isinstance(ddof, bool) or not isinstance(ddof, numbers.Real):
         raise op_error("var", [x], f"ddof must be a number, got {ddof!r}", cls=ArgumentError)
     axes = None if axis is None else op_axes("var", x, axis)
-    m = F.mean(x, axis=axes, keepdims=True)
-    v = F.mean(F.square(x - m), axis=axes, keepdims=keepdims)
+    _, v = moments(x, axes, keepdims)
     if ddof:
-        n = F.count(x, axis=axes, dtype=v.dtype if v.dtype.startswith("float") else "float64")
+        n = F.count(x, axis=axes, dtype=v.dtype)  # the mean's float dtype
         v = v * (n / (n - float(ddof)))
     return v
 

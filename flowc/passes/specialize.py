@@ -137,9 +137,7 @@ def _disjoint_picks(H, m):
 
 def _candidate(G, m):
     d = G.nodes[m]
-    if d["op"] == "put_along_axis_grad":
-        return True
-    if d["op"] == "conv":
+    if d["op"] in ("put_along_axis_grad", "conv"):
         return True
     if d["op"] != "matmul" or d["type"].dtype not in ("float32", "float64"):
         return False

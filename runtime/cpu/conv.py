@@ -64,6 +64,17 @@ def channel_bias(xp, b, O):
     return b if b.shape[0] == O else xp.broadcast_to(b, (O,))
 
 
+def channels_last(nd):
+    """Axes taking (n, c, *spatial) to (n, *spatial, c): for transpose, not np.moveaxis,
+    whose Python costs microseconds a call in a small conv."""
+    return (0,) + tuple(range(2, 2 + nd)) + (1,)
+
+
+def channels_first(nd):
+    """Axes taking (n, *spatial, c) back to (n, c, *spatial)."""
+    return (0, nd + 1) + tuple(range(1, nd + 1))
+
+
 def _accumulator(xp, shape, dtype, bias):
     """A channels-last accumulator starting at zero, or at conv_bias's bias."""
     if bias is None:
@@ -137,7 +148,7 @@ def _column_copies(K, stride, dilation, osz):
     return [(lead + off, (slice(None), slice(None)) + tuple(
         slice(i * d, i * d + s * (o - 1) + 1, s) for i, d, s, o in
         zip(off, dilation, stride, osz))) for off in itertools.product(*map(range, K))], \
-        (0,) + tuple(range(2, 2 + nd)) + (1,)
+        channels_last(nd)
 
 
 def columns(xp, x, K, stride, pad, dilation, lhs_dilation, osz, out=None):
@@ -167,7 +178,6 @@ def from_columns(xp, cols, w, bias, osz, res, chunked=True):
     Og, N = O // groups, cols.shape[0] // P
     cols = cols.reshape(cols.shape[0], groups, cols.shape[1] // groups)
     per = _per(chunk_bytes(res.nbytes) if chunked else None, P * Og * cols.dtype.itemsize, N)
-    last_first = (0, len(osz) + 1) + tuple(range(1, len(osz) + 1))  # (n, *p, o) -> (n, o, *p)
     for g in range(groups):
         wg = w[g * Og:(g + 1) * Og].reshape(Og, -1).T
         for n0 in range(0, N, per):
@@ -176,7 +186,7 @@ def from_columns(xp, cols, w, bias, osz, res, chunked=True):
             if bias is not None:  # conv_bias: added in cache, before the layout copy
                 y += bias[g * Og:(g + 1) * Og]
             res[n0:n1, g * Og:(g + 1) * Og] = y.reshape(
-                (n1 - n0,) + tuple(osz) + (Og,)).transpose(last_first)
+                (n1 - n0,) + tuple(osz) + (Og,)).transpose(channels_first(len(osz)))
     return res
 
 
@@ -193,15 +203,14 @@ def _offsets(xp, x, w, a, osz, res):
     # Accumulate channels-last so each offset's product adds into a contiguous block.
     acc = _accumulator(xp, (N * P, O), x.dtype, a["bias"])
     nd = len(K)
-    last = (0,) + tuple(range(2, 2 + nd)) + (1,)  # (n, c, *sp) -> (n, *sp, c): transpose,
-    # not moveaxis, whose Python costs microseconds a call
+    last = channels_last(nd)
     wt = w.transpose(last)  # (O, *K, Cg): w[:, :, off] rows as a (Cg, Og) right factor
     for off, src in _windows(xp, x, K, a["stride"], a["dilation"], osz):
         s = src.transpose(last).reshape(N * P, C)  # the only copy: x's size per offset
         for g in range(groups):
             acc[:, g * Og:(g + 1) * Og] += s[:, g * Cg:(g + 1) * Cg] @ \
                 wt[(slice(g * Og, (g + 1) * Og),) + off].T
-    res[...] = acc.reshape((N,) + osz + (O,)).transpose((0, nd + 1) + tuple(range(1, nd + 1)))
+    res[...] = acc.reshape((N,) + osz + (O,)).transpose(channels_first(nd))
 
 
 def _scatter_range(m_len, q_len, u, lo, off, s):
@@ -268,7 +277,7 @@ def _col2im(xp, x, w, a, osz, res):
                     src, dst = moves[j]
                     d = acc[(slice(None),) + dst + (slice(g * Og, (g + 1) * Og),)]
                     d += z[(slice(None),) + src + (j - j0,)]
-    res[...] = acc.transpose((0, nd + 1) + tuple(range(1, nd + 1)))
+    res[...] = acc.transpose(channels_first(nd))
 
 
 _IMPLS = {"im2col": _im2col, "offsets": _offsets, "col2im": _col2im}

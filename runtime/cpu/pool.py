@@ -68,14 +68,19 @@ def _plan(S, kernel, stride, padding, ceil_mode):
     return O, hi, windows, np.asarray(base, dtype=np.int64), table, padded
 
 
+@functools.lru_cache(maxsize=256)
+def _tables(xp, key):
+    """_plan's window bases and offset table for geometry `key`, as arrays of module xp."""
+    _, _, _, base, table, _ = _plan(*key)
+    return xp.asarray(base), xp.asarray(table)
+
+
 def make_pool_argmax(xp):
     """The kernel for array module xp."""
-    on_host = {}  # geometry -> (base, table) as xp arrays
-
     def pool_argmax(x, kernel=(1,), stride=(1,), padding=(0,), ceil_mode=False, out=None):
         S, nd = tuple(x.shape[2:]), x.ndim - 2
         key = (S, tuple(kernel), tuple(stride), tuple(padding), bool(ceil_mode))
-        O, hi, windows, base, table, padded = _plan(*key)
+        O, hi, windows, _, _, padded = _plan(*key)
         if padded:
             xp_ = xp.full(x.shape[:2] + tuple(h + p + max(q, 0) for h, p, q in
                                               zip(S, padding, hi)), -xp.inf, dtype=x.dtype)
@@ -102,11 +107,7 @@ def make_pool_argmax(xp):
         if not padded:
             # No padding: the offset's flat distance by table lookup (an integer division
             # per dim decoding `local` cost more than the running maximum itself).
-            if key not in on_host:
-                if len(on_host) >= 256:  # bounded, as _plan's cache is
-                    on_host.clear()
-                on_host[key] = (xp.asarray(base), xp.asarray(table))
-            b, t = on_host[key]
+            b, t = _tables(xp, key)
             res = out if out is not None else xp.empty(local.shape, dtype=xp.int64)
             # Into the output, then the base added in place: no int64 temporaries (2x the
             # output each); clip: no buffered copy in NumPy (local is in range by making).

@@ -117,7 +117,6 @@ def im2col(x, out=None, kernel=(1,), stride=(1,), pad=((0, 0),), dilation=(1,),
     return res
 
 
-
 conv_cols, conv_wgrad = _COLUMNS["conv_cols"], _COLUMNS["conv_wgrad"]
 
 

@@ -8,6 +8,8 @@ from . import codegen as cg
 
 GENERATED = set(cg.ELEMENTWISE_OPS) | set(cg.REDUCTIONS) | {"fused", "fused_reduce",
                                                              "random_uniform"}
+# conv_codegen.py's kernels: generated CUDA too, but not codegen's launch plans (GENERATED)
+CONV_GENERATED = {"im2col", "pool_argmax"}
 CUSOLVER = {"solve", "inv", "slogdet"}
 # Kernels that read values on the host before they launch: integer-array indexing checks its
 # indices (CuPy would wrap them), random_check its probabilities (a failed call stops there),
@@ -24,7 +26,7 @@ VIEWS = {"part", "select", "reshape", "reshape_like", "transpose", "expand_dims"
 def kernel_kind(kernel, dtype="float64") -> str:
     """'generated CUDA', 'cuBLAS', 'cuSOLVER', 'view' (no launch), 'CuPy, checked' (reads
     values on the host first) or 'CuPy' for one kernel."""
-    if kernel in GENERATED or kernel in ("im2col", "pool_argmax"):  # conv_codegen's kernels
+    if kernel in GENERATED or kernel in CONV_GENERATED:
         return "generated CUDA"
     if kernel in ("matmul", "gemm", "conv", "conv_bias", "conv_cols", "conv_wgrad"):  # conv: generated im2col, then cuBLAS
         return "cuBLAS" if np.dtype(dtype).kind in "fc" else "CuPy"
