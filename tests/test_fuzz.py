@@ -109,3 +109,21 @@ def test_the_fake_gpu_check_runs_and_catches_a_wrong_gpu_kernel(monkeypatch):
         assert e is not None and "the GPU gives" in str(e), e
     finally:
         fake_cupy.uninstall()
+
+
+def test_fuzz_seed_1322_findings(monkeypatch):
+    """Seed 1322's two findings, both in the test tools: the generator dropped, by
+    dimshuffle, an axis that was 1 in the values but a run-time size in the type (alloc of
+    a size read from an int input), and the fake GPU's argsort was NumPy's unstable
+    quicksort where CuPy sorts stably (131,073 ties ordered differently from the CPU)."""
+    stats = fuzz.Counter()
+    assert fuzz.run_check("forward", fuzz.generate(1072722938), stats) is None
+    from tests import fake_cupy
+    cp = fake_cupy.install(monkeypatch)
+    try:
+        from flowc_runtime.gpu.kernels import KERNELS as GPU
+        x = np.random.default_rng(0).integers(-2, 3, 131073).astype("float32")
+        got = GPU["argsort"].fn(cp.asarray(x), axis=-1).get()
+        np.testing.assert_array_equal(got, np.argsort(x, kind="stable"))
+    finally:
+        fake_cupy.uninstall()
